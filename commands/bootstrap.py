@@ -1,0 +1,32 @@
+"""The one place that wires the write side together: log + engine + bus (+ first-start data)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import commands.all  # noqa: F401  (fills the handler registry)
+from commands.bus import CommandBus
+from commands.store import EventLog
+
+
+def database_url_from_env(explicit: str | None = None) -> str | None:
+    return explicit or os.environ.get("ORRERY_DATABASE_URL") or None
+
+
+def open_bus(
+    database_url: str | None = None,
+    data_dir: Path | str | None = None,
+    *,
+    start: bool = True,
+    progress: Callable[[int], None] | None = None,
+    **bus_options: object,
+) -> CommandBus:
+    """Opens the log (PostgreSQL when a URL is given, else SQLite under data_dir),
+    rebuilds the Engine from it, and starts the writer."""
+    log = EventLog(database_url_from_env(database_url), data_dir)
+    bus = CommandBus(log, **bus_options)  # type: ignore[arg-type]
+    if progress is not None:
+        bus.catch_up(progress=progress)
+    return bus.start() if start else bus

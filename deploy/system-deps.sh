@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Orrery needs (idempotent; only what is missing).
+# Usage: deploy/system-deps.sh [run|test]
+set -euo pipefail
+mode=${1:-run}
+pkgs=(python3-venv python3-dev gcc pkg-config libvirt-dev libvirt-clients libvirt-daemon
+      libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils iproute2 bridge-utils)
+[[ $mode == test ]] && pkgs+=(postgresql postgresql-contrib)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) != 0 ]]; then
+    echo "missing Debian packages: ${missing[*]} (run as root or install them)" >&2; exit 1
+  fi
+  echo "installing Debian packages: ${missing[*]}"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# libvirt's QEMU driver runs guests as libvirt-qemu, which must reach /dev/kvm.
+if [[ -e /dev/kvm && $(id -u) == 0 ]]; then
+  getent group kvm >/dev/null || groupadd -r kvm
+  chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+  id libvirt-qemu >/dev/null 2>&1 && usermod -a -G kvm libvirt-qemu || true
+fi
+mkdir -p /var/log/libvirt

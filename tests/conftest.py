@@ -1,0 +1,55 @@
+"""Shared fixtures: the log on SQLite and on a real PostgreSQL.
+
+PostgreSQL comes from ORRERY_TEST_DATABASE_URL (``make test`` starts a private
+server and sets it). With ORRERY_REQUIRE_SERVICES=1 (``make test``, CI) a missing
+server fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+REQUIRE = os.environ.get("ORRERY_REQUIRE_SERVICES") == "1"
+
+
+def pg_url() -> str | None:
+    return os.environ.get("ORRERY_TEST_DATABASE_URL") or None
+
+
+def need_pg() -> str:
+    url = pg_url()
+    if url is None:
+        if REQUIRE:
+            pytest.fail("ORRERY_TEST_DATABASE_URL is not set but services are required")
+        pytest.skip("no PostgreSQL (set ORRERY_TEST_DATABASE_URL)")
+    return url
+
+
+@pytest.fixture
+def pg_schema_url() -> Iterator[str]:
+    """A PostgreSQL URL whose tables live in a fresh schema, dropped afterwards."""
+    import psycopg
+
+    url = need_pg()
+    schema = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in url else "?"
+    try:
+        yield f"{url}{sep}schema={schema}"
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_location(request: pytest.FixtureRequest, tmp_path) -> Iterator[dict]:
+    """Where the log lives: {'database_url': ..., 'data_dir': ...}, once per backend."""
+    if request.param == "sqlite":
+        yield {"database_url": None, "data_dir": tmp_path}
+    else:
+        yield {"database_url": request.getfixturevalue("pg_schema_url"), "data_dir": tmp_path}
