@@ -1,19 +1,26 @@
-"""The ``orrery`` command: one subcommand per job, each in the module that owns it.
+"""The ``orrery`` command: one subcommand per job, each in its own module ``api/cli_NAME.py``.
 
-A subcommand module provides ``add_arguments(parser)`` and ``run(args) -> int``.
-Modules are imported only when their subcommand runs, so ``--help`` stays fast.
+A subcommand module has a one-sentence docstring (its help line), ``add_arguments(parser)``
+and ``run(args) -> int``; it imports its heavy dependencies inside ``run`` so ``--help``
+stays fast. Subcommands are found by file name: add one by adding its module.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 
-# name -> (module, one-line help). Keep the help a sentence a newcomer understands.
-SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "init": ("api.cli_init", "Create the log and the first-start objects (Default DC, Blank)."),
-}
+def subcommands() -> dict[str, str]:
+    """Subcommand name -> module, from the api/cli_*.py files."""
+    import api
+
+    return {
+        m.name.removeprefix("cli_").replace("_", "-"): f"api.{m.name}"
+        for m in sorted(pkgutil.iter_modules(api.__path__), key=lambda m: m.name)
+        if m.name.startswith("cli_")
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,10 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Orrery: an event-sourced virtualization manager (oVirt 4.4 compatible).",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module, text) in SUBCOMMANDS.items():
-        p = sub.add_parser(name, help=text, description=text)
-        p.set_defaults(_module=module)
-        importlib.import_module(module).add_arguments(p)
+    for name, module_name in subcommands().items():
+        module = importlib.import_module(module_name)
+        text = (module.__doc__ or name).strip().splitlines()[0]
+        p = sub.add_parser(name, help=text, description=module.__doc__)
+        p.set_defaults(_module=module_name)
+        module.add_arguments(p)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""``orrery init``: open (and create) the log, rebuild the engine, report what is there."""
+"""Open (and create) the log, rebuild the engine from it, and report what is there."""
 
 from __future__ import annotations
 

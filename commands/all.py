@@ -1,5 +1,14 @@
-"""Imports every command area so the command and handler registries are complete."""
+"""Imports every command module so the command and handler registries are complete."""
 
-from commands import datacenter
+from __future__ import annotations
 
-__all__ = ["datacenter"]
+import importlib
+import pkgutil
+
+import commands
+
+LOADED = [
+    importlib.import_module(f"commands.{m.name}")
+    for m in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name)
+    if m.name not in ("all", "bootstrap")
+]

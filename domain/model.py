@@ -1,5 +1,14 @@
-"""Imports every area of the model so the event and aggregate registries are complete."""
+"""Imports every module of the domain so the event and aggregate registries are complete."""
 
-from domain import base, cluster, datacenter, engine, network, statuses, storage
+from __future__ import annotations
 
-__all__ = ["base", "cluster", "datacenter", "engine", "network", "statuses", "storage"]
+import importlib
+import pkgutil
+
+import domain
+
+LOADED = [
+    importlib.import_module(f"domain.{m.name}")
+    for m in sorted(pkgutil.iter_modules(domain.__path__), key=lambda m: m.name)
+    if m.name != "model"
+]
