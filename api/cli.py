@@ -12,6 +12,7 @@ import importlib
 import pkgutil
 import sys
 
+
 def subcommands() -> dict[str, str]:
     """Subcommand name -> module, from the api/cli_*.py files."""
     import api
