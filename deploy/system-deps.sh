@@ -3,7 +3,7 @@
 # Usage: deploy/system-deps.sh [run|test]
 set -euo pipefail
 mode=${1:-run}
-pkgs=(python3-venv python3-dev gcc pkg-config libvirt-dev libvirt-clients libvirt-daemon
+pkgs=(gcc pkg-config libcurl4-openssl-dev libssl-dev libvirt-dev libvirt-clients libvirt-daemon
       libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils iproute2 bridge-utils)
 [[ $mode == test ]] && pkgs+=(postgresql postgresql-contrib)
 missing=()
