@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m bench NAME [--json]``; each ``bench/NAME.py`` is one benchmark."""

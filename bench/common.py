@@ -1,0 +1,108 @@
+"""What every benchmark shares: the database, a private schema, memory and latency figures."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def database_url(explicit: str | None = None) -> str:
+    """The given URL, else $ORRERY_DATABASE_URL, else the private dev server (started)."""
+    url = explicit or os.environ.get("ORRERY_DATABASE_URL")
+    if url:
+        return url
+    out = subprocess.run(
+        [str(ROOT / "deploy" / "dev-postgres.sh")], check=True, capture_output=True, text=True
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+def with_schema(url: str, schema: str) -> str:
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}schema={schema}"
+
+
+@contextmanager
+def fresh_schema(url: str, prefix: str = "bench") -> Iterator[str]:
+    """A URL whose tables live in a new schema; the schema is dropped afterwards."""
+    import psycopg
+
+    base = url.split("?", 1)[0]
+    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield with_schema(base, schema)
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def rss_mb() -> float:
+    """This process's resident set size in MiB (Linux)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return 0.0  # pragma: no cover
+
+
+class LatencyHistogram:
+    """Latencies in log-spaced buckets (1 % wide): constant memory however long the run."""
+
+    _PER_DECADE = 230  # ln(10) / ln(1.01)
+
+    def __init__(self) -> None:
+        self.counts = [0] * (self._PER_DECADE * 8)  # 1 us .. 100 s
+        self.n = 0
+        self.max_s = 0.0
+
+    def add(self, seconds: float) -> None:
+        us = seconds * 1e6
+        i = int(math.log(us) * 100.5) if us > 1 else 0  # ln(1.01) ~ 1/100.5
+        if i >= len(self.counts):
+            i = len(self.counts) - 1
+        self.counts[i] += 1
+        self.n += 1
+        if seconds > self.max_s:
+            self.max_s = seconds
+
+    def merge(self, other: LatencyHistogram) -> None:
+        for i, c in enumerate(other.counts):
+            if c:
+                self.counts[i] += c
+        self.n += other.n
+        self.max_s = max(self.max_s, other.max_s)
+
+    def percentile_ms(self, p: float) -> float:
+        if self.n == 0:
+            return 0.0
+        rank = math.ceil(self.n * p / 100)
+        seen = 0
+        for i, c in enumerate(self.counts):
+            seen += c
+            if seen >= rank:
+                return round(math.exp((i + 0.5) / 100.5) / 1000, 3)
+        return round(self.max_s * 1000, 3)  # pragma: no cover
+
+
+def format_table(name: str, result: dict[str, Any]) -> str:
+    width = max((len(k) for k in result), default=0)
+    lines = [f"bench {name}", "-" * (width + 24)]
+    for key, value in result.items():
+        if isinstance(value, float):
+            shown = f"{value:,.3f}" if abs(value) < 100 else f"{value:,.1f}"
+        elif isinstance(value, int) and not isinstance(value, bool):
+            shown = f"{value:,}"
+        else:
+            shown = str(value)
+        lines.append(f"{key:<{width}}  {shown}")
+    return "\n".join(lines)

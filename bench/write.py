@@ -1,0 +1,229 @@
+"""Write throughput: concurrent single-event commands through the real CommandBus.
+
+``clients`` clients each update the description of their own data center, one command
+at a time, and time submit -> committed. The baseline, on the same database in the same
+run, is the eventsourcing library's default: each of ``clients`` threads saves one event
+of a plain library Aggregate per ``Application.save()``. It runs before and after the
+bus run; the mean is the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import threading
+import time
+import uuid
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate, event
+
+from bench.common import LatencyHistogram, database_url, fresh_schema, rss_mb
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--events", type=int, default=300_000, help="commands in the bus run")
+    parser.add_argument("--baseline-events", type=int, default=3000, help="saves per baseline run")
+    parser.add_argument("--mode", choices=("thread", "async"), default="thread")
+    parser.add_argument("--max-batch", type=int, default=None)
+    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--no-command-ids", action="store_true")
+
+
+# -- the baseline: the library's own way, one save per command ------------------------
+class Note(Aggregate):
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+        self.text = ""
+
+    @event("Described")
+    def describe(self, text: str) -> None:
+        self.text = text
+
+
+class BaselineApp(Application[UUID]):
+    name = "BenchBaseline"
+
+
+def _baseline_env(url: str, pool: int) -> dict[str, str]:
+    from commands.store import _foreign_setting, persistence_env
+
+    env = {k: "" for k in os.environ if _foreign_setting(k)}
+    env.update(persistence_env(url, None))
+    env.update(
+        POSTGRES_POOL_SIZE=str(pool),
+        POSTGRES_MAX_OVERFLOW="0",
+        POSTGRES_LOCK_TIMEOUT="0",
+        CREATE_TABLE="y",
+    )
+    return env
+
+
+def run_baseline(url: str, clients: int, total: int) -> float:
+    app = BaselineApp(env=_baseline_env(url, clients))
+    try:
+        notes = [Note(owner=f"client{i}") for i in range(clients)]
+        app.save(*notes)
+        per = max(1, total // clients)
+        start = threading.Barrier(clients + 1)
+
+        def client(note: Note) -> None:
+            start.wait()
+            for n in range(per):
+                note.describe(f"text {n}")
+                app.save(note)
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in notes]
+        for t in threads:
+            t.start()
+        start.wait()
+        t0 = time.perf_counter()
+        for t in threads:
+            t.join()
+        return per * clients / (time.perf_counter() - t0)
+    finally:
+        app.close()
+
+
+# -- the bus ---------------------------------------------------------------------------
+def _clients_threads(bus: Any, dcs: list[UUID], per: int, ids: bool) -> list[LatencyHistogram]:
+    from commands.datacenter import UpdateDataCenter
+
+    hists = [LatencyHistogram() for _ in dcs]
+    run = uuid.uuid4().hex[:8]
+    start = threading.Barrier(len(dcs) + 1)
+    errors: list[BaseException] = []
+
+    def client(i: int) -> None:
+        dc, hist = dcs[i], hists[i]
+        submit, clock = bus.submit, time.perf_counter
+        start.wait()
+        try:
+            for n in range(per):
+                cmd = UpdateDataCenter(
+                    data_center_id=dc,
+                    description=f"d{n}",
+                    command_id=f"{run}-{i}-{n}" if ids else None,
+                )
+                t0 = clock()
+                submit(cmd).result(60)
+                hist.add(clock() - t0)
+        except BaseException as e:  # pragma: no cover - reported
+            errors.append(e)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(dcs))]
+    for t in threads:
+        t.start()
+    start.wait()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return hists
+
+
+def _clients_async(bus: Any, dcs: list[UUID], per: int, ids: bool) -> list[LatencyHistogram]:
+    from commands.datacenter import UpdateDataCenter
+
+    hists = [LatencyHistogram() for _ in dcs]
+    run = uuid.uuid4().hex[:8]
+
+    async def client(i: int) -> None:
+        dc, hist = dcs[i], hists[i]
+        clock = time.perf_counter
+        for n in range(per):
+            cmd = UpdateDataCenter(
+                data_center_id=dc,
+                description=f"d{n}",
+                command_id=f"{run}-{i}-{n}" if ids else None,
+            )
+            t0 = clock()
+            await bus.execute_async(cmd)
+            hist.add(clock() - t0)
+
+    async def main() -> None:
+        await asyncio.gather(*(client(i) for i in range(len(dcs))))
+
+    asyncio.run(main())
+    return hists
+
+
+def run_bus(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    from commands.bootstrap import open_bus
+    from commands.bus import IDEMPOTENCY_WINDOW
+    from commands.datacenter import AddDataCenter
+
+    options: dict[str, Any] = {}
+    if args.max_batch:
+        options["max_batch"] = args.max_batch
+    bus = open_bus(url, **options)
+    try:
+        dcs = [bus.execute(AddDataCenter(name=f"bench-dc-{i}")).value for i in range(args.clients)]
+        per = max(1, args.events // args.clients)
+        samples: list[float] = []
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(1.0):
+                samples.append(rss_mb())
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        rss_start = rss_mb()
+        batches0, head0 = bus.batches, bus.log.head()
+        sampler.start()
+        t0 = time.perf_counter()
+        drive = _clients_async if args.mode == "async" else _clients_threads
+        hists = drive(bus, dcs, per, not args.no_command_ids)
+        elapsed = time.perf_counter() - t0
+        done.set()
+        sampler.join()
+        rss_end = rss_mb()
+        events = bus.log.head() - head0
+        batches = bus.batches - batches0
+    finally:
+        bus.stop()
+        bus.log.close()
+    hist = LatencyHistogram()
+    for h in hists:
+        hist.merge(h)
+    mid = samples[len(samples) // 2] if samples else rss_end
+    return {
+        "commands": per * args.clients,
+        "events": events,
+        "seconds": round(elapsed, 2),
+        "events_per_s": round(events / elapsed, 1),
+        "p50_ms": hist.percentile_ms(50),
+        "p99_ms": hist.percentile_ms(99),
+        "max_ms": round(hist.max_s * 1000, 3),
+        "batches": batches,
+        "events_per_batch": round(events / max(1, batches), 2),
+        "rss_mb_start": rss_start,
+        "rss_mb_mid": mid,
+        "rss_mb_peak": max([rss_start, rss_end, *samples]),
+        "rss_mb_end": rss_end,
+        "idempotency_window": IDEMPOTENCY_WINDOW,
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    url = database_url(args.database_url)
+    with fresh_schema(url, "bench_write") as schema_url:
+        before = after = 0.0
+        if not args.no_baseline:
+            before = run_baseline(schema_url, args.clients, args.baseline_events)
+        result = run_bus(schema_url, args)
+        if not args.no_baseline:
+            after = run_baseline(schema_url, args.clients, args.baseline_events)
+    out: dict[str, Any] = {"bench": "write", "clients": args.clients, "mode": args.mode}
+    out.update(result)
+    if not args.no_baseline:
+        baseline = (before + after) / 2
+        out["baseline_events_per_s"] = round(baseline, 1)
+        out["baseline_before"] = round(before, 1)
+        out["baseline_after"] = round(after, 1)
+        out["ratio"] = round(out["events_per_s"] / baseline, 2)
+    return out
