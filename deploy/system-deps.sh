@@ -19,6 +19,11 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 # libvirt's QEMU driver runs guests as libvirt-qemu, which must reach /dev/kvm.
+# libvirtd refuses to start its QEMU driver when that user does not exist (minimal images).
+if [[ $(id -u) == 0 ]] && ! id libvirt-qemu >/dev/null 2>&1; then
+  getent group kvm >/dev/null || groupadd -r kvm
+  useradd -r -g kvm -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu
+fi
 if [[ -e /dev/kvm && $(id -u) == 0 ]]; then
   getent group kvm >/dev/null || groupadd -r kvm
   chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
