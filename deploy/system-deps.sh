@@ -24,6 +24,7 @@ if [[ $(id -u) == 0 ]] && ! id libvirt-qemu >/dev/null 2>&1; then
   getent group kvm >/dev/null || groupadd -r kvm
   useradd -r -g kvm -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu
 fi
+[[ $(id -u) == 0 ]] && { getent group libvirt-qemu >/dev/null || groupadd -r libvirt-qemu; }
 if [[ -e /dev/kvm && $(id -u) == 0 ]]; then
   getent group kvm >/dev/null || groupadd -r kvm
   chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
