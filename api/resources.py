@@ -1,0 +1,1484 @@
+"""The API's collections as declarations: element names, fields, sub-collections, and the
+commands that add, update, remove and act on them.
+
+A ``Resource`` names its REST path (``datacenters``), its XML/JSON element (``data_center``),
+the aggregate class it shows (by class name, so an area that has not landed yet is simply
+absent), how each field renders (``fields``), and ``Input`` mappings from request bodies to
+command classes (by command name). Adding an area is adding one declaration below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from api.faults import ApiError, bad_request, not_found
+
+BASE = "/ovirt-engine/api"
+MISSING: Any = msgspec.UNSET
+BLANK_TEMPLATE_ID = "00000000-0000-0000-0000-000000000000"
+
+# -- reading request bodies ---------------------------------------------------------
+
+
+def dig(body: Any, path: str) -> Any:
+    cur = body
+    for part in path.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return MISSING
+        cur = cur[part]
+    return cur
+
+
+def text(path: str) -> Callable[[Any, Any], Any]:
+    def get(body: Any, env: Any) -> Any:
+        v = dig(body, path)
+        if isinstance(v, dict):
+            v = v.get("$text", MISSING)
+        if isinstance(v, list):
+            raise bad_request(f"Element '{path}' given more than once.", path)
+        return v
+
+    get.path = path  # type: ignore[attr-defined]
+    return get
+
+
+def flag(path: str) -> Callable[[Any, Any], Any]:
+    def get(body: Any, env: Any) -> Any:
+        v = text(path)(body, env)
+        if v is MISSING:
+            return v
+        low = str(v).strip().lower()
+        if low in ("true", "1"):
+            return True
+        if low in ("false", "0"):
+            return False
+        raise bad_request(f"Invalid value '{v}' of '{path}': expected true or false.", path)
+
+    get.path = path  # type: ignore[attr-defined]
+    return get
+
+
+def number(path: str) -> Callable[[Any, Any], Any]:
+    def get(body: Any, env: Any) -> Any:
+        v = text(path)(body, env)
+        if v is MISSING:
+            return v
+        try:
+            return int(str(v).strip())
+        except ValueError:
+            raise bad_request(
+                f"Invalid value '{v}' of '{path}': expected an integer.", path
+            ) from None
+
+    get.path = path  # type: ignore[attr-defined]
+    return get
+
+
+def ref(path: str, resource: str) -> Callable[[Any, Any], Any]:
+    """A reference given as <path id=".."/> or <path><name>..</name></path>."""
+
+    def get(body: Any, env: Any) -> Any:
+        v = dig(body, path)
+        if v is MISSING or v == "":
+            return MISSING
+        if not isinstance(v, dict):
+            raise bad_request(f"Element '{path}' must carry an id or a name.", path)
+        res = RESOURCES[resource]
+        if v.get("id"):
+            oid = parse_id(v["id"], path)
+            if res.cls and env.reads.get(res.cls, oid) is None:
+                raise not_found(f"Entity not found: {res.label}: id={oid}")
+            return oid
+        name = v.get("name")
+        if isinstance(name, str) and name:
+            obj = env.reads.by_name(res.cls, name) if res.cls else None
+            if obj is None:
+                raise not_found(f"Entity not found: {res.label}: name={name}")
+            return obj.id
+        raise bad_request(f"Element '{path}' must carry an id or a name.", path)
+
+    get.path = path  # type: ignore[attr-defined]
+    return get
+
+
+def version_in(path: str) -> Callable[[Any, Any], Any]:
+    def get(body: Any, env: Any) -> Any:
+        v = dig(body, path)
+        if v is MISSING:
+            return v
+        if isinstance(v, dict):
+            major, minor = v.get("major", ""), v.get("minor", "")
+            if not str(major).isdigit() or not str(minor).isdigit():
+                raise bad_request(f"Element '{path}' needs integer major and minor.", path)
+            return f"{int(major)}.{int(minor)}"
+        return v
+
+    get.path = path  # type: ignore[attr-defined]
+    return get
+
+
+def listed(path: str, item: str, sub: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """A list <path><item>..</item>...</path>, each item read by ``sub``."""
+
+    def get(body: Any, env: Any) -> Any:
+        v = dig(body, path)
+        if v is MISSING:
+            return v
+        if not isinstance(v, dict):
+            return []
+        items = v.get(item, [])
+        if not isinstance(items, list):
+            items = [items]
+        return [sub(i, env) for i in items]
+
+    get.path = path  # type: ignore[attr-defined]
+    return get
+
+
+def const(value: Any) -> Callable[[Any, Any], Any]:
+    return lambda body, env: value
+
+
+def parse_id(v: Any, field: str = "id") -> UUID:
+    try:
+        return UUID(str(v))
+    except ValueError:
+        raise bad_request(f"Invalid id '{v}' of '{field}'.", field) from None
+
+
+class Input:
+    """Turns a request (body, path ids, query) into a command.
+
+    ``fields`` maps command field -> extractor(body, env). ``id_field`` receives the
+    object's id from the path, ``parent_field`` the parent's id for sub-collections,
+    ``query`` maps command fields to query parameters (``force``, ``async``...).
+    """
+
+    def __init__(
+        self,
+        command: str,
+        fields: dict[str, Callable[[Any, Any], Any]] | None = None,
+        *,
+        id_field: str | None = None,
+        parent_field: str | None = None,
+        query: dict[str, str] | None = None,
+        item_field: str | None = None,
+    ) -> None:
+        self.command = command
+        self.fields = fields or {}
+        self.id_field = id_field
+        self.parent_field = parent_field
+        self.item_field = item_field
+        self.query = query or {}
+
+    def command_class(self) -> type | None:
+        import commands.all  # noqa: F401
+        from commands.messages import COMMAND_TYPES
+
+        return COMMAND_TYPES.get(self.command)
+
+    def xml_name(self, field: str | None) -> str | None:
+        if field is None:
+            return None
+        head = field.split(".", 1)[0]
+        ex = self.fields.get(head)
+        return getattr(ex, "path", None) or field
+
+    def build(
+        self,
+        body: Any,
+        env: Any,
+        *,
+        obj_id: UUID | None = None,
+        parent_id: UUID | None = None,
+        item_id: UUID | None = None,
+        query: dict[str, str] | None = None,
+    ) -> Any:
+        from commands.messages import parse_command
+
+        cls = self.command_class()
+        if cls is None:
+            raise ApiError(405, "Not Supported", f"{self.command} is not available yet.")
+        known = set(cls.__struct_fields__)
+        data: dict[str, Any] = {}
+        for field, ex in self.fields.items():
+            if field not in known:
+                continue
+            v = ex(body if isinstance(body, dict) else {}, env)
+            if v is not MISSING:
+                data[field] = v
+        for field, param in self.query.items():
+            if field in known and query and param in query:
+                data[field] = query[param].lower() in ("true", "1")
+        for field, v in ((self.id_field, obj_id), (self.parent_field, parent_id)):
+            if field and v is not None:
+                data[field] = v
+        if self.item_field and item_id is not None:
+            data[self.item_field] = item_id
+        if "actor" in known:
+            data["actor"] = env.user_name
+            data["actor_id"] = env.user_id
+            data["correlation_id"] = env.correlation_id
+        from domain.base import InvalidInput
+
+        try:
+            return parse_command(cls, data)
+        except InvalidInput as e:
+            name = self.xml_name(e.field)
+            detail = e.message
+            if name and e.field and name != e.field:
+                detail = detail.replace(f"'{e.field}'", f"'{name}'").replace(
+                    f"`{e.field}`", f"`{name}`"
+                )
+            raise bad_request(detail, name) from None
+
+
+# -- rendering ------------------------------------------------------------------------
+
+
+def attr(name: str) -> Callable[[Any], Any]:
+    def get(o: Any) -> Any:
+        v = getattr(o, name, None)
+        if isinstance(v, UUID):
+            return str(v)
+        if isinstance(v, datetime):
+            return v.isoformat()
+        return v
+
+    return get
+
+
+def when(name: str) -> Callable[[Any], Any]:
+    def get(o: Any) -> Any:
+        v = getattr(o, name, None)
+        if v is None or v == "":
+            return None
+        if isinstance(v, datetime):
+            return v.isoformat()
+        return str(v)
+
+    return get
+
+
+def link_to(resource: str, name: str) -> Callable[[Any], Any]:
+    def get(o: Any) -> Any:
+        v = getattr(o, name, None)
+        if v is None:
+            return None
+        return {"href": f"{BASE}/{resource}/{v}", "id": str(v)}
+
+    return get
+
+
+def version_of(name: str) -> Callable[[Any], Any]:
+    def get(o: Any) -> Any:
+        v = getattr(o, name, None)
+        if not v:
+            return None
+        major, _, minor = str(v).partition(".")
+        return {"major": major, "minor": minor or "0"}
+
+    return get
+
+
+def nested(**parts: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def get(o: Any) -> Any:
+        d = {k: fn(o) for k, fn in parts.items()}
+        d = {k: v for k, v in d.items() if v is not None}
+        return d or None
+
+    return get
+
+
+def fixed(value: Any) -> Callable[[Any], Any]:
+    return lambda o: value
+
+
+def names_list(name: str, outer: str, inner: str) -> Callable[[Any], Any]:
+    def get(o: Any) -> Any:
+        v = getattr(o, name, None)
+        if v is None:
+            return None
+        return {inner: [str(x) for x in v]}
+
+    return get
+
+
+class Sub:
+    """A sub-collection of an object.
+
+    kind ``child``: another resource's objects whose ``attr`` is the parent's id
+    (clusters of a data center); ``embedded``: items held inside the parent aggregate
+    (a VM's nics); ``empty``: always an empty list (numanodes while there are none).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        kind: str,
+        *,
+        resource: str | None = None,
+        attr: str | None = None,
+        tag: str | None = None,
+        tags: str | None = None,
+        items: Callable[[Any, Any], Iterable[Any]] | None = None,
+        fields: list[tuple[str, Callable[[Any], Any]]] | None = None,
+        add: Input | None = None,
+        update: Input | None = None,
+        remove: Input | None = None,
+        actions: dict[str, Input] | None = None,
+        match: Callable[[Any, Any], bool] | None = None,
+    ) -> None:
+        self.path = path
+        self.kind = kind
+        self.resource = resource
+        self.attr = attr
+        self.tag = tag
+        self.tags = tags or path
+        self.items = items
+        self.fields = fields or []
+        self.add = add
+        self.update = update
+        self.remove = remove
+        self.actions = actions or {}
+        self.match = match
+
+
+class Resource:
+    def __init__(
+        self,
+        path: str,
+        tag: str,
+        cls: str | None,
+        fields: list[tuple[str, Callable[[Any], Any]]],
+        *,
+        tags: str | None = None,
+        label: str | None = None,
+        add: Input | None = None,
+        update: Input | None = None,
+        remove: Input | None = None,
+        actions: dict[str, Input] | None = None,
+        subs: list[Sub] | None = None,
+        search: dict[str, Callable[[Any, Any], list[str]]] | None = None,
+        searchable: bool = True,
+        source: Callable[[Any, Any], list[Any]] | None = None,
+        lookup: Callable[[Any, str], Any] | None = None,
+        cache: bool = True,
+    ) -> None:
+        self.path = path
+        self.tag = tag
+        self.tags = tags or tag + "s"
+        self.cls = cls
+        self.label = label or tag.replace("_", " ").title()
+        self.fields = fields
+        self.add = add
+        self.update = update
+        self.remove = remove
+        self.actions = actions or {}
+        self.subs = {s.path: s for s in subs or []}
+        self.search = search or {}
+        self.searchable = searchable
+        self.source = source
+        self.lookup = lookup
+        self.cache = cache and source is None
+        self._action_links = [(verb, f"{{href}}/{verb}") for verb in sorted(self.actions)]
+
+    def available(self) -> bool:
+        if self.source is not None:
+            return True
+        from api.reads import aggregate_class
+
+        return self.cls is not None and aggregate_class(self.cls) is not None
+
+    def href(self, obj: Any) -> str:
+        return f"{BASE}/{self.path}/{obj.id}"
+
+    def render(self, obj: Any) -> dict[str, Any]:
+        href = self.href(obj)
+        d: dict[str, Any] = {"href": href, "id": str(obj.id)}
+        if self.actions:
+            d["actions"] = {
+                "link": [{"href": f"{href}/{verb}", "rel": verb} for verb in sorted(self.actions)]
+            }
+        for tag, fn in self.fields:
+            v = fn(obj)
+            if v is not None:
+                if tag == "+":
+                    d.update(v)
+                else:
+                    d[tag] = v
+        if self.subs:
+            d["link"] = [{"href": f"{href}/{p}", "rel": p} for p in self.subs]
+        return d
+
+    # What a search key reads on an object.
+    def search_values(self, obj: Any, key: str, reads: Any) -> list[str]:
+        fn = self.search.get(key)
+        if fn is not None:
+            return [str(v) for v in fn(obj, reads)]
+        for cand in (key, f"{key}_id"):
+            if hasattr(obj, cand):
+                v = getattr(obj, cand)
+                if cand.endswith("_id") and v is not None:
+                    target = reads.any(v)
+                    names = [str(v)]
+                    if target is not None and hasattr(target, "name"):
+                        names.append(target.name)
+                    return names
+                if isinstance(v, bool):
+                    return ["true" if v else "false"]
+                if v is None:
+                    return [""]
+                if isinstance(v, tuple):
+                    return [str(x) for x in v]
+                return [str(v)]
+        raise bad_request(f"Invalid search key '{key}' for {self.tags}.", "search")
+
+
+def _ref_name(attr_name: str) -> Callable[[Any, Any], list[str]]:
+    def get(o: Any, reads: Any) -> list[str]:
+        v = getattr(o, attr_name, None)
+        if v is None:
+            return [""]
+        t = reads.any(v)
+        return [str(v), getattr(t, "name", "")] if t is not None else [str(v)]
+
+    return get
+
+
+def _dc_of_cluster(o: Any, reads: Any) -> list[str]:
+    c = reads.any(getattr(o, "cluster_id", None)) if getattr(o, "cluster_id", None) else None
+    dc_id = getattr(o, "data_center_id", None) or getattr(c, "data_center_id", None)
+    if dc_id is None:
+        return [""]
+    dc = reads.any(dc_id)
+    return [str(dc_id), getattr(dc, "name", "")]
+
+
+# -- the collections ------------------------------------------------------------------
+
+DC = Resource(
+    "datacenters",
+    "data_center",
+    "DataCenter",
+    [
+        ("name", attr("name")),
+        ("description", attr("description")),
+        ("local", attr("local")),
+        ("quota_mode", attr("quota_mode")),
+        ("status", attr("status")),
+        ("storage_format", fixed("v5")),
+        ("version", version_of("compatibility_version")),
+        (
+            "supported_versions",
+            fixed({"version": [{"major": "4", "minor": m} for m in "234567"]}),
+        ),
+    ],
+    label="Data Center",
+    add=Input(
+        "AddDataCenter",
+        {
+            "name": text("name"),
+            "description": text("description"),
+            "local": flag("local"),
+            "version": version_in("version"),
+            "quota_mode": text("quota_mode"),
+            "id": text("id"),
+        },
+    ),
+    update=Input(
+        "UpdateDataCenter",
+        {
+            "name": text("name"),
+            "description": text("description"),
+            "local": flag("local"),
+            "version": version_in("version"),
+            "quota_mode": text("quota_mode"),
+        },
+        id_field="data_center_id",
+    ),
+    remove=Input("RemoveDataCenter", id_field="data_center_id", query={"force": "force"}),
+    actions={"cleanfinishedtasks": Input("CleanFinishedTasks", id_field="data_center_id")},
+    subs=[
+        Sub("clusters", "child", resource="clusters", attr="data_center_id"),
+        Sub("networks", "child", resource="networks", attr="data_center_id"),
+        Sub(
+            "storagedomains",
+            "child",
+            resource="storagedomains",
+            attr="data_center_id",
+            add=Input(
+                "AttachStorageDomain",
+                {"storage_domain_id": ref("", "storagedomains")},
+                parent_field="data_center_id",
+            ),
+            remove=Input(
+                "DetachStorageDomain",
+                parent_field="data_center_id",
+                item_field="storage_domain_id",
+                query={"force": "force"},
+            ),
+            actions={
+                "activate": Input(
+                    "ActivateStorageDomain",
+                    parent_field="data_center_id",
+                    item_field="storage_domain_id",
+                ),
+                "deactivate": Input(
+                    "DeactivateStorageDomain",
+                    {"force": flag("force")},
+                    parent_field="data_center_id",
+                    item_field="storage_domain_id",
+                ),
+            },
+        ),
+        Sub("quotas", "child", resource="quotas", attr="data_center_id"),
+        Sub("permissions", "child", resource="permissions", attr="object_id"),
+    ],
+)
+
+CLUSTER = Resource(
+    "clusters",
+    "cluster",
+    "Cluster",
+    [
+        ("name", attr("name")),
+        ("description", attr("description")),
+        ("data_center", link_to("datacenters", "data_center_id")),
+        ("cpu", nested(type=attr("cpu_type"), architecture=fixed("x86_64"))),
+        (
+            "memory_policy",
+            nested(
+                over_commit=nested(percent=attr("memory_overcommit")),
+            ),
+        ),
+        ("scheduling_policy", nested(name=attr("scheduling_policy"))),
+        ("migration", nested(policy=nested(id=attr("migration_policy")))),
+        ("ha_reservation", attr("ha_reservation")),
+        ("version", version_of("compatibility_version")),
+    ],
+    label="Cluster",
+    add=Input(
+        "AddCluster",
+        {
+            "name": text("name"),
+            "description": text("description"),
+            "data_center_id": ref("data_center", "datacenters"),
+            "cpu_type": text("cpu.type"),
+            "memory_overcommit": number("memory_policy.over_commit.percent"),
+            "scheduling_policy": text("scheduling_policy.name"),
+            "ha_reservation": flag("ha_reservation"),
+            "version": version_in("version"),
+            "id": text("id"),
+        },
+    ),
+    update=Input(
+        "UpdateCluster",
+        {
+            "name": text("name"),
+            "description": text("description"),
+            "cpu_type": text("cpu.type"),
+            "memory_overcommit": number("memory_policy.over_commit.percent"),
+            "scheduling_policy": text("scheduling_policy.name"),
+            "ha_reservation": flag("ha_reservation"),
+        },
+        id_field="cluster_id",
+    ),
+    remove=Input("RemoveCluster", id_field="cluster_id"),
+    search={"datacenter": _ref_name("data_center_id"), "data_center": _ref_name("data_center_id")},
+    subs=[
+        Sub("hosts", "child", resource="hosts", attr="cluster_id"),
+        Sub("networks", "empty", tag="network"),
+        Sub("affinitygroups", "child", resource="affinitygroups", attr="cluster_id"),
+        Sub("permissions", "child", resource="permissions", attr="object_id"),
+    ],
+)
+
+HOST = Resource(
+    "hosts",
+    "host",
+    "Host",
+    [
+        ("name", attr("name")),
+        ("description", attr("description")),
+        ("address", attr("address")),
+        ("port", attr("port")),
+        ("cluster", link_to("clusters", "cluster_id")),
+        ("status", attr("status")),
+        ("status_detail", attr("status_detail")),
+        ("spm", nested(priority=attr("spm_priority"))),
+        (
+            "cpu",
+            nested(
+                name=attr("cpu_model"),
+                topology=nested(cores=attr("cpu_cores"), sockets=fixed(1), threads=fixed(1)),
+            ),
+        ),
+        ("memory", attr("memory_total")),
+        ("hardware_information", nested(uuid=attr("hardware_uuid"))),
+        (
+            "version",
+            nested(full_version=attr("libvirt_version")),
+        ),
+        ("type", fixed("rhel")),
+    ],
+    label="Host",
+    add=Input(
+        "AddHost",
+        {
+            "name": text("name"),
+            "description": text("description"),
+            "address": text("address"),
+            "port": number("port"),
+            "cluster_id": ref("cluster", "clusters"),
+            "root_password": text("root_password"),
+            "spm_priority": number("spm.priority"),
+            "id": text("id"),
+        },
+        query={"activate": "activate"},
+    ),
+    update=Input(
+        "UpdateHost",
+        {
+            "name": text("name"),
+            "description": text("description"),
+            "address": text("address"),
+            "spm_priority": number("spm.priority"),
+        },
+        id_field="host_id",
+    ),
+    remove=Input("RemoveHost", id_field="host_id", query={"force": "force"}),
+    actions={
+        "activate": Input("ActivateHost", id_field="host_id"),
+        "deactivate": Input("DeactivateHost", {"reason": text("reason")}, id_field="host_id"),
+        "refresh": Input("RefreshHost", id_field="host_id"),
+        "install": Input("InstallHost", id_field="host_id"),
+        "upgradecheck": Input("UpgradeCheckHost", id_field="host_id"),
+        "fence": Input("FenceHost", {"fence_type": text("fence_type")}, id_field="host_id"),
+    },
+    search={"cluster": _ref_name("cluster_id"), "datacenter": _dc_of_cluster},
+    subs=[
+        Sub("nics", "empty", tag="host_nic"),
+        Sub("statistics", "empty", tag="statistic"),
+        Sub("permissions", "child", resource="permissions", attr="object_id"),
+    ],
+)
+
+SD = Resource(
+    "storagedomains",
+    "storage_domain",
+    "StorageDomain",
+    [
+        ("name", attr("name")),
+        ("description", attr("description")),
+        ("type", attr("domain_type")),
+        ("status", attr("status")),
+        ("master", attr("master")),
+        (
+            "storage",
+            nested(type=attr("storage_type"), address=attr("address"), path=attr("path")),
+        ),
+        ("available", attr("available")),
+        ("used", attr("used")),
+        ("storage_format", fixed("v5")),
+        (
+            "data_centers",
+            lambda o: (
+                {
+                    "data_center": [
+                        {
+                            "href": f"{BASE}/datacenters/{o.data_center_id}",
+                            "id": str(o.data_center_id),
+                        }
+                    ]
+                }
+                if getattr(o, "data_center_id", None)
+                else None
+            ),
+        ),
+    ],
+    label="Storage Domain",
+    add=Input(
+        "AddStorageDomain",
+        {
+            "name": text("name"),
+            "description": text("description"),
+            "domain_type": text("type"),
+            "storage_type": text("storage.type"),
+            "address": text("storage.address"),
+            "path": text("storage.path"),
+            "host_id": ref("host", "hosts"),
+            "id": text("id"),
+        },
+    ),
+    update=Input(
+        "UpdateStorageDomain",
+        {"name": text("name"), "description": text("description")},
+        id_field="storage_domain_id",
+    ),
+    remove=Input(
+        "RemoveStorageDomain",
+        {"host_id": ref("host", "hosts")},
+        id_field="storage_domain_id",
+        query={"format": "format", "destroy": "destroy"},
+    ),
+    search={"datacenter": _ref_name("data_center_id")},
+    subs=[
+        Sub("disks", "child", resource="disks", attr="storage_domain_id"),
+        Sub("permissions", "child", resource="permissions", attr="object_id"),
+    ],
+)
+
+NETWORK = Resource(
+    "networks",
+    "network",
+    "LogicalNetwork",
+    [
+        ("name", attr("name")),
+        ("description", attr("description")),
+        ("data_center", link_to("datacenters", "data_center_id")),
+        ("usages", names_list("usages", "usages", "usage")),
+        ("vlan", nested(id=attr("vlan_id"))),
+        ("mtu", attr("mtu")),
+        ("required", attr("required")),
+    ],
+    label="Network",
+    add=Input(
+        "AddNetwork",
+        {
+            "name": text("name"),
+            "description": text("description"),
+            "data_center_id": ref("data_center", "datacenters"),
+            "vlan_id": number("vlan.id"),
+            "mtu": number("mtu"),
+            "required": flag("required"),
+            "usages": listed("usages", "usage", lambda v, env: v),
+            "id": text("id"),
+        },
+    ),
+    update=Input(
+        "UpdateNetwork",
+        {
+            "name": text("name"),
+            "description": text("description"),
+            "vlan_id": number("vlan.id"),
+            "mtu": number("mtu"),
+        },
+        id_field="network_id",
+    ),
+    remove=Input("RemoveNetwork", id_field="network_id"),
+    search={"datacenter": _ref_name("data_center_id")},
+    subs=[
+        Sub(
+            "vnicprofiles",
+            "child",
+            resource="vnicprofiles",
+            attr="network_id",
+            add=Input(
+                "AddVnicProfile",
+                {"name": text("name"), "description": text("description")},
+                parent_field="network_id",
+            ),
+        ),
+        Sub("permissions", "child", resource="permissions", attr="object_id"),
+    ],
+)
+
+VNIC_PROFILE = Resource(
+    "vnicprofiles",
+    "vnic_profile",
+    "VnicProfile",
+    [
+        ("name", attr("name")),
+        ("description", attr("description")),
+        ("network", link_to("networks", "network_id")),
+    ],
+    label="VNIC Profile",
+    add=Input(
+        "AddVnicProfile",
+        {
+            "name": text("name"),
+            "description": text("description"),
+            "network_id": ref("network", "networks"),
+            "id": text("id"),
+        },
+    ),
+    remove=Input("RemoveVnicProfile", id_field="vnic_profile_id"),
+    searchable=False,
+)
+
+
+def _vm_items(name: str) -> Callable[[Any, Any], Iterable[Any]]:
+    return lambda o, reads: getattr(o, name, ()) or ()
+
+
+def _disk_attachment_href(o: Any) -> Any:
+    return {"href": f"{BASE}/disks/{o.disk_id}", "id": str(o.disk_id)}
+
+
+VM_NICS = Sub(
+    "nics",
+    "embedded",
+    tag="nic",
+    items=_vm_items("nics"),
+    fields=[
+        ("name", attr("name")),
+        ("interface", attr("interface")),
+        ("mac", nested(address=attr("mac"))),
+        ("vnic_profile", link_to("vnicprofiles", "vnic_profile_id")),
+        ("plugged", fixed(True)),
+        ("linked", fixed(True)),
+    ],
+    add=Input(
+        "AddVmNic",
+        {
+            "name": text("name"),
+            "interface": text("interface"),
+            "mac": text("mac.address"),
+            "vnic_profile_id": ref("vnic_profile", "vnicprofiles"),
+        },
+        parent_field="vm_id",
+    ),
+    update=Input(
+        "UpdateVmNic",
+        {"name": text("name"), "interface": text("interface"), "mac": text("mac.address")},
+        parent_field="vm_id",
+        item_field="nic_id",
+    ),
+    remove=Input("RemoveVmNic", parent_field="vm_id", item_field="nic_id"),
+)
+
+VM_DISK_ATTACHMENTS = Sub(
+    "diskattachments",
+    "embedded",
+    tag="disk_attachment",
+    tags="disk_attachments",
+    items=lambda o, reads: [_Keyed(a, a.disk_id) for a in getattr(o, "disk_attachments", ())],
+    fields=[
+        ("disk", _disk_attachment_href),
+        ("interface", attr("interface")),
+        ("bootable", attr("bootable")),
+        ("active", attr("active")),
+        ("pass_discard", fixed(False)),
+        ("read_only", fixed(False)),
+        ("uses_scsi_reservation", fixed(False)),
+    ],
+    add=Input(
+        "AttachDisk",
+        {
+            "disk_id": ref("disk", "disks"),
+            "interface": text("interface"),
+            "bootable": flag("bootable"),
+            "active": flag("active"),
+            "disk": lambda body, env: _new_disk(body, env),
+        },
+        parent_field="vm_id",
+    ),
+    update=Input(
+        "UpdateDiskAttachment",
+        {"interface": text("interface"), "bootable": flag("bootable"), "active": flag("active")},
+        parent_field="vm_id",
+        item_field="disk_id",
+    ),
+    remove=Input(
+        "DetachDisk",
+        parent_field="vm_id",
+        item_field="disk_id",
+        query={"detach_only": "detach_only"},
+    ),
+)
+
+
+def _new_disk(body: Any, env: Any) -> Any:
+    """A disk given inline (no id): its fields for a create-and-attach command."""
+    d = dig(body, "disk")
+    if not isinstance(d, dict) or d.get("id"):
+        return MISSING
+    out: dict[str, Any] = {}
+    for key, ex in (
+        ("name", text("alias")),
+        ("description", text("description")),
+        ("provisioned_size", number("provisioned_size")),
+        ("format", text("format")),
+        ("sparse", flag("sparse")),
+        ("storage_domain_id", _first_sd),
+    ):
+        v = ex(d, env)
+        if v is not MISSING:
+            out[key] = v
+    return out
+
+
+def _first_sd(d: Any, env: Any) -> Any:
+    sds = dig(d, "storage_domains.storage_domain")
+    if isinstance(sds, list):
+        sds = sds[0] if sds else MISSING
+    if sds is MISSING:
+        return MISSING
+    return ref("sd", "storagedomains")({"sd": sds}, env)
+
+
+class _Keyed:
+    """An embedded item whose id is another field (disk attachments by disk id)."""
+
+    __slots__ = ("id", "item")
+
+    def __init__(self, item: Any, item_id: Any) -> None:
+        self.item = item
+        self.id = item_id
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.item, name)
+
+
+VM_SNAPSHOTS = Sub(
+    "snapshots",
+    "embedded",
+    tag="snapshot",
+    items=_vm_items("snapshots"),
+    fields=[
+        ("description", attr("description")),
+        ("snapshot_type", attr("snapshot_type")),
+        ("snapshot_status", attr("status")),
+        ("persist_memorystate", attr("persist_memory")),
+        ("date", when("created_at")),
+    ],
+    add=Input(
+        "CreateSnapshot",
+        {"description": text("description"), "persist_memory": flag("persist_memorystate")},
+        parent_field="vm_id",
+    ),
+    remove=Input("RemoveSnapshot", parent_field="vm_id", item_field="snapshot_id"),
+    actions={"restore": Input("RestoreSnapshot", parent_field="vm_id", item_field="snapshot_id")},
+)
+
+_VM_FIELDS: list[tuple[str, Callable[[Any], Any]]] = [
+    ("name", attr("name")),
+    ("description", attr("description")),
+    ("cluster", link_to("clusters", "cluster_id")),
+    ("template", link_to("templates", "template_id")),
+    (
+        "cpu",
+        nested(
+            mode=fixed("custom"),
+            architecture=fixed("x86_64"),
+            topology=nested(
+                cores=attr("cpu_cores"), sockets=attr("cpu_sockets"), threads=attr("cpu_threads")
+            ),
+        ),
+    ),
+    ("memory", attr("memory")),
+    ("os", nested(type=attr("os_type"))),
+    ("type", attr("vm_type")),
+    ("stateless", attr("stateless")),
+    ("high_availability", nested(enabled=attr("highly_available"), priority=attr("ha_priority"))),
+    ("status", attr("status")),
+    ("creation_time", when("created_at")),
+    ("host", link_to("hosts", "run_on_host_id")),
+    ("vm_pool", link_to("vmpools", "pool_id")),
+]
+
+VM = Resource(
+    "vms",
+    "vm",
+    "Vm",
+    _VM_FIELDS,
+    label="VM",
+    add=Input(
+        "AddVm",
+        {
+            "name": text("name"),
+            "description": text("description"),
+            "cluster_id": ref("cluster", "clusters"),
+            "template_id": ref("template", "templates"),
+            "memory": number("memory"),
+            "cpu_sockets": number("cpu.topology.sockets"),
+            "cpu_cores": number("cpu.topology.cores"),
+            "cpu_threads": number("cpu.topology.threads"),
+            "os_type": text("os.type"),
+            "vm_type": text("type"),
+            "stateless": flag("stateless"),
+            "highly_available": flag("high_availability.enabled"),
+            "ha_priority": number("high_availability.priority"),
+            "host_id": ref("placement_policy.hosts.host", "hosts"),
+            "id": text("id"),
+        },
+        query={"clone": "clone"},
+    ),
+    update=Input(
+        "UpdateVm",
+        {
+            "name": text("name"),
+            "description": text("description"),
+            "memory": number("memory"),
+            "cpu_sockets": number("cpu.topology.sockets"),
+            "cpu_cores": number("cpu.topology.cores"),
+            "cpu_threads": number("cpu.topology.threads"),
+            "os_type": text("os.type"),
+            "vm_type": text("type"),
+            "stateless": flag("stateless"),
+            "highly_available": flag("high_availability.enabled"),
+            "ha_priority": number("high_availability.priority"),
+        },
+        id_field="vm_id",
+        query={"next_run": "next_run"},
+    ),
+    remove=Input("RemoveVm", id_field="vm_id", query={"force": "force"}),
+    actions={
+        "start": Input(
+            "StartVm", {"host_id": ref("vm.placement_policy.hosts.host", "hosts")}, id_field="vm_id"
+        ),
+        "stop": Input("StopVm", {"reason": text("reason")}, id_field="vm_id"),
+        "shutdown": Input("ShutdownVm", {"reason": text("reason")}, id_field="vm_id"),
+        "reboot": Input("RebootVm", id_field="vm_id"),
+        "suspend": Input("SuspendVm", id_field="vm_id"),
+        "migrate": Input("MigrateVm", {"host_id": ref("host", "hosts")}, id_field="vm_id"),
+        "cancelmigration": Input("CancelMigration", id_field="vm_id"),
+        "ticket": Input("SetVmTicket", {"expiry": number("ticket.expiry")}, id_field="vm_id"),
+        "previewsnapshot": Input(
+            "PreviewSnapshot",
+            {"snapshot_id": ref("snapshot", "snapshots")},
+            id_field="vm_id",
+        ),
+        "commitsnapshot": Input("CommitSnapshot", id_field="vm_id"),
+        "undosnapshot": Input("UndoSnapshot", id_field="vm_id"),
+    },
+    search={
+        "cluster": _ref_name("cluster_id"),
+        "host": _ref_name("run_on_host_id"),
+        "template": _ref_name("template_id"),
+        "datacenter": _dc_of_cluster,
+    },
+    subs=[
+        VM_DISK_ATTACHMENTS,
+        VM_NICS,
+        VM_SNAPSHOTS,
+        Sub(
+            "cdroms",
+            "embedded",
+            tag="cdrom",
+            items=lambda o, reads: [_Cdrom(o)],
+            fields=[("file", nested(id=attr("file")))],
+            update=Input(
+                "ChangeCdrom",
+                {"file": text("file.id")},
+                parent_field="vm_id",
+            ),
+        ),
+        Sub(
+            "graphicsconsoles",
+            "embedded",
+            tag="graphics_console",
+            items=lambda o, reads: [_Console(o, p) for p in _graphics(o)],
+            fields=[("protocol", attr("protocol"))],
+        ),
+        Sub("numanodes", "empty", tag="vm_numa_node", tags="vm_numa_nodes"),
+        Sub("watchdogs", "empty", tag="watchdog"),
+        Sub("statistics", "empty", tag="statistic"),
+        Sub("permissions", "child", resource="permissions", attr="object_id"),
+    ],
+)
+
+
+class _Cdrom:
+    def __init__(self, vm: Any) -> None:
+        self.id = UUID(int=0)
+        self.file = getattr(vm, "cdrom_file", None) or None
+
+
+def _graphics(vm: Any) -> list[str]:
+    g = getattr(vm, "graphics", None)
+    if not g:
+        return []
+    if isinstance(g, str):
+        return [g]
+    return [str(x) for x in g]
+
+
+class _Console:
+    def __init__(self, vm: Any, protocol: str) -> None:
+        import uuid
+
+        self.id = uuid.uuid5(vm.id, protocol)
+        self.protocol = protocol
+
+
+DISK = Resource(
+    "disks",
+    "disk",
+    "Disk",
+    [
+        ("name", attr("name")),
+        ("alias", attr("name")),
+        ("description", attr("description")),
+        ("provisioned_size", attr("provisioned_size")),
+        ("actual_size", attr("actual_size")),
+        ("format", attr("format")),
+        ("sparse", attr("sparse")),
+        ("status", attr("status")),
+        ("shareable", attr("shareable")),
+        ("bootable", attr("bootable")),
+        ("content_type", fixed("data")),
+        ("storage_type", fixed("image")),
+        (
+            "storage_domains",
+            lambda o: (
+                {
+                    "storage_domain": [
+                        {
+                            "href": f"{BASE}/storagedomains/{o.storage_domain_id}",
+                            "id": str(o.storage_domain_id),
+                        }
+                    ]
+                }
+                if getattr(o, "storage_domain_id", None)
+                else None
+            ),
+        ),
+    ],
+    label="Disk",
+    add=Input(
+        "AddDisk",
+        {
+            "name": text("alias"),
+            "description": text("description"),
+            "provisioned_size": number("provisioned_size"),
+            "format": text("format"),
+            "sparse": flag("sparse"),
+            "shareable": flag("shareable"),
+            "storage_domain_id": _first_sd,
+            "id": text("id"),
+        },
+    ),
+    update=Input(
+        "UpdateDisk",
+        {
+            "name": text("alias"),
+            "description": text("description"),
+            "provisioned_size": number("provisioned_size"),
+        },
+        id_field="disk_id",
+    ),
+    remove=Input("RemoveDisk", id_field="disk_id"),
+    search={
+        "alias": lambda o, r: [getattr(o, "name", "")],
+        "storage": _ref_name("storage_domain_id"),
+    },
+    subs=[Sub("permissions", "child", resource="permissions", attr="object_id")],
+)
+
+TEMPLATE = Resource(
+    "templates",
+    "template",
+    "Template",
+    [
+        ("name", attr("name")),
+        ("description", attr("description")),
+        ("cluster", link_to("clusters", "cluster_id")),
+        ("memory", attr("memory")),
+        (
+            "cpu",
+            nested(
+                mode=fixed("custom"),
+                architecture=fixed("x86_64"),
+                topology=nested(
+                    cores=attr("cpu_cores"),
+                    sockets=attr("cpu_sockets"),
+                    threads=attr("cpu_threads"),
+                ),
+            ),
+        ),
+        ("os", nested(type=attr("os_type"))),
+        ("status", attr("status")),
+        (
+            "version",
+            nested(
+                version_number=attr("version_number"),
+                version_name=attr("version_name"),
+                base_template=link_to("templates", "base_template_id"),
+            ),
+        ),
+        ("creation_time", when("created_at")),
+    ],
+    label="Template",
+    add=Input(
+        "AddTemplate",
+        {
+            "name": text("name"),
+            "description": text("description"),
+            "vm_id": ref("vm", "vms"),
+            "cluster_id": ref("cluster", "clusters"),
+            "version_name": text("version.version_name"),
+            "base_template_id": ref("version.base_template", "templates"),
+            "id": text("id"),
+        },
+    ),
+    update=Input(
+        "UpdateTemplate",
+        {"name": text("name"), "description": text("description"), "memory": number("memory")},
+        id_field="template_id",
+    ),
+    remove=Input("RemoveTemplate", id_field="template_id"),
+    search={"cluster": _ref_name("cluster_id"), "datacenter": _dc_of_cluster},
+    subs=[
+        Sub("diskattachments", "empty", tag="disk_attachment", tags="disk_attachments"),
+        Sub("nics", "empty", tag="nic"),
+        Sub("permissions", "child", resource="permissions", attr="object_id"),
+    ],
+)
+
+VMPOOL = Resource(
+    "vmpools",
+    "vm_pool",
+    "VmPool",
+    [
+        ("name", attr("name")),
+        ("description", attr("description")),
+        ("cluster", link_to("clusters", "cluster_id")),
+        ("template", link_to("templates", "template_id")),
+        ("size", attr("size")),
+        ("prestarted_vms", attr("prestarted_vms")),
+        ("max_user_vms", attr("max_user_vms")),
+        ("stateless", attr("stateless")),
+        ("type", attr("pool_type")),
+    ],
+    label="VM Pool",
+    add=Input(
+        "AddVmPool",
+        {
+            "name": text("name"),
+            "description": text("description"),
+            "cluster_id": ref("cluster", "clusters"),
+            "template_id": ref("template", "templates"),
+            "size": number("size"),
+            "prestarted_vms": number("prestarted_vms"),
+            "max_user_vms": number("max_user_vms"),
+            "pool_type": text("type"),
+            "id": text("id"),
+        },
+    ),
+    update=Input(
+        "UpdateVmPool",
+        {
+            "name": text("name"),
+            "description": text("description"),
+            "size": number("size"),
+            "prestarted_vms": number("prestarted_vms"),
+            "max_user_vms": number("max_user_vms"),
+        },
+        id_field="pool_id",
+    ),
+    remove=Input("RemoveVmPool", id_field="pool_id"),
+    actions={"allocatevm": Input("AllocateVm", id_field="pool_id")},
+    subs=[Sub("permissions", "child", resource="permissions", attr="object_id")],
+)
+
+USER = Resource(
+    "users",
+    "user",
+    "User",
+    [
+        ("name", attr("name")),
+        ("user_name", attr("user_name")),
+        ("principal", attr("user_name")),
+        ("email", attr("email")),
+        ("domain", nested(name=attr("domain"))),
+    ],
+    label="User",
+    add=Input(
+        "AddUser",
+        {
+            "user_name": text("user_name"),
+            "name": text("name"),
+            "email": text("email"),
+            "domain": text("domain.name"),
+            "password": text("password"),
+            "id": text("id"),
+        },
+    ),
+    remove=Input("RemoveUser", id_field="user_id"),
+    search={"usrname": lambda o, r: [getattr(o, "user_name", "")]},
+    subs=[
+        Sub("permissions", "child", resource="permissions", attr="user_id"),
+        Sub("roles", "empty", tag="role"),
+        Sub("tags", "empty", tag="tag"),
+    ],
+)
+
+GROUP = Resource(
+    "groups",
+    "group",
+    "Group",
+    [("name", attr("name")), ("domain", nested(name=attr("domain")))],
+    label="Group",
+    add=Input("AddGroup", {"name": text("name"), "id": text("id")}),
+    remove=Input("RemoveGroup", id_field="group_id"),
+    subs=[Sub("permissions", "child", resource="permissions", attr="group_id")],
+)
+
+ROLE = Resource(
+    "roles",
+    "role",
+    "Role",
+    [
+        ("name", attr("name")),
+        ("description", attr("description")),
+        ("administrative", attr("administrative")),
+        ("mutable", lambda o: not getattr(o, "builtin", False)),
+    ],
+    label="Role",
+    add=Input(
+        "AddRole",
+        {
+            "name": text("name"),
+            "description": text("description"),
+            "administrative": flag("administrative"),
+            "permits": listed("permits", "permit", lambda v, env: dig(v, "name")),
+            "id": text("id"),
+        },
+    ),
+    remove=Input("RemoveRole", id_field="role_id"),
+    searchable=False,
+    subs=[
+        Sub(
+            "permits",
+            "embedded",
+            tag="permit",
+            items=lambda o, reads: [_Permit(o, p) for p in getattr(o, "permits", ())],
+            fields=[("name", attr("name"))],
+        )
+    ],
+)
+
+
+class _Permit:
+    def __init__(self, role: Any, name: str) -> None:
+        import uuid
+
+        self.id = uuid.uuid5(role.id, name)
+        self.name = name
+
+
+def _permission_object(o: Any) -> dict[str, Any] | None:
+    kind = getattr(o, "object_kind", None)
+    oid = getattr(o, "object_id", None)
+    if oid is None or not kind:
+        return None
+    res = BY_TAG.get(kind)
+    if res is None:
+        return None
+    return {kind: {"href": f"{BASE}/{res.path}/{oid}", "id": str(oid)}}
+
+
+PERMISSION = Resource(
+    "permissions",
+    "permission",
+    "Permission",
+    [
+        ("role", link_to("roles", "role_id")),
+        ("user", link_to("users", "user_id")),
+        ("group", link_to("groups", "group_id")),
+        ("+", _permission_object),
+    ],
+    label="Permission",
+    add=Input(
+        "AddPermission",
+        {
+            "role_id": ref("role", "roles"),
+            "user_id": ref("user", "users"),
+            "group_id": ref("group", "groups"),
+        },
+    ),
+    remove=Input("RemovePermission", id_field="permission_id"),
+    searchable=False,
+)
+
+TAG = Resource(
+    "tags",
+    "tag",
+    "Tag",
+    [
+        ("name", attr("name")),
+        ("description", attr("description")),
+        ("parent", link_to("tags", "parent_id")),
+    ],
+    label="Tag",
+    add=Input(
+        "AddTag",
+        {
+            "name": text("name"),
+            "description": text("description"),
+            "parent_id": ref("parent", "tags"),
+        },
+    ),
+    update=Input(
+        "UpdateTag", {"name": text("name"), "description": text("description")}, id_field="tag_id"
+    ),
+    remove=Input("RemoveTag", id_field="tag_id"),
+    searchable=False,
+)
+
+QUOTA = Resource(
+    "quotas",
+    "quota",
+    "Quota",
+    [
+        ("name", attr("name")),
+        ("description", attr("description")),
+        ("data_center", link_to("datacenters", "data_center_id")),
+        ("cluster_hard_limit_pct", attr("grace")),
+        ("cluster_soft_limit_pct", attr("threshold")),
+    ],
+    label="Quota",
+    searchable=False,
+)
+
+AFFINITY_GROUP = Resource(
+    "affinitygroups",
+    "affinity_group",
+    "AffinityGroup",
+    [
+        ("name", attr("name")),
+        ("description", attr("description")),
+        ("cluster", link_to("clusters", "cluster_id")),
+        ("positive", attr("positive")),
+        ("enforcing", attr("enforcing")),
+    ],
+    label="Affinity Group",
+    searchable=False,
+)
+
+RESOURCES: dict[str, Resource] = {}
+BY_TAG: dict[str, Resource] = {}
+
+
+def register(*resources: Resource) -> None:
+    for r in resources:
+        RESOURCES[r.path] = r
+        BY_TAG[r.tag] = r
+
+
+register(
+    DC,
+    CLUSTER,
+    HOST,
+    SD,
+    NETWORK,
+    VNIC_PROFILE,
+    VM,
+    DISK,
+    TEMPLATE,
+    VMPOOL,
+    USER,
+    GROUP,
+    ROLE,
+    PERMISSION,
+    TAG,
+    QUOTA,
+    AFFINITY_GROUP,
+)

@@ -1,0 +1,128 @@
+"""XML in and out: the value trees the API renders, and request bodies parsed into dicts.
+
+A value tree is plain data: a dict is an element (its ``id`` and ``href`` keys become
+attributes, the rest child elements in order), a list repeats its tag, ``None`` is left
+out, booleans are ``true``/``false``, anything else is text.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from typing import Any
+
+from api.faults import bad_request
+
+ATTRS = ("href", "id")
+_ESC = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})
+
+
+def esc(s: str) -> str:
+    if "&" in s or "<" in s or ">" in s or '"' in s:
+        return s.translate(_ESC)
+    return s
+
+
+def _write(tag: str, val: Any, out: list[str]) -> None:
+    if val is None:
+        return
+    t = type(val)
+    if t is dict:
+        head = "<" + tag
+        href = val.get("href")
+        if href is not None:
+            head += ' href="' + esc(href) + '"'
+        oid = val.get("id")
+        if oid is not None:
+            head += ' id="' + esc(str(oid)) + '"'
+        n = len(out)
+        out.append(head + ">")
+        for k, v in val.items():
+            if k == "href" or k == "id":
+                continue
+            _write(k, v, out)
+        if len(out) == n + 1:
+            out[n] = head + "/>"
+        else:
+            out.append("</" + tag + ">")
+    elif t is list or t is tuple:
+        for v in val:
+            _write(tag, v, out)
+    elif t is bool:
+        out.append(f"<{tag}>{'true' if val else 'false'}</{tag}>")
+    elif t is str:
+        out.append(f"<{tag}>{esc(val)}</{tag}>")
+    elif t is Raw:
+        out.append(val.text)
+    else:
+        out.append(f"<{tag}>{esc(str(val))}</{tag}>")
+
+
+class Raw:
+    """Already serialized XML, spliced in as is (cached renderings)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def element(tag: str, val: Any) -> str:
+    out: list[str] = []
+    _write(tag, val, out)
+    return "".join(out)
+
+
+def dumps(tag: str, val: Any) -> bytes:
+    return element(tag, val).encode()
+
+
+def collection(tag: str, item_tag: str, items: list[Any]) -> bytes:
+    """<tag> with one <item_tag> per item; items may be Raw strings or value trees."""
+    out = [f"<{tag}>"]
+    for it in items:
+        _write(item_tag, it, out)
+    out.append(f"</{tag}>")
+    return "".join(out).encode()
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _to_value(el: ET.Element) -> Any:
+    children = list(el)
+    if not children and not el.attrib:
+        return (el.text or "").strip()
+    out: dict[str, Any] = {}
+    for k, v in el.attrib.items():
+        out[_local(k)] = v
+    for c in children:
+        tag = _local(c.tag)
+        v = _to_value(c)
+        if tag in out:
+            prev = out[tag]
+            if isinstance(prev, list) and getattr(prev, "_rep", False):
+                prev.append(v)
+            else:
+                out[tag] = _Rep([prev, v])
+        else:
+            out[tag] = v
+    text = (el.text or "").strip()
+    if text and not children:
+        out["$text"] = text
+    return out
+
+
+class _Rep(list):
+    _rep = True
+
+
+def loads(data: bytes) -> tuple[str, Any]:
+    """Parses a request body: (root tag, value). Malformed XML -> 400 fault."""
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        raise bad_request("XML document type declarations are not allowed.")
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError as e:
+        raise bad_request(f"Malformed XML: {e}.") from None
+    return _local(root.tag), _to_value(root)
