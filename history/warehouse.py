@@ -1,0 +1,395 @@
+"""The DuckDB warehouse: one file (``data_dir/orrery-history.duckdb``) per Manager.
+
+Feeding it:
+- ``catch_up(read)``: configuration history from the event log. ``read(after, limit)``
+  returns ``[(notification_id, event), ...]`` with ids > after (``EventLog.read`` fits).
+  Each batch's rows and the new log position are written in ONE DuckDB transaction,
+  guarded by ``new position > stored position``: a crash loses or repeats nothing.
+- ``ingest_samples(samples)``: statistics samples (``history.samples``), one transaction
+  per call, batched through ``unnest`` (no per-row statements); a per-family watermark
+  makes a re-sent batch a no-op.
+- ``maintain(now)``: hourly and daily rollups of closed periods only (tracked, so each
+  period is rolled once) and retention.
+Reading: ``query(sql)`` (SELECT only) or ``open_read_only(path)`` from another process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import duckdb
+
+from domain.base import Event
+from history import schema
+from history.config import ConfigTracker, Row, naive_utc
+from history.samples import Sample, columns, group
+from history.schema import CONFIG_COLUMN_NAMES, STATS, StatsSpec
+
+FILE_NAME = "orrery-history.duckdb"
+EPOCH = datetime(1970, 1, 1)
+
+ReadFn = Callable[[int, int], Sequence[tuple[int, Event]]]
+
+
+class ReadOnlyError(Exception):
+    """A statement that would change the warehouse was given to a read-only entry point."""
+
+
+class StaleWriter(Exception):
+    """Another writer moved the tracking position past ours; this batch was not written."""
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long each level is kept; None keeps it forever (oVirt "Full" defaults)."""
+
+    samples: timedelta | None = timedelta(hours=24)
+    hourly: timedelta | None = timedelta(days=60)
+    daily: timedelta | None = timedelta(days=5 * 365)
+
+
+def path_in(data_dir: Path | str) -> Path:
+    return Path(data_dir) / FILE_NAME
+
+
+def _us(t: datetime) -> int:
+    return int((naive_utc(t) - EPOCH) / timedelta(microseconds=1))
+
+
+def _from_us(us: int) -> datetime:
+    return EPOCH + timedelta(microseconds=us)
+
+
+def _floor(t: datetime, unit: str) -> datetime:
+    t = naive_utc(t)
+    if unit == "hour":
+        return t.replace(minute=0, second=0, microsecond=0)
+    return t.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def check_read_only(sql: str) -> None:
+    """Raises ReadOnlyError unless every statement in ``sql`` only reads."""
+    allowed = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+    try:
+        stmts = duckdb.extract_statements(sql)
+    except duckdb.Error as e:
+        raise ReadOnlyError(f"cannot parse query: {e}") from e
+    for st in stmts:
+        if st.type not in allowed:
+            raise ReadOnlyError(
+                f"the history warehouse is read-only here: {st.type.name} statements are "
+                "refused (use SELECT)"
+            )
+
+
+class Warehouse:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        retention: Retention | None = None,
+        rollup_grace: timedelta = timedelta(minutes=2),
+    ) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.con = duckdb.connect(str(self.path))
+        self.retention = retention or Retention()
+        self.rollup_grace = rollup_grace
+        self._lock = threading.RLock()
+        self._tracker: ConfigTracker | None = None
+        with self._tx():
+            schema.create_all(self.con)
+            names = ["config"] + [f"samples:{s.base}" for s in STATS]
+            names += [f"{lvl}:{s.base}" for s in STATS for lvl in ("hourly", "daily")]
+            for n in names:
+                self.con.execute(
+                    "INSERT INTO history_tracking VALUES (?, 0) ON CONFLICT DO NOTHING", [n]
+                )
+        self._sample_ids = {
+            s.base: self.con.execute(
+                f"SELECT coalesce(max(history_id), 0) FROM {s.samples}"
+            ).fetchone()[0]
+            for s in STATS
+        }
+        self._versions: dict[UUID, int] = dict(
+            self.con.execute(
+                "SELECT object_id, history_id FROM config_history WHERE valid_to IS NULL"
+            ).fetchall()
+        )
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing ------------------------------------------------------------------------
+    class _Tx:
+        def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+            self.con = con
+
+        def __enter__(self) -> duckdb.DuckDBPyConnection:
+            self.con.execute("BEGIN TRANSACTION")
+            return self.con
+
+        def __exit__(self, et: Any, *_: Any) -> None:
+            if et is None:
+                self.con.execute("COMMIT")
+            else:
+                self.con.execute("ROLLBACK")
+
+    def _tx(self) -> Warehouse._Tx:
+        return Warehouse._Tx(self.con)
+
+    def position(self, name: str = "config") -> int:
+        row = self.con.execute(
+            "SELECT position FROM history_tracking WHERE name = ?", [name]
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def _advance(self, name: str, new: int) -> None:
+        """Moves a tracking position forward inside the caller's transaction, or raises."""
+        got = self.con.execute(
+            "UPDATE history_tracking SET position = ? WHERE name = ? AND position < ? "
+            "RETURNING position",
+            [new, name, new],
+        ).fetchall()
+        if not got:
+            raise StaleWriter(f"{name}: stored position is already >= {new}")
+
+    # -- configuration history -----------------------------------------------------------
+    def _load_tracker(self) -> ConfigTracker:
+        cols = ", ".join(CONFIG_COLUMN_NAMES)
+        rows = self.con.execute(
+            f"SELECT {cols} FROM config_history WHERE valid_to IS NULL AND NOT deleted"
+        ).fetchall()
+        nxt = self.con.execute("SELECT coalesce(max(history_id), 0) + 1 FROM config_history")
+        tracker = ConfigTracker(next_id=nxt.fetchone()[0])
+        base = ("history_id", "kind", "object_id", "create_date", "valid_from", "valid_to")
+        base += ("deleted", "parent_version")
+        for r in rows:
+            d = dict(zip(CONFIG_COLUMN_NAMES, r, strict=True))
+            config = d.pop("config")
+            fixed = {k: d.pop(k) for k in base}
+            tracker.open[fixed["object_id"]] = Row(**fixed, cols=d, config=config, persisted=True)
+        return tracker
+
+    def catch_up(self, read: ReadFn, *, batch: int = 1000, upto: int | None = None) -> int:
+        """Applies the log after our position; returns the new position."""
+        with self._lock:
+            if self._tracker is None:
+                self._tracker = self._load_tracker()
+            tracker = self._tracker
+            stored = self.position("config")
+            after = tracker.engine.position
+            try:
+                while upto is None or after < upto:
+                    chunk = read(after, batch)
+                    if upto is not None:
+                        chunk = [(n, e) for n, e in chunk if n <= upto]
+                    if not chunk:
+                        break
+                    for nid, ev in chunk:
+                        tracker.apply(ev, record=nid > stored)
+                        tracker.engine.position = nid
+                    after = chunk[-1][0]
+                    if after > stored:
+                        self._flush_config(tracker, after)
+                        stored = after
+            except BaseException:
+                self._tracker = None  # replay from the stored position next time
+                raise
+            return stored
+
+    def _flush_config(self, tracker: ConfigTracker, position: int) -> None:
+        rows = tracker.take_touched()
+        with self._tx() as con:
+            if rows:
+                old = [r.history_id for r in rows if r.persisted]
+                if old:
+                    con.execute(
+                        "DELETE FROM config_history WHERE history_id IN (SELECT unnest(?))",
+                        [old],
+                    )
+                vals = [r.values() for r in rows]
+                cols = [[v[c] for v in vals] for c in CONFIG_COLUMN_NAMES]
+                types = dict(schema.CONFIG_COLUMNS)
+                sel = ", ".join(
+                    f"unnest(${i + 1}::{types[c]}[])" for i, c in enumerate(CONFIG_COLUMN_NAMES)
+                )
+                con.execute(f"INSERT INTO config_history SELECT {sel}", cols)
+            self._advance("config", position)
+        tracker.flushed()
+        for r in rows:
+            if r.valid_to is None:
+                self._versions[r.object_id] = r.history_id
+            elif self._versions.get(r.object_id) == r.history_id:
+                del self._versions[r.object_id]
+
+    def configuration_version(self, object_id: UUID) -> int | None:
+        """history_id of the object's current configuration row."""
+        return self._versions.get(object_id)
+
+    def refresh_versions(self) -> None:
+        self._versions = dict(
+            self.con.execute(
+                "SELECT object_id, history_id FROM config_history WHERE valid_to IS NULL"
+            ).fetchall()
+        )
+
+    # -- statistics ----------------------------------------------------------------------
+    def ingest_samples(self, samples: Iterable[Sample]) -> int:
+        """Writes samples in one transaction; returns rows written (re-sent ones skipped)."""
+        by_base = group(samples)
+        written = 0
+        with self._lock, self._tx() as con:
+            next_ids = dict(self._sample_ids)
+            for spec in STATS:
+                items = by_base.get(spec.base)
+                if not items:
+                    continue
+                mark = self.position(f"samples:{spec.base}")
+                fresh = [s for s in items if _us(s.time) > mark]
+                if not fresh:
+                    continue
+                cols = columns(spec.base, fresh, self._versions)
+                start = next_ids[spec.base] + 1
+                n = len(fresh)
+                types = [t for _, t in spec.sample_columns()[1:]]
+                sel = ", ".join(f"unnest(${i + 2}::{t}[])" for i, t in enumerate(types))
+                con.execute(
+                    f"INSERT INTO {spec.samples} SELECT unnest(range($1, $1 + {n})), {sel}",
+                    [start, *cols],
+                )
+                next_ids[spec.base] = start + n - 1
+                self._advance(f"samples:{spec.base}", max(_us(s.time) for s in fresh))
+                written += n
+        self._sample_ids = next_ids
+        return written
+
+    # -- rollups ---------------------------------------------------------------------------
+    def _rollup_sql(self, spec: StatsSpec, level: str) -> str:
+        """INSERT of one level for [$1, $2): hourly from samples, daily from hourly."""
+        src = spec.samples if level == "hourly" else spec.hourly
+        unit = "hour" if level == "hourly" else "day"
+        group = [f"date_trunc('{unit}', history_datetime)", spec.key]
+        out = ["nextval('rollup_history_id')", group[0], spec.key]
+        if spec.status:
+            group.append(spec.status)
+            out.append(spec.status)
+            out.append(
+                "sum(seconds_in_status) / 60.0" if level == "hourly" else "sum(minutes_in_status)"
+            )
+        out.append("count(*)" if level == "hourly" else "sum(sample_count)")
+        for c, m, _ in spec.measures:
+            if level == "hourly":
+                out += [f"avg({c})", f"max({c})"]
+            else:
+                out += [f"sum({c} * sample_count) / sum(sample_count)", f"max({m})"]
+        for c, _ in spec.lasts:
+            out.append(f"arg_max({c}, history_datetime)")
+        return (
+            f"INSERT INTO {(spec.hourly if level == 'hourly' else spec.daily)} "
+            f"SELECT {', '.join(out)} FROM {src} "
+            f"WHERE history_datetime >= $1 AND history_datetime < $2 "
+            f"GROUP BY {', '.join(group)}"
+        )
+
+    def rollup(self, now: datetime) -> dict[str, int]:
+        """Rolls up every closed hour, then every closed day, not rolled before."""
+        now = naive_utc(now) - self.rollup_grace
+        done: dict[str, int] = {}
+        with self._lock:
+            for level, unit, src_of in (
+                ("hourly", "hour", lambda s: s.samples),
+                ("daily", "day", lambda s: s.hourly),
+            ):
+                end = _floor(now, unit)
+                for spec in STATS:
+                    name = f"{level}:{spec.base}"
+                    if level == "daily":
+                        # a day is closed once all its hours are rolled
+                        end = min(
+                            _floor(now, "day"), _from_us(self.position(f"hourly:{spec.base}"))
+                        )
+                        end = _floor(end, "day")
+                    with self._tx() as con:
+                        mark = self.position(name)
+                        if mark == 0:
+                            first = con.execute(
+                                f"SELECT min(history_datetime) FROM {src_of(spec)}"
+                            ).fetchone()[0]
+                            if first is None:
+                                continue
+                            start = _floor(first, unit)
+                        else:
+                            start = _from_us(mark)
+                        if start >= end:
+                            continue
+                        con.execute(self._rollup_sql(spec, level), [start, end])
+                        n = con.execute(
+                            f"SELECT count(*) FROM "
+                            f"{spec.hourly if level == 'hourly' else spec.daily} "
+                            "WHERE history_datetime >= ? AND history_datetime < ?",
+                            [start, end],
+                        ).fetchone()[0]
+                        self._advance(name, _us(end))
+                        done[name] = n
+        return done
+
+    def apply_retention(self, now: datetime) -> dict[str, int]:
+        """Deletes what is older than the retention, never samples not yet rolled up."""
+        now = naive_utc(now)
+        deleted: dict[str, int] = {}
+        r = self.retention
+        with self._lock, self._tx() as con:
+            for spec in STATS:
+                for table, keep, guard in (
+                    (spec.samples, r.samples, f"hourly:{spec.base}"),
+                    (spec.hourly, r.hourly, f"daily:{spec.base}"),
+                    (spec.daily, r.daily, None),
+                ):
+                    if keep is None:
+                        continue
+                    cutoff = now - keep
+                    if guard is not None:
+                        cutoff = min(cutoff, _from_us(self.position(guard)))
+                    n = con.execute(
+                        f"DELETE FROM {table} WHERE history_datetime < ?", [cutoff]
+                    ).fetchone()[0]
+                    if n:
+                        deleted[table] = n
+        return deleted
+
+    def maintain(self, now: datetime) -> dict[str, Any]:
+        return {"rolled": self.rollup(now), "deleted": self.apply_retention(now)}
+
+    # -- reading ---------------------------------------------------------------------------
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> tuple[list[str], list[tuple]]:
+        """Runs a read-only query (writes raise ReadOnlyError); returns (columns, rows)."""
+        check_read_only(sql)
+        with self._lock:
+            cur = self.con.cursor()
+            try:
+                res = cur.execute(sql, params or [])
+                cols = [d[0] for d in res.description or []]
+                return cols, res.fetchall()
+            finally:
+                cur.close()
+
+
+def open_read_only(path: Path | str) -> duckdb.DuckDBPyConnection:
+    """A connection that cannot write (DuckDB refuses every change on it)."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"no history warehouse at {p} (run `orrery history rebuild`)")
+    return duckdb.connect(str(p), read_only=True)
