@@ -1,12 +1,24 @@
-"""Logical networks of a data center and the vNIC profiles VMs plug into."""
+"""Logical networks of a data center, their clusters, and the vNIC profiles VMs plug into.
+
+Every data center has ``ovirtmgmt`` (it cannot be removed, renamed or detached from a
+cluster); every VM network gets a vNIC profile of its own name when it is created.
+"""
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
+import msgspec
+from msgspec import UNSET, UnsetType
+
 from domain.base import Aggregate, DomainError, Event, Tx
+from domain.datacenter import DataCenter, current_all, current_vms, get_current
 
 MANAGEMENT_NETWORK = "ovirtmgmt"
+USAGES = ("vm", "management", "migration", "display", "storage", "gluster", "default_route")
+MAX_VLAN = 4094
+MIN_MTU, MAX_MTU = 68, 65520
 
 
 class LogicalNetwork(Aggregate, frozen=True, kw_only=True):
@@ -20,9 +32,14 @@ class LogicalNetwork(Aggregate, frozen=True, kw_only=True):
     vlan_id: int | None = None
     mtu: int = 0
     required: bool = True
+    cluster_ids: tuple[UUID, ...] = ()
 
     def name_scope(self) -> tuple[object, ...]:
         return ("network", self.data_center_id)
+
+    @property
+    def is_vm_network(self) -> bool:
+        return "vm" in self.usages
 
 
 class NetworkAdded(Event, frozen=True, kw_only=True):
@@ -36,10 +53,138 @@ class NetworkAdded(Event, frozen=True, kw_only=True):
     required: bool = True
 
 
+class NetworkUpdated(Event, frozen=True, kw_only=True):
+    name: str | UnsetType = UNSET
+    description: str | UnsetType = UNSET
+    usages: tuple[str, ...] | UnsetType = UNSET
+    vlan_id: int | UnsetType | None = UNSET
+    mtu: int | UnsetType = UNSET
+    required: bool | UnsetType = UNSET
+
+
+class NetworkAttachedToCluster(Event, frozen=True, kw_only=True):
+    cluster_id: UUID
+
+    def evolve(self, agg: Any) -> Any:
+        ids = tuple(sorted({*agg.cluster_ids, self.cluster_id}))
+        return msgspec.structs.replace(agg, version=self.originator_version, cluster_ids=ids)
+
+
+class NetworkDetachedFromCluster(Event, frozen=True, kw_only=True):
+    cluster_id: UUID
+
+    def evolve(self, agg: Any) -> Any:
+        ids = tuple(c for c in agg.cluster_ids if c != self.cluster_id)
+        return msgspec.structs.replace(agg, version=self.originator_version, cluster_ids=ids)
+
+
 class NetworkRemoved(Event, frozen=True, kw_only=True):
     DELETES = True
 
 
+class VnicProfile(Aggregate, frozen=True, kw_only=True):
+    KIND = "vnic_profile"
+    LABEL = "VM network interface profile"
+
+    name: str
+    network_id: UUID
+    description: str = ""
+    port_mirroring: bool = False
+    pass_through: bool = False
+
+    def name_scope(self) -> tuple[object, ...]:
+        return ("vnic_profile", self.network_id)
+
+
+class VnicProfileAdded(Event, frozen=True, kw_only=True):
+    CREATES = "VnicProfile"
+    name: str
+    network_id: UUID
+    description: str = ""
+    port_mirroring: bool = False
+    pass_through: bool = False
+
+
+class VnicProfileUpdated(Event, frozen=True, kw_only=True):
+    name: str | UnsetType = UNSET
+    description: str | UnsetType = UNSET
+    port_mirroring: bool | UnsetType = UNSET
+    pass_through: bool | UnsetType = UNSET
+
+
+class VnicProfileRemoved(Event, frozen=True, kw_only=True):
+    DELETES = True
+
+
+# -- helpers -------------------------------------------------------------------------------
+def _check_name(name: str, action: str = "add") -> None:
+    if not name:
+        raise DomainError("Network name must not be empty.", field="name")
+    if len(name) > 256 or not all(ch.isalnum() or ch in "_-." for ch in name):
+        raise DomainError(
+            f"Cannot {action} Logical Network. The Network name may contain only letters, "
+            "digits, '-', '_' and '.'.",
+            field="name",
+        )
+
+
+def _check_values(
+    *,
+    usages: tuple[str, ...] | UnsetType = UNSET,
+    vlan_id: int | UnsetType | None = UNSET,
+    mtu: int | UnsetType = UNSET,
+    action: str = "add",
+) -> None:
+    if usages is not UNSET:
+        for u in usages:
+            if u not in USAGES:
+                raise DomainError(
+                    f"Cannot {action} Logical Network. Unknown usage {u!r}.", field="usages"
+                )
+        if len(set(usages)) != len(usages):
+            raise DomainError(
+                f"Cannot {action} Logical Network. A usage is given twice.", field="usages"
+            )
+    if vlan_id is not UNSET and vlan_id is not None and not 0 <= vlan_id <= MAX_VLAN:
+        raise DomainError(
+            f"Cannot {action} Logical Network. VLAN ID must be between 0 and {MAX_VLAN}.",
+            field="vlan_id",
+        )
+    if mtu is not UNSET and mtu != 0 and not MIN_MTU <= mtu <= MAX_MTU:
+        raise DomainError(
+            f"Cannot {action} Logical Network. MTU must be 0 (default) or between "
+            f"{MIN_MTU} and {MAX_MTU}.",
+            field="mtu",
+        )
+
+
+def _check_vlan_free(
+    tx: Tx, dc_id: UUID, vlan_id: int | None, own_id: UUID | None, action: str
+) -> None:
+    if vlan_id is None:
+        return
+    for n in current_all(tx, LogicalNetwork):
+        if n.data_center_id == dc_id and n.vlan_id == vlan_id and n.id != own_id:
+            raise DomainError(
+                f"Cannot {action} Logical Network. The specified VLAN ID is already in use "
+                f"by Network {n.name}.",
+                field="vlan_id",
+            )
+
+
+def profiles_of(tx: Tx, net_id: UUID) -> list[VnicProfile]:
+    return [p for p in current_all(tx, VnicProfile) if p.network_id == net_id]
+
+
+def _vms_using_profiles(tx: Tx, profile_ids: set[UUID]) -> list[Any]:
+    return [
+        vm
+        for vm in current_vms(tx)
+        if any(getattr(nic, "vnic_profile_id", None) in profile_ids for nic in vm.nics)
+    ]
+
+
+# -- networks -----------------------------------------------------------------------------
 def add_management_network(tx: Tx, dc_id: UUID, *, id: UUID | None = None) -> UUID:
     net_id = tx.new_id(id)
     tx.emit(
@@ -50,13 +195,342 @@ def add_management_network(tx: Tx, dc_id: UUID, *, id: UUID | None = None) -> UU
         description="Management Network",
         usages=("vm", "management", "display", "migration"),
     )
+    _add_profile_unchecked(tx, net_id, MANAGEMENT_NETWORK)
     return net_id
 
 
+def _add_profile_unchecked(
+    tx: Tx, net_id: UUID, name: str, *, id: UUID | None = None, **extra: Any
+) -> UUID:
+    pid = tx.new_id(id)
+    tx.emit(VnicProfileAdded, pid, name=name, network_id=net_id, **extra)
+    return pid
+
+
+def add_network(
+    tx: Tx,
+    *,
+    name: str,
+    data_center_id: UUID,
+    description: str = "",
+    usages: tuple[str, ...] = ("vm",),
+    vlan_id: int | None = None,
+    mtu: int = 0,
+    required: bool = True,
+    cluster_ids: tuple[UUID, ...] = (),
+    id: UUID | None = None,
+) -> UUID:
+    """Adds a logical network; a VM network gets a vNIC profile of the same name."""
+    from domain.cluster import Cluster
+
+    get_current(tx, DataCenter, data_center_id, field="data_center")
+    _check_name(name)
+    tx.engine.require_unique_name(("network", data_center_id), name, label="Network")
+    _check_values(usages=usages, vlan_id=vlan_id, mtu=mtu)
+    if "management" in usages:
+        raise DomainError(
+            "Cannot add Logical Network. The Data Center already has a management network.",
+            field="usages",
+        )
+    _check_vlan_free(tx, data_center_id, vlan_id, None, "add")
+    for cid in cluster_ids:
+        c = get_current(tx, Cluster, cid, field="cluster_ids")
+        if c.data_center_id != data_center_id:
+            raise DomainError(
+                "Cannot attach Logical Network to Cluster. The Cluster is in another Data Center.",
+                field="cluster_ids",
+            )
+    net_id = tx.new_id(id)
+    tx.emit(
+        NetworkAdded,
+        net_id,
+        name=name,
+        data_center_id=data_center_id,
+        description=description,
+        usages=tuple(usages),
+        vlan_id=vlan_id,
+        mtu=mtu,
+        required=required,
+    )
+    if "vm" in usages:
+        _add_profile_unchecked(tx, net_id, name)
+    for cid in sorted(set(cluster_ids)):
+        attach_network_unchecked(tx, net_id, cid)
+    return net_id
+
+
+def update_network(
+    tx: Tx,
+    net_id: UUID,
+    *,
+    name: str | UnsetType = UNSET,
+    description: str | UnsetType = UNSET,
+    usages: tuple[str, ...] | UnsetType = UNSET,
+    vlan_id: int | UnsetType | None = UNSET,
+    mtu: int | UnsetType = UNSET,
+    required: bool | UnsetType = UNSET,
+) -> None:
+    net = tx.engine.get(LogicalNetwork, net_id)
+    mgmt = net.name == MANAGEMENT_NETWORK
+    if name is not UNSET and name != net.name:
+        if mgmt:
+            raise DomainError(
+                "Cannot edit Logical Network. The management network cannot be renamed.",
+                field="name",
+            )
+        _check_name(name, "edit")
+        other = tx.engine.by_name(("network", net.data_center_id), name)
+        if other is not None and other != net_id:
+            raise DomainError(
+                "Cannot edit Logical Network. The Network name is already in use.", field="name"
+            )
+    _check_values(usages=usages, vlan_id=vlan_id, mtu=mtu, action="edit")
+    if usages is not UNSET:
+        if mgmt and "management" not in usages:
+            raise DomainError(
+                "Cannot edit Logical Network. The management network must keep the "
+                "management usage.",
+                field="usages",
+            )
+        if not mgmt and "management" in usages:
+            raise DomainError(
+                "Cannot edit Logical Network. The Data Center already has a management network.",
+                field="usages",
+            )
+        if "vm" not in usages and net.is_vm_network:
+            used = _vms_using_profiles(tx, {p.id for p in profiles_of(tx, net_id)})
+            if used:
+                raise DomainError(
+                    "Cannot edit Logical Network. The Network is used by VMs: "
+                    + ", ".join(sorted(v.name for v in used))
+                    + ".",
+                    field="usages",
+                )
+    if vlan_id is not UNSET:
+        _check_vlan_free(tx, net.data_center_id, vlan_id, net_id, "edit")
+    values = dict(
+        name=name,
+        description=description,
+        usages=tuple(usages) if usages is not UNSET else UNSET,
+        vlan_id=vlan_id,
+        mtu=mtu,
+        required=required,
+    )
+    changes = {k: v for k, v in values.items() if v is not UNSET and v != getattr(net, k)}
+    if not changes:
+        return
+    tx.emit(NetworkUpdated, net_id, **changes)
+    if "usages" in changes:
+        new_usages: tuple[str, ...] = tuple(usages) if usages is not UNSET else ()
+        profiles = profiles_of(tx, net_id)
+        if "vm" in new_usages and not profiles:
+            _add_profile_unchecked(tx, net_id, net.name if name is UNSET else name)
+        if "vm" not in new_usages:
+            for p in profiles:
+                tx.emit(VnicProfileRemoved, p.id)
+
+
+def remove_network(tx: Tx, net_id: UUID) -> None:
+    net = tx.engine.get(LogicalNetwork, net_id)
+    if net.name == MANAGEMENT_NETWORK:
+        raise DomainError(
+            "Cannot remove Logical Network. The Management Network ('ovirtmgmt') cannot be removed."
+        )
+    used = _vms_using_profiles(tx, {p.id for p in profiles_of(tx, net_id)})
+    if used:
+        raise DomainError(
+            "Cannot remove Logical Network. The Network is being used by VMs: "
+            + ", ".join(sorted(v.name for v in used))
+            + "."
+        )
+    remove_network_unchecked(tx, net_id)
+
+
 def remove_network_unchecked(tx: Tx, net_id: UUID) -> None:
+    for p in profiles_of(tx, net_id):
+        tx.emit(VnicProfileRemoved, p.id)
     tx.emit(NetworkRemoved, net_id)
 
 
-def _check_name(name: str) -> None:
-    if not name:
-        raise DomainError("Network name must not be empty.", field="name")
+def attach_network_unchecked(tx: Tx, net_id: UUID, cluster_id: UUID) -> None:
+    tx.emit(NetworkAttachedToCluster, net_id, cluster_id=cluster_id)
+
+
+def attach_network(tx: Tx, net_id: UUID, cluster_id: UUID) -> None:
+    from domain.cluster import Cluster
+
+    net = tx.engine.get(LogicalNetwork, net_id, field="network")
+    cluster = tx.engine.get(Cluster, cluster_id, field="cluster")
+    if cluster.data_center_id != net.data_center_id:
+        raise DomainError(
+            "Cannot attach Logical Network to Cluster. The Cluster is in another Data Center.",
+            field="cluster",
+        )
+    if cluster_id in net.cluster_ids:
+        raise DomainError(
+            "Cannot attach Logical Network to Cluster. The Network is already attached to "
+            "the Cluster.",
+            field="network",
+        )
+    attach_network_unchecked(tx, net_id, cluster_id)
+    if net.required:
+        from domain.host import check_hosts_networks
+
+        check_hosts_networks(tx, cluster_id)
+
+
+def detach_network(tx: Tx, net_id: UUID, cluster_id: UUID) -> None:
+    from domain.cluster import Cluster
+
+    net = tx.engine.get(LogicalNetwork, net_id, field="network")
+    tx.engine.get(Cluster, cluster_id, field="cluster")
+    if cluster_id not in net.cluster_ids:
+        raise DomainError(
+            "Cannot detach Logical Network from Cluster. The Network is not attached to "
+            "the Cluster.",
+            field="network",
+        )
+    if "management" in net.usages:
+        raise DomainError(
+            "Cannot detach Logical Network from Cluster. The management network cannot be "
+            "detached from a Cluster.",
+            field="network",
+        )
+    used = [
+        vm
+        for vm in _vms_using_profiles(tx, {p.id for p in profiles_of(tx, net_id)})
+        if getattr(vm, "cluster_id", None) == cluster_id
+    ]
+    if used:
+        raise DomainError(
+            "Cannot detach Logical Network from Cluster. The Network is being used by VMs: "
+            + ", ".join(sorted(v.name for v in used))
+            + "."
+        )
+    tx.emit(NetworkDetachedFromCluster, net_id, cluster_id=cluster_id)
+
+
+def required_networks(tx: Tx, cluster_id: UUID) -> list[str]:
+    """Names of the networks every host of the cluster must have."""
+    return sorted(
+        n.name
+        for n in current_all(tx, LogicalNetwork)
+        if cluster_id in n.cluster_ids and n.required
+    )
+
+
+# -- vNIC profiles --------------------------------------------------------------------------
+def add_vnic_profile(
+    tx: Tx,
+    *,
+    name: str,
+    network_id: UUID,
+    description: str = "",
+    port_mirroring: bool = False,
+    pass_through: bool = False,
+    id: UUID | None = None,
+) -> UUID:
+    net = get_current(tx, LogicalNetwork, network_id, field="network")
+    if not net.is_vm_network:
+        raise DomainError(
+            "Cannot add VM network interface profile. The Network is not a VM network.",
+            field="network",
+        )
+    if port_mirroring and pass_through:
+        raise DomainError(
+            "Cannot add VM network interface profile. Port mirroring and passthrough "
+            "cannot be combined.",
+            field="pass_through",
+        )
+    tx.engine.require_unique_name(
+        ("vnic_profile", network_id), name, label="VM network interface profile"
+    )
+    return _add_profile_unchecked(
+        tx,
+        network_id,
+        name,
+        id=id,
+        description=description,
+        port_mirroring=port_mirroring,
+        pass_through=pass_through,
+    )
+
+
+def update_vnic_profile(
+    tx: Tx,
+    profile_id: UUID,
+    *,
+    name: str | UnsetType = UNSET,
+    description: str | UnsetType = UNSET,
+    port_mirroring: bool | UnsetType = UNSET,
+    pass_through: bool | UnsetType = UNSET,
+) -> None:
+    p = tx.engine.get(VnicProfile, profile_id)
+    if name is not UNSET and name != p.name:
+        other = tx.engine.by_name(("vnic_profile", p.network_id), name)
+        if other is not None and other != profile_id:
+            raise DomainError(
+                "Cannot edit VM network interface profile. The name is already in use.",
+                field="name",
+            )
+    mirroring = p.port_mirroring if port_mirroring is UNSET else port_mirroring
+    passthrough = p.pass_through if pass_through is UNSET else pass_through
+    if mirroring and passthrough:
+        raise DomainError(
+            "Cannot edit VM network interface profile. Port mirroring and passthrough "
+            "cannot be combined.",
+            field="pass_through",
+        )
+    if (
+        (port_mirroring is not UNSET or pass_through is not UNSET)
+        and _vms_using_profiles(tx, {profile_id})
+        and (mirroring, passthrough) != (p.port_mirroring, p.pass_through)
+    ):
+        raise DomainError(
+            "Cannot edit VM network interface profile. The profile is used by VMs.",
+            field="port_mirroring",
+        )
+    values = dict(
+        name=name,
+        description=description,
+        port_mirroring=port_mirroring,
+        pass_through=pass_through,
+    )
+    changes = {k: v for k, v in values.items() if v is not UNSET and v != getattr(p, k)}
+    if changes:
+        tx.emit(VnicProfileUpdated, profile_id, **changes)
+
+
+def remove_vnic_profile(tx: Tx, profile_id: UUID) -> None:
+    tx.engine.get(VnicProfile, profile_id)
+    used = _vms_using_profiles(tx, {profile_id})
+    if used:
+        raise DomainError(
+            "Cannot remove VM network interface profile. The profile is used by VMs: "
+            + ", ".join(sorted(v.name for v in used))
+            + "."
+        )
+    tx.emit(VnicProfileRemoved, profile_id)
+
+
+__all__ = [
+    "MANAGEMENT_NETWORK",
+    "LogicalNetwork",
+    "NetworkAdded",
+    "NetworkAttachedToCluster",
+    "NetworkDetachedFromCluster",
+    "NetworkRemoved",
+    "NetworkUpdated",
+    "VnicProfile",
+    "VnicProfileAdded",
+    "VnicProfileRemoved",
+    "VnicProfileUpdated",
+    "add_network",
+    "add_vnic_profile",
+    "attach_network",
+    "detach_network",
+    "remove_network",
+    "remove_vnic_profile",
+    "update_network",
+    "update_vnic_profile",
+]
