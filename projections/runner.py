@@ -1,0 +1,476 @@
+"""The projection runner: catch up from the log in large batches, then follow it live.
+
+Every projection keeps its position (the last notification id it has absorbed) in the
+``tracking`` table, written in the SAME transaction as its rows, so a crash at any point
+leaves rows and position consistent: a restart resumes exactly where the last commit
+stopped (exactly-once). Gaps in notification ids are normal (rolled-back appends): the
+runner always reads ``notification_id > position`` in id order, which the log's table
+lock makes equal to commit order, so a gap never stalls it and nothing is skipped.
+
+Projections share one in-memory domain ``Engine`` that the runner advances event by
+event; each projection sees ``Change(position, event, before, after)`` with the engine
+as it stood right after that event (for name lookups), buffers its rows, and writes them
+in ``flush`` inside the batch transaction. A projection that can restore the engine from
+its own tables (the engine view) spares a replay on restart.
+
+Live following: PostgreSQL LISTEN on the library's channel (the insert NOTIFYs it), the
+in-process bus (``attach(bus)``), and a slow poll as a safety net; whichever wakes first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple
+
+from commands.store import EventLog, decode_event
+from domain.base import Aggregate, Event
+from domain.engine import Engine
+from projections.db import ViewDB
+
+log = logging.getLogger("orrery.projections")
+
+DEFAULT_BATCH = 20_000
+
+
+class Change(NamedTuple):
+    """One event as a projection sees it: the object before and after it."""
+
+    position: int
+    event: Event
+    before: Aggregate | None
+    after: Aggregate | None
+
+
+class StalePosition(Exception):
+    """Another runner moved a projection's position: reload and carry on."""
+
+
+class Projection:
+    """Base of a projection. Subclasses set ``name`` and ``tables`` and implement
+    ``create_tables``, ``observe`` and ``flush``; ``position`` is kept by the runner."""
+
+    name: str = ""
+    tables: tuple[str, ...] = ()
+    # Columns ordering rows for the content digest, per table.
+    digest_order: dict[str, str] = {}
+
+    def __init__(self) -> None:
+        self.position = 0
+
+    def create_tables(self, db: ViewDB) -> None:
+        raise NotImplementedError
+
+    def load(self, db: ViewDB) -> None:
+        """Called after (re)start and after a rollback: drop buffers, reload caches."""
+
+    def observe(self, change: Change, engine: Engine) -> None:
+        raise NotImplementedError
+
+    def flush(self, db: ViewDB) -> None:
+        raise NotImplementedError
+
+    def restore_engine(self, db: ViewDB) -> Engine | None:
+        """An Engine at ``self.position`` from the projection's own tables, if it can."""
+        return None
+
+    def digest(self, db: ViewDB) -> dict[str, str]:
+        """A content digest per table, independent of the backend."""
+        out = {}
+        for t in self.tables:
+            order = self.digest_order.get(t, "1")
+            h = hashlib.sha256()
+            n = 0
+            for row in db.query(f"SELECT * FROM {{{t}}} ORDER BY {order}"):
+                h.update(repr(tuple(_norm(v) for v in row)).encode())
+                n += 1
+            out[t] = f"{n}:{h.hexdigest()}"
+        return out
+
+
+def _norm(v: Any) -> Any:
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    if isinstance(v, memoryview | bytes):
+        return bytes(v).decode()
+    return v
+
+
+def ensure_tracking(db: ViewDB) -> None:
+    with db.transaction():
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS {tracking} ("
+            "name TEXT PRIMARY KEY, position BIGINT NOT NULL, updated_at DOUBLE PRECISION)"
+        )
+
+
+def read_positions(db: ViewDB) -> dict[str, int]:
+    return {n: int(p) for n, p in db.query("SELECT name, position FROM {tracking}")}
+
+
+class LogReader:
+    """Reads (notification id, topic, state) rows after a position, in id order.
+
+    On PostgreSQL it uses its own connection and a lean query (the library's
+    select_notifications builds dict rows and Notification objects we do not need);
+    on SQLite it goes through the library's recorder.
+    """
+
+    def __init__(self, log_: EventLog) -> None:
+        self.log = log_
+        self._conn: Any = None
+        self._sql = ""
+        if log_.is_postgres:
+            import psycopg
+
+            from projections.db import split_schema
+
+            conninfo, _ = split_schema(log_.database_url or "")
+            rec: Any = log_.recorder
+            self._conninfo = conninfo
+            self._sql = (
+                f'SELECT notification_id, topic, state FROM "{rec.datastore.schema}".'
+                f'"{rec.events_table_name}" WHERE notification_id > %s '
+                "ORDER BY notification_id LIMIT %s"
+            )
+            self._psycopg = psycopg
+            self.channel = rec.channel_name
+
+    def fetch(self, after: int, limit: int) -> list[tuple[int, str, bytes]]:
+        if not self._sql:
+            notes = self.log.recorder.select_notifications(
+                start=after, limit=limit, inclusive_of_start=False
+            )
+            return [(n.id, n.topic, n.state) for n in notes]
+        for attempt in range(5):
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._conn = self._psycopg.connect(self._conninfo, autocommit=True)
+                with self._conn.cursor(binary=True) as cur:
+                    cur.execute(self._sql, (after, limit), prepare=True)
+                    return cur.fetchall()
+            except self._psycopg.OperationalError:
+                if attempt == 4:
+                    raise
+                self._conn = None
+                time.sleep(0.2 * (attempt + 1))
+        return []  # pragma: no cover
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class ProjectionRunner:
+    """Runs projections over the log into one view database.
+
+    ``catch_up()`` absorbs everything written so far; ``start()`` also follows the log
+    in a thread; ``wait_for(position, timeout)`` is read-your-writes.
+    """
+
+    def __init__(
+        self,
+        log_: EventLog,
+        db: ViewDB,
+        projections: Sequence[Projection],
+        *,
+        batch: int = DEFAULT_BATCH,
+        poll: float = 1.0,
+    ) -> None:
+        if not projections:
+            raise ValueError("no projections")
+        names = [p.name for p in projections]
+        if len(set(names)) != len(names):
+            raise ValueError(f"projection names repeat: {names}")
+        self.log = log_
+        self.db = db
+        self.projections = list(projections)
+        self.batch = batch
+        self.poll = poll
+        self.reader = LogReader(log_)
+        self.engine = Engine()
+        self.position = 0  # every projection has absorbed at least this far
+        self._cond = threading.Condition()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.RLock()  # one batch at a time
+        self.batches = 0
+        self.events = 0
+        self.last_error: BaseException | None = None
+        self._init()
+
+    # -- state -------------------------------------------------------------------------
+    def _init(self) -> None:
+        ensure_tracking(self.db)
+        with self.db.transaction():
+            for p in self.projections:
+                p.create_tables(self.db)
+        self._reload()
+
+    def _reload(self) -> None:
+        """Positions and engine from the database (start, and after any failure)."""
+        stored = read_positions(self.db)
+        for p in self.projections:
+            p.position = stored.get(p.name, 0)
+            p.load(self.db)
+        low = min(p.position for p in self.projections)
+        engine = None
+        for p in self.projections:
+            if p.position == low:
+                engine = p.restore_engine(self.db)
+                if engine is not None:
+                    break
+        if engine is None:
+            engine = Engine()
+            for nid, ev in self.log.iter_all(0, batch=self.batch):
+                if nid > low:
+                    break
+                engine.apply(ev)
+                engine.position = nid
+        engine.position = low
+        self.engine = engine
+        self._set_position(low)
+
+    def _set_position(self, pos: int) -> None:
+        with self._cond:
+            self.position = pos
+            self._cond.notify_all()
+
+    # -- absorbing ---------------------------------------------------------------------
+    def catch_up(
+        self, progress: Callable[[int], None] | None = None, *, upto: int | None = None
+    ) -> int:
+        """Absorbs every event committed so far (or up to ``upto``); returns how many."""
+        total = 0
+        with self._lock:
+            if upto is not None and self.position >= upto:
+                return 0
+            rows = self.reader.fetch(self.position, self.batch)
+            if not rows:
+                return 0
+            prefetch = _Prefetch(self.reader, self.batch) if len(rows) >= self.batch else None
+            try:
+                while rows:
+                    if upto is not None and rows[-1][0] > upto:
+                        rows = [r for r in rows if r[0] <= upto]
+                        if prefetch is not None:
+                            prefetch.close()
+                            prefetch = None
+                        if rows:
+                            self._absorb(rows)
+                            total += len(rows)
+                            if progress is not None:
+                                progress(self.position)
+                        break
+                    if prefetch is not None:
+                        prefetch.request(rows[-1][0])
+                    self._absorb(rows)
+                    total += len(rows)
+                    if progress is not None:
+                        progress(self.position)
+                    if prefetch is not None:
+                        rows = prefetch.get()
+                        if len(rows) < self.batch:
+                            prefetch.close()
+                            prefetch = None
+                    else:
+                        rows = self.reader.fetch(self.position, self.batch)
+            finally:
+                if prefetch is not None:
+                    prefetch.close()
+        return total
+
+    def _absorb(self, rows: Sequence[tuple[int, str, bytes]]) -> None:
+        engine = self.engine
+        projections = self.projections
+        objects = engine.objects
+        try:
+            last = self.position
+            for nid, topic, state in rows:
+                event = decode_event(topic, bytes(state) if not isinstance(state, bytes) else state)
+                oid = event.originator_id
+                before = objects.get(oid)
+                engine.apply(event)
+                change = Change(nid, event, before, objects.get(oid))
+                for p in projections:
+                    if nid > p.position:
+                        p.observe(change, engine)
+                last = nid
+            engine.position = last
+            self._commit(last)
+        except BaseException:
+            self._reload()
+            raise
+        self.batches += 1
+        self.events += len(rows)
+        self._set_position(last)
+
+    def _commit(self, last: int) -> None:
+        db = self.db
+        now = time.time()
+        with db.transaction():
+            for p in self.projections:
+                if last <= p.position:
+                    continue
+                p.flush(db)
+                cur = db.execute(
+                    "UPDATE {tracking} SET position = ?, updated_at = ? "
+                    "WHERE name = ? AND position = ?",
+                    (last, now, p.name, p.position),
+                )
+                if cur.rowcount == 0:
+                    if p.position != 0 or read_positions(db).get(p.name) is not None:
+                        raise StalePosition(f"projection {p.name} was moved by another runner")
+                    db.execute(
+                        "INSERT INTO {tracking} (name, position, updated_at) VALUES (?, ?, ?)",
+                        (p.name, last, now),
+                    )
+        for p in self.projections:
+            p.position = max(p.position, last)
+
+    # -- following ---------------------------------------------------------------------
+    def notify(self, *_: Any) -> None:
+        """Wakes the follower (the bus calls this with each committed batch)."""
+        self._wake.set()
+
+    def attach(self, bus: Any) -> ProjectionRunner:
+        bus.subscribe(self.notify)
+        return self
+
+    def start(self) -> ProjectionRunner:
+        if self._threads:
+            return self
+        self._stop.clear()
+        t = threading.Thread(target=self._follow, name="orrery-projections", daemon=True)
+        self._threads.append(t)
+        if self.reader._sql:
+            lt = threading.Thread(target=self._listen, name="orrery-listen", daemon=True)
+            self._threads.append(lt)
+        for th in self._threads:
+            th.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        for t in self._threads:
+            t.join(timeout=10)
+        self._threads = []
+
+    def close(self) -> None:
+        self.stop()
+        self.reader.close()
+
+    def _follow(self) -> None:
+        delay = 0.05
+        while not self._stop.is_set():
+            self._wake.wait(self.poll)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.catch_up()
+                self.last_error = None
+                delay = 0.05
+            except Exception as e:
+                self.last_error = e
+                log.exception("projection batch failed; retrying")
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                self._wake.set()
+
+    def _listen(self) -> None:
+        import psycopg
+
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.reader._conninfo, autocommit=True) as conn:
+                    conn.execute(f'LISTEN "{self.reader.channel}"')
+                    self._wake.set()  # anything missed while (re)connecting
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=0.5, stop_after=1):
+                            self._wake.set()
+            except Exception:
+                if self._stop.is_set():
+                    return
+                log.warning("LISTEN connection lost; reconnecting", exc_info=True)
+                time.sleep(0.5)
+
+    def wait_for(self, position: int, timeout: float = 5.0) -> bool:
+        """True once every projection has absorbed ``position`` (False on timeout)."""
+        if self.position >= position:
+            return True
+        deadline = time.monotonic() + timeout
+        if not self._threads:
+            while self.position < position and time.monotonic() < deadline:
+                if self.catch_up() == 0:
+                    time.sleep(0.005)
+            return self.position >= position
+        self._wake.set()
+        with self._cond:
+            while self.position < position:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def digest(self) -> dict[str, dict[str, str]]:
+        return {p.name: p.digest(self.db) for p in self.projections}
+
+
+class _Prefetch:
+    """Reads the next batch in a thread while the current one is absorbed."""
+
+    def __init__(self, reader: LogReader, batch: int) -> None:
+        self._reader = LogReader(reader.log) if reader._sql else reader
+        self._own = self._reader is not reader
+        self._batch = batch
+        self._req: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        self._out: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            after = self._req.get()
+            if after is None:
+                return
+            try:
+                self._out.put(self._reader.fetch(after, self._batch))
+            except BaseException as e:
+                self._out.put(e)
+
+    def request(self, after: int) -> None:
+        self._req.put(after)
+
+    def get(self) -> list[tuple[int, str, bytes]]:
+        out = self._out.get()
+        if isinstance(out, BaseException):
+            raise out
+        return out
+
+    def close(self) -> None:
+        self._req.put(None)
+        self._thread.join(timeout=10)
+        if self._own:
+            self._reader.close()
+
+
+def replay_engine(events: Iterable[tuple[int, Event]], upto: int | None = None) -> Engine:
+    """A fresh Engine from (notification id, event) pairs, stopping after ``upto``."""
+    engine = Engine()
+    for nid, ev in events:
+        if upto is not None and nid > upto:
+            break
+        engine.apply(ev)
+        engine.position = nid
+    return engine
