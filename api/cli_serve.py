@@ -1,0 +1,55 @@
+"""Run the Manager: the command bus and the oVirt-compatible REST API in one process.
+
+Listens on 127.0.0.1:8443 by default, plain HTTP unless --tls-cert and --tls-key are
+given (then HTTPS). On first start it initializes the system (admin@internal, whose
+password comes from $ORRERY_ADMIN_PASSWORD or is generated and printed once; the
+Default data center and cluster; the Blank template).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from api.cli import add_store_arguments
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_store_arguments(p)
+    p.add_argument("--listen", default="127.0.0.1:8443", help="HOST:PORT (default 127.0.0.1:8443)")
+    p.add_argument("--tls-cert", default=None, help="PEM certificate: serve HTTPS")
+    p.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
+    p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from api.server import initialize, serve, ssl_context
+    from commands.bootstrap import open_bus
+
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO))
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        print(f"--listen wants HOST:PORT, got {args.listen!r}")
+        return 2
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("--tls-cert and --tls-key go together")
+        return 2
+    bus = open_bus(args.database_url, args.data_dir)
+    try:
+        password = initialize(bus, args.data_dir)
+        asyncio.run(
+            serve(
+                bus,
+                host.strip("[]"),
+                int(port),
+                admin_password=password,
+                ssl=ssl_context(args.tls_cert, args.tls_key),
+            )
+        )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        bus.stop()
+    return 0

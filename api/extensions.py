@@ -1,0 +1,125 @@
+"""Orrery's own endpoints under /orrery/ (described in /orrery/openapi.json):
+
+- GET /orrery/events/stream[?from=N]: server-sent events, one ``event: orrery`` message
+  per committed fact (JSON of the /events entry), after replaying entries newer than
+  ``from`` (or the ``Last-Event-ID`` header). Replaces polling /events.
+- GET /orrery/history/{collection}/{id}: every event of one object in order, with who,
+  when, the command, and the fields it changed (``diff``: {field: [before, after]}).
+- ``as_of=<log position|ISO time>`` on any GET under /ovirt-engine/api: the state then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from aiohttp import web
+
+from api.faults import bad_request, not_found
+from api.resources import RESOURCES
+
+
+async def handle(api: Any, request: web.Request, rest: str) -> web.StreamResponse:
+    from api.openapi import document
+    from api.server import Env, _method
+
+    segs = [s for s in rest.split("/") if s]
+    if segs == ["openapi.json"]:
+        return web.json_response(document())
+    env = Env(api.reads, "json", dict(request.query))
+    await api.authenticate(request, env)
+    if request.method not in ("GET", "HEAD"):
+        raise _method(request.method, "GET")
+    if segs == ["events", "stream"]:
+        return await stream(api, request, env)
+    if len(segs) == 3 and segs[0] == "history":
+        return history(api, segs[1], segs[2])
+    raise not_found(f"No resource at /orrery/{rest[:80]}.")
+
+
+async def stream(api: Any, request: web.Request, env: Any) -> web.StreamResponse:
+    from api.feed import render_event
+
+    start = request.headers.get("Last-Event-ID") or env.query.get("from")
+    after: int | None = None
+    if start:
+        try:
+            after = int(start)
+        except ValueError:
+            raise bad_request("Invalid value of 'from': expected an integer.", "from") from None
+    q = api.feed.subscribe(asyncio.get_running_loop())
+    resp = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await resp.prepare(request)
+    try:
+        sent = after or 0
+        if after is not None:
+            for e in reversed(api.feed.list(after)):
+                await _send(resp, render_event(e))
+                sent = max(sent, e["id"])
+        await resp.write(b": connected\n\n")
+        while True:
+            try:
+                e = await asyncio.wait_for(q.get(), timeout=15)
+            except TimeoutError:
+                await resp.write(b": keep-alive\n\n")
+                continue
+            if e["id"] <= sent and after is not None:
+                continue
+            await _send(resp, render_event(e))
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        api.feed.unsubscribe(q)
+    return resp
+
+
+async def _send(resp: web.StreamResponse, tree: dict[str, Any]) -> None:
+    data = json.dumps({k: v for k, v in tree.items() if v is not None})
+    await resp.write(f"id: {tree['id']}\nevent: orrery\ndata: {data}\n\n".encode())
+
+
+def history(api: Any, collection: str, obj_id: str) -> web.Response:
+    res = RESOURCES.get(collection)
+    if res is None:
+        raise not_found(f"No collection '{collection[:40]}'.")
+    try:
+        oid = UUID(obj_id)
+    except ValueError:
+        raise not_found(f"No object with id '{obj_id[:80]}'.") from None
+    events = api.bus.log.events_of(oid)
+    if not events:
+        raise not_found(f"{res.label} {oid} has no history.")
+    out = []
+    state: Any = None
+    before: dict[str, Any] = {}
+    for ev in events:
+        state = ev.evolve(state)
+        after = msgspec.to_builtins(state) if state is not None else {}
+        diff = {
+            k: [before.get(k), after.get(k)]
+            for k in sorted(set(before) | set(after))
+            if k != "version" and before.get(k) != after.get(k)
+        }
+        out.append(
+            {
+                "version": ev.originator_version,
+                "event": ev.TOPIC,
+                "time": ev.timestamp.isoformat(),
+                "actor": ev.meta.actor,
+                "actor_id": str(ev.meta.actor_id) if ev.meta.actor_id else None,
+                "command": ev.meta.command,
+                "correlation_id": ev.meta.correlation_id,
+                "diff": diff,
+            }
+        )
+        before = after
+    return web.json_response({"id": str(oid), "collection": collection, "history": out})

@@ -1,0 +1,229 @@
+"""The event feed the API serves at /events and streams as server-sent events.
+
+Each committed domain event becomes an oVirt-style event (id = log position, code,
+severity, description, time, and links to the objects it concerns). The feed keeps the
+most recent entries in memory, filled from the log tail at start and from the bus as
+batches commit; subscribers (the SSE stream) get each new entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import zlib
+from collections import deque
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+KEEP = 50_000
+
+# oVirt audit codes for the facts whose codes clients know.
+CODES = {
+    "DataCenterAdded": 950,
+    "DataCenterRemoved": 954,
+    "DataCenterUpdated": 952,
+    "ClusterAdded": 809,
+    "ClusterRemoved": 813,
+    "ClusterUpdated": 811,
+    "VmCreated": 34,
+    "VmAdded": 34,
+    "VmRemoved": 113,
+    "VmUpdated": 35,
+    "HostAdded": 42,
+    "HostRemoved": 44,
+    "UserLoginFailed": 114,
+    "LoginFailed": 114,
+    "PermissionDenied": 8007,
+}
+
+_KIND_TAG = {
+    "vm": "vm",
+    "host": "host",
+    "cluster": "cluster",
+    "data_center": "data_center",
+    "storage_domain": "storage_domain",
+    "template": "template",
+    "user": "user",
+    "vm_pool": "vm_pool",
+}
+
+
+def code_of(topic: str) -> int:
+    c = CODES.get(topic)
+    if c is not None:
+        return c
+    return 100_000 + zlib.crc32(topic.encode()) % 100_000
+
+
+class Feed:
+    def __init__(self, bus: Any = None, keep: int = KEEP) -> None:
+        self.bus = bus
+        self.entries: deque[dict[str, Any]] = deque(maxlen=keep)
+        self.lock = threading.Lock()
+        self._subs: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue[dict[str, Any]]]] = []
+        self._external = 0
+        if bus is not None:
+            head = bus.log.head()
+            after = max(0, head - keep)
+            for nid, ev in bus.log.iter_all(after):
+                self.entries.append(self.entry(nid, ev, bus.engine))
+            bus.subscribe(self._on_batch)
+
+    # -- filling -------------------------------------------------------------------
+    def entry(self, nid: int, ev: Any, engine: Any) -> dict[str, Any]:
+        topic = ev.TOPIC
+        payload = ev.payload()
+        obj = engine.objects.get(ev.originator_id) if engine is not None else None
+        kind = getattr(type(obj), "KIND", None) if obj is not None else None
+        name = getattr(obj, "name", None) or payload.get("name")
+        who = ev.meta.actor or "system"
+        parts = [topic]
+        if name:
+            parts.append(f"'{name}'")
+        desc = " ".join(parts) + f" by {who}."
+        e: dict[str, Any] = {
+            "id": nid,
+            "code": code_of(topic),
+            "severity": payload.get("severity", "normal")
+            if isinstance(payload.get("severity"), str)
+            else "normal",
+            "description": desc,
+            "time": _iso(ev.timestamp),
+            "origin": "orrery",
+            "custom_id": -1,
+            "flood_rate": 30,
+            "correlation_id": ev.meta.correlation_id,
+            "topic": topic,
+            "object_id": str(ev.originator_id),
+        }
+        if kind in _KIND_TAG:
+            e[_KIND_TAG[kind]] = str(ev.originator_id)
+        for k, v in payload.items():
+            if k.endswith("_id") and isinstance(v, UUID):
+                tag = k[:-3]
+                if tag in _KIND_TAG.values() and tag not in e:
+                    e[tag] = str(v)
+        if ev.meta.actor_id is not None:
+            e["user"] = str(ev.meta.actor_id)
+        return e
+
+    def _on_batch(self, pairs: list[tuple[int, Any]]) -> None:
+        new = [self.entry(nid, ev, self.bus.engine) for nid, ev in pairs]
+        self._publish(new)
+
+    def _publish(self, new: list[dict[str, Any]]) -> None:
+        with self.lock:
+            self.entries.extend(new)
+            subs = list(self._subs)
+        for loop, q in subs:
+            for e in new:
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_offer, q, e)
+
+    def add_external(self, description: str, severity: str, origin: str, custom_id: int) -> dict:
+        """An external event kept in memory (until an audit command exists for it)."""
+        with self.lock:
+            last = self.entries[-1]["id"] if self.entries else 0
+            self._external += 1
+        e = {
+            "id": last + 1,
+            "code": 9000,
+            "severity": severity,
+            "description": description,
+            "time": _iso(datetime.now(UTC)),
+            "origin": origin,
+            "custom_id": custom_id,
+            "flood_rate": 30,
+        }
+        self._publish([e])
+        return e
+
+    # -- reading -------------------------------------------------------------------
+    def list(self, after: int | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Newest first, as oVirt lists them; ``after`` keeps ids greater than it."""
+        with self.lock:
+            items: Iterable[dict[str, Any]] = reversed(self.entries)
+            out = []
+            for e in items:
+                if after is not None and e["id"] <= after:
+                    break
+                out.append(e)
+                if limit is not None and len(out) >= limit and after is None:
+                    break
+        if not out and after is None:
+            out = [self.started]
+        return out if limit is None else out[:limit]
+
+    def get(self, event_id: int) -> dict[str, Any] | None:
+        with self.lock:
+            for e in reversed(self.entries):
+                if e["id"] == event_id:
+                    return e
+        if event_id == 0:
+            return self.started
+        return None
+
+    started = {
+        "id": 0,
+        "code": 9700,
+        "severity": "normal",
+        "description": "Orrery engine started.",
+        "time": "1970-01-01T00:00:00.000+00:00",
+        "origin": "orrery",
+        "custom_id": -1,
+        "flood_rate": 30,
+    }
+
+    def subscribe(self, loop: asyncio.AbstractEventLoop) -> asyncio.Queue[dict[str, Any]]:
+        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=10_000)
+        with self.lock:
+            self._subs.append((loop, q))
+        return q
+
+    def unsubscribe(self, q: asyncio.Queue[dict[str, Any]]) -> None:
+        with self.lock:
+            self._subs = [(lp, s) for lp, s in self._subs if s is not q]
+
+
+def _offer(q: asyncio.Queue[dict[str, Any]], e: dict[str, Any]) -> None:
+    with contextlib.suppress(asyncio.QueueFull):  # a stalled reader loses entries
+        q.put_nowait(e)
+
+
+def _iso(t: datetime) -> str:
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return t.isoformat(timespec="milliseconds")
+
+
+def render_event(e: dict[str, Any]) -> dict[str, Any]:
+    """The API form of a feed entry."""
+    from api.resources import BASE
+
+    d: dict[str, Any] = {
+        "href": f"{BASE}/events/{e['id']}",
+        "id": str(e["id"]),
+        "description": e["description"],
+        "code": e["code"],
+        "correlation_id": e.get("correlation_id"),
+        "custom_id": e.get("custom_id", -1),
+        "flood_rate": e.get("flood_rate", 30),
+        "origin": e.get("origin", "orrery"),
+        "severity": e["severity"],
+        "time": e["time"],
+    }
+    for tag, path in (
+        ("vm", "vms"),
+        ("host", "hosts"),
+        ("cluster", "clusters"),
+        ("data_center", "datacenters"),
+        ("storage_domain", "storagedomains"),
+        ("template", "templates"),
+        ("user", "users"),
+    ):
+        if e.get(tag):
+            d[tag] = {"href": f"{BASE}/{path}/{e[tag]}", "id": e[tag]}
+    return d

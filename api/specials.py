@@ -1,0 +1,216 @@
+"""Collections that are not aggregates: events (the feed), cluster levels, operating
+systems, jobs. Each is one handler ``(api, request, env, rest) -> Response``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from api import jsonio, xmlio
+from api.faults import ApiError, bad_request, not_found
+from api.feed import render_event
+from api.resources import BASE
+from api.search import compile_search
+
+_SEVERITY_RANK = {"normal": 0, "warning": 1, "error": 2, "alert": 10}
+
+
+def _collection(env: Any, tags: str, tag: str, items: list[Any]) -> web.Response:
+    if env.fmt == "json":
+        return web.Response(body=jsonio.collection(tag, items), content_type="application/json")
+    return web.Response(body=xmlio.collection(tags, tag, items), content_type="application/xml")
+
+
+def _one(env: Any, tag: str, item: Any, status: int = 200, headers: Any = None) -> web.Response:
+    from api.server import respond
+
+    return respond(env.fmt, status, tag, item, headers)
+
+
+def _method(method: str, allowed: str) -> ApiError:
+    return ApiError(405, "Method Not Allowed", f"{method} is not allowed here; use {allowed}.")
+
+
+def _event_values(e: dict[str, Any], key: str) -> list[str]:
+    if key == "severity":
+        return [str(_SEVERITY_RANK.get(e["severity"], 0)), e["severity"]]
+    if key in ("type", "code"):
+        return [str(e["code"])]
+    if key in e:
+        return [str(e[key])]
+    if "." in key:
+        head = key.split(".", 1)[0]
+        return [str(e.get(head, ""))]
+    if key in ("vm", "host", "cluster", "datacenter", "user", "template", "storage"):
+        return [str(e.get(key, ""))]
+    raise bad_request(f"Invalid search key '{key}' for events.", "search")
+
+
+async def events(api: Any, request: web.Request, env: Any, rest: list[str]) -> web.Response:
+    method = request.method
+    q = env.query
+    if not rest:
+        if method in ("GET", "HEAD"):
+            after = None
+            if q.get("from"):
+                try:
+                    after = int(q["from"])
+                except ValueError:
+                    raise bad_request(
+                        "Invalid value of 'from': expected an integer.", "from"
+                    ) from None
+            from api.server import _max
+
+            limit = _max(q)
+            entries = api.feed.list(after, None if q.get("search") else limit)
+            if q.get("search"):
+                query = compile_search(q["search"], False)
+                sev = [c for g in query.groups for c in g if c.key == "severity"]
+                for c in sev:  # severity compares by rank: severity>normal
+                    if c.value in _SEVERITY_RANK:
+                        c.value = str(_SEVERITY_RANK[c.value])
+                entries = [e for e in entries if query.matches(lambda k, e=e: _event_values(e, k))]
+                if limit is not None:
+                    entries = entries[:limit]
+            return _collection(env, "events", "event", [render_event(e) for e in entries])
+        if method == "POST":
+            body = await api.read_body(request, env, "event")
+            desc = body.get("description") if isinstance(body, dict) else None
+            if not isinstance(desc, str) or not desc:
+                raise bad_request("Element 'description' is required.", "description")
+            severity = body.get("severity", "normal")
+            if severity not in _SEVERITY_RANK:
+                raise bad_request(f"Invalid value '{severity}' of 'severity'.", "severity")
+            origin = body.get("origin", "external")
+            try:
+                custom_id = int(body.get("custom_id", -1))
+            except (TypeError, ValueError):
+                raise bad_request("Invalid value of 'custom_id'.", "custom_id") from None
+            e = api.feed.add_external(desc[:4000], severity, str(origin)[:255], custom_id)
+            tree = render_event(e)
+            return _one(env, "event", tree, 201, {"Location": tree["href"]})
+        raise _method(method, "GET, POST")
+    if len(rest) == 1:
+        try:
+            eid = int(rest[0])
+        except ValueError:
+            raise not_found(f"No event {rest[0][:40]}.") from None
+        e = api.feed.get(eid)
+        if e is None:
+            raise not_found(f"No event {eid}.")
+        if method in ("GET", "HEAD"):
+            return _one(env, "event", render_event(e))
+        if method == "DELETE":
+            return _one(env, "action", {"status": "complete"})
+        raise _method(method, "GET, DELETE")
+    raise not_found("No such event resource.")
+
+
+def _levels() -> list[str]:
+    try:
+        from domain.datacenter import SUPPORTED_VERSIONS
+    except ImportError:
+        return ["4.7"]
+    return list(SUPPORTED_VERSIONS)
+
+
+CPU_TYPES = [
+    ("Intel Nehalem Family", 3),
+    ("Intel Westmere Family", 4),
+    ("Intel SandyBridge Family", 5),
+    ("Intel Haswell Family", 7),
+    ("Intel Skylake Client Family", 9),
+    ("Intel Skylake Server Family", 10),
+    ("Intel Cascadelake Server Family", 11),
+    ("Intel Icelake Server Family", 12),
+    ("AMD Opteron G4", 2),
+    ("AMD Opteron G5", 3),
+    ("AMD EPYC", 4),
+    ("Secure AMD EPYC", 5),
+]
+
+
+def _level(v: str) -> dict[str, Any]:
+    return {
+        "href": f"{BASE}/clusterlevels/{v}",
+        "id": v,
+        "cpu_types": {
+            "cpu_type": [
+                {"name": n, "level": lvl, "architecture": "x86_64"} for n, lvl in CPU_TYPES
+            ]
+        },
+        "permits": {"permit": []},
+    }
+
+
+async def clusterlevels(api: Any, request: web.Request, env: Any, rest: list[str]) -> web.Response:
+    if request.method not in ("GET", "HEAD"):
+        raise _method(request.method, "GET")
+    if not rest:
+        return _collection(env, "cluster_levels", "cluster_level", [_level(v) for v in _levels()])
+    if len(rest) == 1 and rest[0] in _levels():
+        return _one(env, "cluster_level", _level(rest[0]))
+    raise not_found(f"No cluster level {rest[0][:20]}.")
+
+
+OPERATING_SYSTEMS = [
+    ("0", "other", "Other OS"),
+    ("5", "other_linux", "Linux"),
+    ("24", "rhel_8x64", "Red Hat Enterprise Linux 8.x x64"),
+    ("33", "rhel_9x64", "Red Hat Enterprise Linux 9.x x64"),
+    ("1193", "debian_12", "Debian 12"),
+    ("1256", "ubuntu_22_04", "Ubuntu 22.04 LTS"),
+    ("27", "windows_2019x64", "Windows 2019 x64"),
+    ("31", "windows_2022", "Windows 2022"),
+]
+
+
+def _os(i: str, name: str, desc: str) -> dict[str, Any]:
+    return {
+        "href": f"{BASE}/operatingsystems/{i}",
+        "id": i,
+        "name": name,
+        "description": desc,
+        "architecture": "x86_64",
+    }
+
+
+async def operatingsystems(
+    api: Any, request: web.Request, env: Any, rest: list[str]
+) -> web.Response:
+    if request.method not in ("GET", "HEAD"):
+        raise _method(request.method, "GET")
+    items = [_os(*t) for t in OPERATING_SYSTEMS]
+    if not rest:
+        return _collection(env, "operating_systems", "operating_system", items)
+    for it in items:
+        if it["id"] == rest[0] and len(rest) == 1:
+            return _one(env, "operating_system", it)
+    raise not_found(f"No operating system {rest[0][:20]}.")
+
+
+async def jobs(api: Any, request: web.Request, env: Any, rest: list[str]) -> web.Response:
+    """Commands finish before the API answers, so there are never running jobs."""
+    if request.method not in ("GET", "HEAD"):
+        raise _method(request.method, "GET")
+    if not rest:
+        return _collection(env, "jobs", "job", [])
+    raise not_found(f"No job {rest[0][:40]}.")
+
+
+async def capabilities(api: Any, request: web.Request, env: Any, rest: list[str]) -> web.Response:
+    if request.method not in ("GET", "HEAD"):
+        raise _method(request.method, "GET")
+    if rest:
+        raise not_found("No such capability.")
+    return _collection(env, "capabilities", "version", [])
+
+
+SPECIAL = {
+    "events": events,
+    "clusterlevels": clusterlevels,
+    "operatingsystems": operatingsystems,
+    "jobs": jobs,
+    "capabilities": capabilities,
+}
