@@ -1,0 +1,7 @@
+"""``python -m hostd``: run the host daemon (same options as ``orrery hostd``)."""
+
+import sys
+
+from hostd.daemon import main
+
+sys.exit(main())
