@@ -9,6 +9,7 @@ beside the live tables (``orrery_verify``) in the same database.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
 import threading
@@ -147,10 +148,8 @@ class ViewDB:
                 self.execute(f"DROP TABLE IF EXISTS {self.name(t)}")
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.conn.close()
-        except Exception:  # pragma: no cover - closing twice
-            pass
 
     def __enter__(self) -> ViewDB:
         return self
