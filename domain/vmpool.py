@@ -1,0 +1,355 @@
+"""VM pools: ``size`` VMs from one template, handed out to users.
+
+Creating a pool creates its VMs, named ``name-1`` .. ``name-N``. An automatic pool takes
+a VM back when it goes down; a manual pool keeps it assigned until it is returned.
+``assignments`` maps vm_id -> user_id.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from domain.base import Aggregate, DomainError, Event, InvalidInput, Tx
+from domain.statuses import VmStatus
+from domain.template import Template
+from domain.vm import VmUpdated, _locked, add_vm, cluster_dc, get_vm, remove_vm, start_vm
+
+MAX_POOL_SIZE = 1000
+
+
+class PoolType(StrEnum):
+    AUTOMATIC = "automatic"
+    MANUAL = "manual"
+
+
+class VmPool(Aggregate, frozen=True, kw_only=True):
+    KIND = "vm_pool"
+    LABEL = "VM-Pool"
+
+    name: str
+    description: str = ""
+    cluster_id: UUID
+    template_id: UUID
+    size: int = 0
+    prestarted_vms: int = 0
+    max_user_vms: int = 1
+    stateless: bool = True
+    pool_type: PoolType = PoolType.AUTOMATIC
+    vm_ids: tuple[UUID, ...] = ()
+    assignments: dict[UUID, UUID] = {}
+    next_index: int = 1
+    created_at: str = ""
+
+    def vms_of(self, user_id: UUID) -> list[UUID]:
+        return [v for v, u in self.assignments.items() if u == user_id]
+
+
+class VmPoolAdded(Event, frozen=True, kw_only=True):
+    CREATES = "VmPool"
+    name: str
+    description: str = ""
+    cluster_id: UUID
+    template_id: UUID
+    prestarted_vms: int = 0
+    max_user_vms: int = 1
+    stateless: bool = True
+    pool_type: PoolType = PoolType.AUTOMATIC
+    created_at: str = ""
+
+
+class VmPoolUpdated(Event, frozen=True, kw_only=True):
+    name: str | UnsetType = UNSET
+    description: str | UnsetType = UNSET
+    prestarted_vms: int | UnsetType = UNSET
+    max_user_vms: int | UnsetType = UNSET
+
+
+class VmPoolVmAdded(Event, frozen=True, kw_only=True):
+    vm_id: UUID
+
+    def evolve(self, agg: Any) -> Any:
+        return msgspec.structs.replace(
+            agg,
+            version=self.originator_version,
+            vm_ids=(*agg.vm_ids, self.vm_id),
+            size=agg.size + 1,
+            next_index=agg.next_index + 1,
+        )
+
+
+class VmPoolVmDetached(Event, frozen=True, kw_only=True):
+    vm_id: UUID
+
+    def evolve(self, agg: Any) -> Any:
+        assignments = {k: v for k, v in agg.assignments.items() if k != self.vm_id}
+        return msgspec.structs.replace(
+            agg,
+            version=self.originator_version,
+            vm_ids=tuple(v for v in agg.vm_ids if v != self.vm_id),
+            size=agg.size - 1,
+            assignments=assignments,
+        )
+
+
+class VmPoolVmAllocated(Event, frozen=True, kw_only=True):
+    vm_id: UUID
+    user_id: UUID
+
+    def evolve(self, agg: Any) -> Any:
+        return msgspec.structs.replace(
+            agg,
+            version=self.originator_version,
+            assignments={**agg.assignments, self.vm_id: self.user_id},
+        )
+
+
+class VmPoolVmReleased(Event, frozen=True, kw_only=True):
+    vm_id: UUID
+
+    def evolve(self, agg: Any) -> Any:
+        assignments = {k: v for k, v in agg.assignments.items() if k != self.vm_id}
+        return msgspec.structs.replace(
+            agg, version=self.originator_version, assignments=assignments
+        )
+
+
+class VmPoolRemoved(Event, frozen=True, kw_only=True):
+    DELETES = True
+
+
+def _check_counts(action: str, size: int, prestarted: int, max_user_vms: int) -> None:
+    if not 1 <= size <= MAX_POOL_SIZE:
+        raise InvalidInput(f"Pool size must be between 1 and {MAX_POOL_SIZE}.", field="size")
+    if prestarted < 0:
+        raise InvalidInput("prestarted_vms must not be negative.", field="prestarted_vms")
+    if prestarted > size:
+        raise DomainError(
+            f"Cannot {action} VM-Pool. Prestarted VMs cannot exceed the number of VMs in the "
+            "VM-Pool.",
+            field="prestarted_vms",
+        )
+    if max_user_vms < 1:
+        raise InvalidInput("max_user_vms must be at least 1.", field="max_user_vms")
+
+
+def add_vm_pool(
+    tx: Tx,
+    *,
+    name: str,
+    cluster_id: UUID,
+    template_id: UUID,
+    size: int,
+    prestarted_vms: int = 0,
+    max_user_vms: int = 1,
+    stateless: bool = True,
+    pool_type: PoolType = PoolType.AUTOMATIC,
+    description: str = "",
+    id: UUID | None = None,
+) -> UUID:
+    tx.engine.require_unique_name(("vm_pool",), name, label="VM-Pool")
+    _check_counts("add", size, prestarted_vms, max_user_vms)
+    cluster_dc(tx, cluster_id)
+    tx.engine.get(Template, template_id, field="template")
+    pool_id = tx.new_id(id)
+    tx.emit(
+        VmPoolAdded,
+        pool_id,
+        name=name,
+        description=description,
+        cluster_id=cluster_id,
+        template_id=template_id,
+        prestarted_vms=prestarted_vms,
+        max_user_vms=max_user_vms,
+        stateless=stateless,
+        pool_type=pool_type,
+        created_at=tx.now.isoformat(),
+    )
+    _grow(tx, pool_id, name, cluster_id, template_id, stateless, first=1, count=size)
+    return pool_id
+
+
+def _grow(
+    tx: Tx,
+    pool_id: UUID,
+    name: str,
+    cluster_id: UUID,
+    template_id: UUID,
+    stateless: bool,
+    *,
+    first: int,
+    count: int,
+) -> list[UUID]:
+    made = []
+    for i in range(first, first + count):
+        vm_name = f"{name}-{i}"
+        if tx.engine.by_name(("vm",), vm_name) is not None:
+            raise DomainError(
+                f"Cannot add VM-Pool. The VM name {vm_name} is already in use.", field="name"
+            )
+        vm_id = add_vm(
+            tx,
+            name=vm_name,
+            cluster_id=cluster_id,
+            template_id=template_id,
+            stateless=stateless,
+            pool_id=pool_id,
+        )
+        tx.emit(VmPoolVmAdded, pool_id, vm_id=vm_id)
+        made.append(vm_id)
+    return made
+
+
+def get_pool(tx: Tx, pool_id: UUID) -> VmPool:
+    return tx.engine.get(VmPool, pool_id, field="vm_pool")
+
+
+def update_vm_pool(
+    tx: Tx,
+    pool_id: UUID,
+    *,
+    name: str | UnsetType = UNSET,
+    description: str | UnsetType = UNSET,
+    size: int | UnsetType = UNSET,
+    prestarted_vms: int | UnsetType = UNSET,
+    max_user_vms: int | UnsetType = UNSET,
+) -> list[UUID]:
+    """Changes the pool; a larger ``size`` adds VMs (a pool never shrinks this way)."""
+    pool = get_pool(tx, pool_id)
+    new_size = pool.size if size is UNSET else size
+    if new_size < pool.size:
+        raise DomainError(
+            "Cannot edit VM-Pool. Decreasing the number of VMs is not supported; detach or "
+            "remove VMs instead.",
+            field="size",
+        )
+    _check_counts(
+        "edit",
+        new_size,
+        pool.prestarted_vms if prestarted_vms is UNSET else prestarted_vms,
+        pool.max_user_vms if max_user_vms is UNSET else max_user_vms,
+    )
+    if name is not UNSET and name != pool.name:
+        tx.engine.require_unique_name(("vm_pool",), name, label="VM-Pool", own_id=pool_id)
+    changes = {
+        k: v
+        for k, v in dict(
+            name=name,
+            description=description,
+            prestarted_vms=prestarted_vms,
+            max_user_vms=max_user_vms,
+        ).items()
+        if v is not UNSET and v != getattr(pool, k)
+    }
+    if changes:
+        tx.emit(VmPoolUpdated, pool_id, **changes)
+    if new_size > pool.size:
+        return _grow(
+            tx,
+            pool_id,
+            pool.name if name is UNSET else name,
+            pool.cluster_id,
+            pool.template_id,
+            pool.stateless,
+            first=pool.next_index,
+            count=new_size - pool.size,
+        )
+    return []
+
+
+def allocate_vm(tx: Tx, pool_id: UUID, user_id: UUID, *, start: bool = True) -> UUID:
+    """Hands a free VM of the pool to ``user_id`` (running ones first) and runs it."""
+    from domain.vm import Vm
+
+    pool = get_pool(tx, pool_id)
+    if len(pool.vms_of(user_id)) >= pool.max_user_vms:
+        raise DomainError(
+            "Cannot allocate and run VM from VM-Pool. The user has reached the maximum number "
+            "of VMs allowed from this VM-Pool."
+        )
+    free = [
+        vm
+        for vm_id in pool.vm_ids
+        if vm_id not in pool.assignments
+        and (vm := tx.engine.find(Vm, vm_id)) is not None
+        and vm.status in (VmStatus.DOWN, VmStatus.UP)
+        and not vm.snapshot_locked()
+    ]
+    if not free:
+        raise DomainError(
+            "Cannot allocate and run VM from VM-Pool. There are no available VMs in the VM-Pool."
+        )
+    # A prestarted (up) VM first, then the pool's order.
+    chosen = sorted(free, key=lambda v: v.status != VmStatus.UP)[0]
+    if start and chosen.status == VmStatus.DOWN:
+        start_vm(tx, chosen.id)
+    tx.emit(VmPoolVmAllocated, pool_id, vm_id=chosen.id, user_id=user_id)
+    return chosen.id
+
+
+def return_vm(tx: Tx, pool_id: UUID, vm_id: UUID) -> None:
+    """The user gives the VM back to the pool (it must be down)."""
+    pool = get_pool(tx, pool_id)
+    if vm_id not in pool.assignments:
+        raise DomainError("Cannot return VM to VM-Pool. The VM is not allocated to a user.")
+    vm = get_vm(tx, vm_id)
+    if vm.status != VmStatus.DOWN:
+        raise DomainError("Cannot return VM to VM-Pool. VM is running.")
+    tx.emit(VmPoolVmReleased, pool_id, vm_id=vm_id)
+
+
+def vm_went_down(tx: Tx, pool_id: UUID, vm_id: UUID) -> None:
+    """An automatic pool takes its VM back as soon as it is down."""
+    pool = tx.engine.find(VmPool, pool_id)
+    if pool is not None and pool.pool_type == PoolType.AUTOMATIC and vm_id in pool.assignments:
+        tx.emit(VmPoolVmReleased, pool_id, vm_id=vm_id)
+
+
+def detach_vm(tx: Tx, pool_id: UUID, vm_id: UUID) -> None:
+    """Takes a down VM out of the pool; it lives on as an ordinary VM."""
+    pool = get_pool(tx, pool_id)
+    vm = get_vm(tx, vm_id)
+    if vm.pool_id != pool_id:
+        raise DomainError("Cannot detach VM from VM-Pool. The VM is not in this VM-Pool.")
+    if vm.status == VmStatus.IMAGE_LOCKED:
+        raise _locked("detach")
+    if vm.status != VmStatus.DOWN:
+        raise DomainError("Cannot detach VM from VM-Pool. VM is running.")
+    if pool.size <= 1:
+        raise DomainError("Cannot detach VM from VM-Pool. A VM-Pool must keep at least one VM.")
+    tx.emit(VmPoolVmDetached, pool_id, vm_id=vm_id)
+    tx.emit(VmUpdated, vm_id, pool_id=None)
+
+
+def remove_vm_pool(tx: Tx, pool_id: UUID) -> None:
+    """Removes the pool and its VMs, which must all be down."""
+    from domain.vm import Vm
+
+    pool = get_pool(tx, pool_id)
+    vms = [v for vm_id in pool.vm_ids if (v := tx.engine.find(Vm, vm_id)) is not None]
+    for vm in vms:
+        if vm.status == VmStatus.IMAGE_LOCKED:
+            raise DomainError(
+                "Cannot remove VM-Pool: VM is locked. Please try again in a few minutes."
+            )
+        if vm.status != VmStatus.DOWN:
+            raise DomainError("Cannot remove VM-Pool. VM is running.")
+    for vm in vms:
+        remove_vm(tx, vm.id, force=True)
+    tx.emit(VmPoolRemoved, pool_id)
+
+
+__all__ = [
+    "PoolType",
+    "VmPool",
+    "add_vm_pool",
+    "allocate_vm",
+    "detach_vm",
+    "remove_vm_pool",
+    "return_vm",
+    "update_vm_pool",
+]
