@@ -1,17 +1,100 @@
-"""Who may do what: the built-in roles through ``domain.permission.is_permitted``.
+"""Who may do what: every request is checked with the built-in roles through
+``domain.permission.is_permitted``; a refusal is a 403 fault and a UserPermissionDenied
+event (``RecordPermissionDenied``). Reads: administrators see everything unless they ask
+``filter=true``; other users (and filter=true) see only what they hold permissions on.
 
-Until the permission area lands every authenticated user acts with full rights (there
-is only admin@internal then). ``filter=true`` shows a user only the objects they hold a
-permission on; a refusal is a 403 fault.
+Until the permission area is present every authenticated user has full rights.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from api.faults import forbidden
 
-_ACTION_PERMITS = {"create": "create", "edit": "edit", "delete": "delete", "view": "login"}
+# path -> (create, edit, delete, default action permit)
+PERMITS: dict[str, tuple[str, str, str, str]] = {
+    "datacenters": (
+        "create_storage_pool",
+        "edit_storage_pool_configuration",
+        "delete_storage_pool",
+        "edit_storage_pool_configuration",
+    ),
+    "clusters": (
+        "create_cluster",
+        "edit_cluster_configuration",
+        "delete_cluster",
+        "edit_cluster_configuration",
+    ),
+    "hosts": ("create_host", "edit_host_configuration", "delete_host", "manipulate_host"),
+    "storagedomains": (
+        "create_storage_domain",
+        "edit_storage_domain_configuration",
+        "delete_storage_domain",
+        "manipulate_storage_domain",
+    ),
+    "networks": (
+        "create_storage_pool_network",
+        "configure_storage_pool_network",
+        "delete_storage_pool_network",
+        "configure_storage_pool_network",
+    ),
+    "vnicprofiles": (
+        "create_network_vnic_profile",
+        "configure_network_vnic_profile",
+        "delete_network_vnic_profile",
+        "configure_network_vnic_profile",
+    ),
+    "vms": ("create_vm", "edit_vm_properties", "delete_vm", "vm_basic_operations"),
+    "disks": ("create_disk", "edit_disk_properties", "delete_disk", "edit_disk_properties"),
+    "templates": (
+        "create_template",
+        "edit_template_properties",
+        "delete_template",
+        "edit_template_properties",
+    ),
+    "vmpools": (
+        "create_vm_pool",
+        "edit_vm_pool_configuration",
+        "delete_vm_pool",
+        "vm_pool_basic_operations",
+    ),
+    "users": ("manipulate_users",) * 4,
+    "groups": ("manipulate_users",) * 4,
+    "roles": ("manipulate_roles",) * 4,
+    "permissions": ("manipulate_permissions",) * 4,
+    "tags": ("tag_management",) * 4,
+    "quotas": ("configure_quota",) * 4,
+    "affinitygroups": ("manipulate_affinity_groups",) * 4,
+    "events": ("inject_external_events",) * 4,
+}
+ACTION_PERMITS = {
+    ("vms", "migrate"): "migrate_vm",
+    ("vms", "cancelmigration"): "migrate_vm",
+    ("vms", "ticket"): "connect_to_vm",
+    ("vms", "previewsnapshot"): "manipulate_vm_snapshots",
+    ("vms", "commitsnapshot"): "manipulate_vm_snapshots",
+    ("vms", "undosnapshot"): "manipulate_vm_snapshots",
+}
+SUB_PERMITS = {
+    ("vms", "nics"): "configure_vm_network",
+    ("vms", "diskattachments"): "configure_vm_storage",
+    ("vms", "snapshots"): "manipulate_vm_snapshots",
+    ("vms", "cdroms"): "change_vm_cd",
+    ("datacenters", "storagedomains"): "manipulate_storage_domain",
+    ("networks", "vnicprofiles"): "create_network_vnic_profile",
+}
+_WHAT = {"create": 0, "edit": 1, "delete": 2, "action": 3}
+# Command fields naming where a new object goes, in the permission hierarchy's terms.
+_SCOPES = (
+    ("cluster_id", "cluster"),
+    ("network_id", "network"),
+    ("storage_domain_id", "storage_domain"),
+    ("data_center_id", "data_center"),
+    ("pool_id", "vm_pool"),
+    ("vm_id", "vm"),
+)
 
 
 def _module() -> Any:
@@ -22,32 +105,80 @@ def _module() -> Any:
     return permission if hasattr(permission, "is_permitted") else None
 
 
-def _permitted(env: Any, action: str, res: Any, obj: Any, parent: Any = None) -> bool:
+def permit_for(path: str, what: str, verb: str | None = None, sub: str | None = None) -> str:
+    if sub is not None and (path, sub) in SUB_PERMITS:
+        return SUB_PERMITS[(path, sub)]
+    if verb is not None and (path, verb) in ACTION_PERMITS:
+        return ACTION_PERMITS[(path, verb)]
+    row = PERMITS.get(path)
+    if row is None:
+        return "configure_engine"
+    return row[_WHAT[what]]
+
+
+def scope_of(cmd: Any) -> tuple[str, Any]:
+    for field, kind in _SCOPES:
+        v = getattr(cmd, field, None)
+        if v is not None:
+            return kind, v
+    return "system", None
+
+
+class Denied(Exception):
+    def __init__(self, permit: str, kind: str, obj_id: Any, action: str) -> None:
+        self.permit, self.kind, self.obj_id, self.action = permit, kind, obj_id, action
+
+
+def check(env: Any, permit: str, kind: str, obj_id: Any, action: str) -> None:
+    """Raises Denied when the user lacks ``permit`` on the object (kind, id)."""
     mod = _module()
     if mod is None or env.user_id is None:
-        return True
+        return
     engine = getattr(env.reads, "engine", None)
-    target = obj
-    if target is None and parent is not None:
-        target = env.reads.any(parent[1])
-    kind = getattr(res, "tag", None) if res is not None else None
-    try:
-        return bool(mod.is_permitted(engine, env.user_id, f"{action}_{kind}", target))
-    except TypeError:
-        return bool(mod.is_permitted(engine, env.user_id, action, target))
+    if engine is None:
+        return
+    with env.reads.lock:
+        ok = mod.is_permitted(engine, env.user_id, permit, kind, obj_id)
+    if not ok:
+        raise Denied(permit, kind, obj_id, action)
 
 
-def check(env: Any, action: str, res: Any, obj: Any, parent: Any = None) -> None:
-    if not _permitted(env, action, res, obj, parent):
-        raise forbidden(
-            f"User {env.user_name} is not permitted to {action} "
-            f"{getattr(res, 'label', 'this object')}."
-        )
+async def deny(api: Any, env: Any, d: Denied) -> Exception:
+    """Records the refusal as an event and returns the 403 fault to raise."""
+    import commands.all  # noqa: F401
+    from commands.messages import COMMAND_TYPES
+
+    cls = COMMAND_TYPES.get("RecordPermissionDenied")
+    if cls is not None and env.user_id is not None:
+        with contextlib.suppress(Exception):  # recording must not hide the refusal
+            await api.bus.execute_async(
+                cls(
+                    user_id=env.user_id,
+                    permit=d.permit,
+                    action=d.action[:4000],
+                    object_kind=d.kind,
+                    object_id=d.obj_id,
+                    actor=env.user_name,
+                    actor_id=env.user_id,
+                )
+            )
+    return forbidden(f"User {env.user_name} is not authorized to perform this action ({d.permit}).")
 
 
 def visible(env: Any, res: Any, objs: list[Any]) -> list[Any]:
-    if env.query.get("filter", "").lower() not in ("true", "1"):
+    mod = _module()
+    if mod is None or env.user_id is None:
         return objs
-    if _module() is None or env.user_id is None:
+    engine = getattr(env.reads, "engine", None)
+    if engine is None:
         return objs
-    return [o for o in objs if _permitted(env, "view", res, o)]
+    want_filter = env.query.get("filter", "").lower() in ("true", "1")
+    with env.reads.lock:
+        if not want_filter and mod.is_admin(engine, env.user_id):
+            return objs
+        ids = mod.visible_object_ids(engine, env.user_id, res.tag)
+    return [o for o in objs if o.id in ids]
+
+
+def can_see(env: Any, res: Any, obj: Any) -> bool:
+    return bool(visible(env, res, [obj]))

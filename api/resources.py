@@ -198,6 +198,7 @@ class Input:
         parent_id: UUID | None = None,
         item_id: UUID | None = None,
         query: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> Any:
         from commands.messages import parse_command
 
@@ -220,6 +221,9 @@ class Input:
                 data[field] = v
         if self.item_field and item_id is not None:
             data[self.item_field] = item_id
+        for field, v in (extra or {}).items():
+            if field in known:
+                data[field] = v
         if "actor" in known:
             data["actor"] = env.user_name
             data["actor_id"] = env.user_id

@@ -99,7 +99,7 @@ class Api:
     ) -> None:
         self.bus = bus
         self.reads = reads or EngineReads(bus)
-        self.auth = auth or Authenticator(self.reads, fallback_password=admin_password)
+        self.auth = auth or Authenticator(self.reads, bus=bus, fallback_password=admin_password)
         self.feed = feed or Feed(bus)
         self.started = datetime.now(UTC)
         self._cache: dict[tuple[str, UUID, int, str], xmlio.Raw] = {}
@@ -171,15 +171,17 @@ class Api:
                 status=400,
             )
         user, password = form.get("username", ""), form.get("password", "")
+        source = f"sso {request.remote or ''}"
         session = (
-            await asyncio.get_running_loop().run_in_executor(None, self.auth.login, user, password)
+            await asyncio.get_running_loop().run_in_executor(
+                None, self.auth.login, user, password, source
+            )
             if user and password
             else None
         )
         if session is None:
-            await record_login_failure(
-                self.bus, user[:255], "bad credentials", request.remote or ""
-            )
+            if not self.auth.records_failures:
+                await record_login_failure(self.bus, user[:255], "wrong_password", source)
             return web.json_response(
                 {
                     "error_code": "access_denied",
@@ -218,10 +220,8 @@ class Api:
             except Exception:
                 raise unauthorized("Malformed basic credentials.") from None
             session = await asyncio.get_running_loop().run_in_executor(
-                None, self.auth.basic, user, pw
+                None, self.auth.basic, user, pw, f"basic {request.remote or ''}"
             )
-            if session is None:
-                await record_login_failure(self.bus, user[:255], "bad credentials", "basic")
         if session is None:
             raise unauthorized()
         env.user_name = session.user_name
@@ -241,6 +241,18 @@ class Api:
             )
         env = Env(reads, fmt, query)
         await self.authenticate(request, env)
+        from api import authz
+
+        try:
+            return await self._route(request, env, tail)
+        except authz.Denied as d:
+            raise await authz.deny(self, env, d) from None
+
+    async def _route(self, request: web.Request, env: Env, tail: str) -> web.StreamResponse:
+        from api import authz
+
+        fmt = env.fmt
+        reads = env.reads
         segs = [s for s in tail.split("/") if s]
         method = request.method
         if not segs:
@@ -262,24 +274,31 @@ class Api:
                 return await self.add(request, env, res, res.add)
             raise _method(method, "GET, POST")
         obj = reads.get(res.cls, _id_or_404(segs[1]))
-        if obj is None:
+        if obj is None or not authz.can_see(env, res, obj):
             raise not_found(f"{res.label} {segs[1]} not found.")
         if len(segs) == 2:
             if method in ("GET", "HEAD"):
                 return respond(fmt, 200, res.tag, self.render(res, obj, env))
             if method == "PUT":
+                authz.check(env, authz.permit_for(res.path, "edit"), res.tag, obj.id, "update")
                 return await self.update(request, env, res, obj)
             if method == "DELETE":
+                authz.check(env, authz.permit_for(res.path, "delete"), res.tag, obj.id, "remove")
                 return await self.remove(env, res.remove, obj_id=obj.id)
             raise _method(method, "GET, PUT, DELETE")
         verb = segs[2]
         if len(segs) == 3 and verb in res.actions:
             if method != "POST":
                 raise _method(method, "POST")
+            permit = authz.permit_for(res.path, "action", verb=verb)
+            authz.check(env, permit, res.tag, obj.id, verb)
             return await self.action(request, env, res.actions[verb], obj_id=obj.id)
         sub = res.subs.get(verb)
         if sub is None:
             raise not_found(f"No sub-collection or action '{verb}' of {res.tags}.")
+        if method not in ("GET", "HEAD"):
+            permit = authz.permit_for(res.path, "edit", sub=verb)
+            authz.check(env, permit, res.tag, obj.id, f"{method} {verb}")
         return await self.sub(request, env, res, obj, sub, segs[3:])
 
     # -- rendering --------------------------------------------------------------------
@@ -466,7 +485,6 @@ class Api:
             raise _method("POST", "GET")
         from api import authz
 
-        authz.check(env, "create", res, None, parent)
         body = await self.read_body(request, env, res.tag)
         cmd = inp.build(
             body,
@@ -475,6 +493,8 @@ class Api:
             query=env.query,
             extra={parent[0]: parent[1]} if parent else None,
         )
+        kind, scope = authz.scope_of(cmd)
+        authz.check(env, authz.permit_for(res.path, "create"), kind, scope, f"add {res.tag}")
         result = await self.run(cmd)
         new_id = _created(result)
         obj = self.reads.get(res.cls, new_id) if new_id is not None else None
@@ -486,9 +506,6 @@ class Api:
     async def update(self, request: web.Request, env: Env, res: Resource, obj: Any):
         if res.update is None:
             raise _method("PUT", "GET, DELETE")
-        from api import authz
-
-        authz.check(env, "edit", res, obj)
         body = await self.read_body(request, env, res.tag)
         cmd = res.update.build(body, env, obj_id=obj.id, query=env.query)
         await self.run(cmd)
@@ -508,9 +525,6 @@ class Api:
     ) -> web.Response:
         if inp is None:
             raise _method("DELETE", "GET")
-        from api import authz
-
-        authz.check(env, "delete", res, obj)
         cmd = inp.build(
             {}, env, obj_id=obj_id, parent_id=parent_id, item_id=item_id, query=env.query
         )

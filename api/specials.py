@@ -75,6 +75,9 @@ async def events(api: Any, request: web.Request, env: Any, rest: list[str]) -> w
                     entries = entries[:limit]
             return _collection(env, "events", "event", [render_event(e) for e in entries])
         if method == "POST":
+            from api import authz
+
+            authz.check(env, "inject_external_events", "system", None, "add event")
             body = await api.read_body(request, env, "event")
             desc = body.get("description") if isinstance(body, dict) else None
             if not isinstance(desc, str) or not desc:

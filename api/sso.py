@@ -63,9 +63,15 @@ def _verify(password_hash: str, password: str) -> bool:
 
 class Authenticator:
     def __init__(
-        self, reads: Any, *, fallback_password: str | None = None, ttl: float | None = None
+        self,
+        reads: Any,
+        *,
+        bus: Any = None,
+        fallback_password: str | None = None,
+        ttl: float | None = None,
     ):
         self.reads = reads
+        self.bus = bus
         self.ttl = ttl if ttl is not None else float(os.environ.get("ORRERY_TOKEN_TTL", "1800"))
         self.fallback_password = fallback_password
         self._sessions: dict[str, Session] = {}
@@ -103,8 +109,24 @@ class Authenticator:
         return None
 
     # -- tokens --------------------------------------------------------------------
-    def login(self, user_name: str, password: str) -> Session | None:
-        who = self.check_password(user_name, password)
+    def verify(self, user_name: str, password: str, source: str = "") -> tuple[Any, str] | None:
+        """(user id, full name) when the password is right and the user may log in.
+
+        With the user area present, ``commands.user.authenticate`` decides and records the
+        outcome (UserLoggedIn / UserLoginFailed); otherwise the fallback admin password.
+        """
+        auth = _authenticate_fn()
+        if auth is not None and self.bus is not None:
+            out = auth(self.bus, user_name[:255], password, source=source[:255])
+            return (out.user_id, out.user_name) if out.ok else None
+        return self.check_password(user_name, password)
+
+    @property
+    def records_failures(self) -> bool:
+        return _authenticate_fn() is not None and self.bus is not None
+
+    def login(self, user_name: str, password: str, source: str = "") -> Session | None:
+        who = self.verify(user_name, password, source)
         if who is None:
             return None
         token = secrets.token_urlsafe(32)
@@ -131,7 +153,7 @@ class Authenticator:
         with self._lock:
             return self._sessions.pop(token, None) is not None
 
-    def basic(self, user_name: str, password: str) -> Session | None:
+    def basic(self, user_name: str, password: str, source: str = "") -> Session | None:
         """HTTP Basic: the password check is remembered for a few minutes."""
         import hashlib
 
@@ -140,7 +162,7 @@ class Authenticator:
         with self._lock:
             hit = self._basic_cache.get(key)
         if hit is None or hit[0] < now:
-            who = self.check_password(user_name, password)
+            who = self.verify(user_name, password, source)
             if who is None:
                 return None
             hit = (now + min(self.ttl, 300), who)
@@ -154,6 +176,14 @@ class Authenticator:
         now = time.time()
         for k in [k for k, s in self._sessions.items() if s.expires < now]:
             del self._sessions[k]
+
+
+def _authenticate_fn() -> Any:
+    try:
+        from commands import user
+    except ImportError:
+        return None
+    return getattr(user, "authenticate", None)
 
 
 async def record_login_failure(bus: Any, user_name: str, reason: str, source: str) -> None:
