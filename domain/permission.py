@@ -54,6 +54,80 @@ OWNER_ROLES: dict[str, str] = {
 
 NOT_AUTHORIZED = "User is not authorized to perform this action."
 
+# The permit a REST operation needs: (action, kind) -> permit. "create" is checked on the
+# object that will contain the new one (a VM's cluster), the others on the object itself.
+_CRUD: dict[str, tuple[str, str, str]] = {
+    "vm": ("create_vm", "edit_vm_properties", "delete_vm"),
+    "host": ("create_host", "edit_host_configuration", "delete_host"),
+    "cluster": ("create_cluster", "edit_cluster_configuration", "delete_cluster"),
+    "data_center": (
+        "create_storage_pool",
+        "edit_storage_pool_configuration",
+        "delete_storage_pool",
+    ),
+    "storage_domain": (
+        "create_storage_domain",
+        "edit_storage_domain_configuration",
+        "delete_storage_domain",
+    ),
+    "network": (
+        "create_storage_pool_network",
+        "configure_storage_pool_network",
+        "delete_storage_pool_network",
+    ),
+    "vnic_profile": (
+        "create_network_vnic_profile",
+        "create_network_vnic_profile",
+        "delete_network_vnic_profile",
+    ),
+    "template": ("create_template", "edit_template_properties", "delete_template"),
+    "disk": ("create_disk", "edit_disk_properties", "delete_disk"),
+    "vm_pool": ("create_vm_pool", "edit_vm_pool_configuration", "delete_vm_pool"),
+    "user": ("manipulate_users",) * 3,
+    "group": ("manipulate_users",) * 3,
+    "role": ("manipulate_roles",) * 3,
+    "permission": ("manipulate_permissions",) * 3,
+    "quota": ("configure_quota",) * 3,
+    "affinity_group": ("manipulate_affinity_groups",) * 3,
+    "tag": ("tag_management",) * 3,
+    "event": ("inject_external_events", "audit_log_management", "audit_log_management"),
+}
+_ACTIONS: dict[tuple[str, str], str] = {
+    **{("migrate", "vm"): "migrate_vm", ("previewsnapshot", "vm"): "manipulate_vm_snapshots"},
+    **{(a, "vm"): "manipulate_vm_snapshots" for a in ("commitsnapshot", "undosnapshot")},
+    **{
+        (a, "vm"): "vm_basic_operations"
+        for a in ("start", "stop", "shutdown", "reboot", "suspend", "cancelmigration")
+    },
+    **{(a, "vm"): "change_vm_cd" for a in ("changecd", "ejectcd")},
+    **{(a, "vm"): "connect_to_vm" for a in ("ticket", "console", "logon")},
+    ("allocatevm", "vm_pool"): "vm_pool_basic_operations",
+    ("createsnapshot", "vm"): "manipulate_vm_snapshots",
+    ("export", "vm"): "import_export_vm",
+    ("copy", "disk"): "configure_disk_storage",
+    ("move", "disk"): "configure_disk_storage",
+    ("export", "template"): "import_export_vm",
+}
+
+
+def permit_for(action: str, kind: str) -> str:
+    """The permit oVirt requires for an operation on an object of ``kind``: ``create``,
+    ``edit``, ``delete``, ``view`` or an action verb (``start``, ``migrate``, host
+    ``activate`` ...). Anything unknown needs ``configure_engine`` (SuperUser only)."""
+    if action == "view":
+        return "login"
+    crud = _CRUD.get(kind)
+    if crud is not None and action in ("create", "edit", "delete"):
+        return crud[("create", "edit", "delete").index(action)]
+    got = _ACTIONS.get((action, kind))
+    if got is not None:
+        return got
+    if kind == "host":
+        return "manipulate_host"
+    if kind == "storage_domain":
+        return "manipulate_storage_domain"
+    return "configure_engine"
+
 
 class Forbidden(DomainError):
     """The user lacks the permit (HTTP 403)."""
@@ -211,15 +285,29 @@ def permits_on(engine: Engine, user_id: UUID, obj_kind: str, obj_id: UUID | None
     return out
 
 
+def _target(obj_kind: str | Aggregate | None, obj_id: UUID | None) -> tuple[str, UUID | None]:
+    if obj_kind is None:
+        return SYSTEM, None
+    if isinstance(obj_kind, Aggregate):
+        return obj_kind.KIND, obj_kind.id
+    return obj_kind, obj_id
+
+
 def is_permitted(
-    engine: Engine, user_id: UUID, permit: str, obj_kind: str, obj_id: UUID | None
+    engine: Engine,
+    user_id: UUID,
+    permit: str,
+    obj_kind: str | Aggregate | None,
+    obj_id: UUID | None = None,
 ) -> bool:
     """Whether the user holds ``permit`` on the object, on anything above it, or on system,
-    directly or through one of its groups."""
+    directly or through one of its groups. The object is ``(kind, id)``; an aggregate in
+    place of the kind, or None (the system object), is accepted too."""
+    kind, oid = _target(obj_kind, obj_id)
     perms = permissions_of(engine, user_id)
     if not perms:
         return False
-    above = ancestors(engine, obj_kind, obj_id)
+    above = ancestors(engine, kind, oid)
     for p in perms:
         if p.object_id in above:
             role = engine.find(Role, p.role_id)
@@ -229,7 +317,11 @@ def is_permitted(
 
 
 def require_permit(
-    engine: Engine, user_id: UUID, permit: str, obj_kind: str, obj_id: UUID | None
+    engine: Engine,
+    user_id: UUID,
+    permit: str,
+    obj_kind: str | Aggregate | None,
+    obj_id: UUID | None = None,
 ) -> None:
     if not is_permitted(engine, user_id, permit, obj_kind, obj_id):
         raise Forbidden(NOT_AUTHORIZED)
@@ -456,6 +548,7 @@ __all__ = [
     "parents",
     "permissions_of",
     "permissions_on",
+    "permit_for",
     "permits_on",
     "record_permission_denied",
     "remove_object_permissions",
