@@ -1,4 +1,4 @@
-"""Data center and cluster commands and their handlers."""
+"""Data center commands and their handlers (AddCluster lives in ``commands.cluster``)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from uuid import UUID
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from commands.cluster import AddCluster
 from commands.messages import Command, Name, ShortText
 from commands.registry import handles
-from domain import cluster, datacenter
+from domain import datacenter
 from domain.base import Tx
 from domain.datacenter import QuotaMode
 
@@ -40,11 +41,11 @@ class RemoveDataCenter(Command, frozen=True, kw_only=True):
     force: bool = False
 
 
-class AddCluster(Command, frozen=True, kw_only=True):
-    name: Name
+class SelectSpm(Command, frozen=True, kw_only=True):
+    """The administrator moves the SPM role to an up host of the data center."""
+
     data_center_id: UUID
-    description: ShortText = ""
-    id: UUID | None = None
+    host_id: UUID
 
 
 @handles(AddDataCenter)
@@ -78,8 +79,9 @@ def _remove_dc(tx: Tx, c: RemoveDataCenter) -> None:
     datacenter.remove_data_center(tx, c.data_center_id, force=c.force)
 
 
-@handles(AddCluster)
-def _add_cluster(tx: Tx, c: AddCluster) -> UUID:
-    return cluster.add_cluster(
-        tx, name=c.name, data_center_id=c.data_center_id, description=c.description, id=c.id
-    )
+@handles(SelectSpm)
+def _select_spm(tx: Tx, c: SelectSpm) -> None:
+    datacenter.select_spm(tx, c.data_center_id, c.host_id)
+
+
+__all__ = ["AddCluster", "AddDataCenter", "RemoveDataCenter", "SelectSpm", "UpdateDataCenter"]

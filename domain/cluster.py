@@ -201,8 +201,12 @@ def update_cluster(
                 "Cannot edit Cluster. The Cluster name is already in use.", field="name"
             )
     _check_settings(cpu_type=cpu_type, memory_overcommit=memory_overcommit, action="edit")
-    if cpu_type is not UNSET and cpu_type != cluster.cpu_type and any(
-        h.cluster_id == cluster_id and h.status == HostStatus.UP for h in tx.engine.all(Host)
+    if (
+        cpu_type is not UNSET
+        and cpu_type != cluster.cpu_type
+        and any(
+            h.cluster_id == cluster_id and h.status == HostStatus.UP for h in tx.engine.all(Host)
+        )
     ):
         raise DomainError(
             "Cannot edit Cluster. The CPU type cannot be changed while the Cluster "

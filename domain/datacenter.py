@@ -139,8 +139,9 @@ def current(tx: Tx, cls: type[A], obj_id: UUID | None) -> A | None:
     if obj_id is None:
         return None
     obj: Any = tx.engine.objects.get(obj_id)
+    seen = tx.engine.version_of(obj_id)  # events up to here are already in the engine
     for e in tx.events:
-        if e.originator_id == obj_id:
+        if e.originator_id == obj_id and e.originator_version > seen:
             obj = e.evolve(obj)
     return obj if isinstance(obj, cls) else None
 
@@ -150,6 +151,8 @@ def current_all(tx: Tx, cls: type[A]) -> list[A]:
     objs: dict[UUID, Any] = {o.id: o for o in tx.engine.all(cls)}
     for e in tx.events:
         oid = e.originator_id
+        if e.originator_version <= tx.engine.version_of(oid):
+            continue  # already applied to the engine (a decision that syncs as it goes)
         if oid in objs:
             objs[oid] = e.evolve(objs[oid])
         elif e.CREATES is not None and issubclass(AGGREGATE_TYPES[e.CREATES], cls):

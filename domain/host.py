@@ -455,11 +455,8 @@ def connection_lost(tx: Tx, host_id: UUID) -> None:
 
 def mark_non_responsive(tx: Tx, host_id: UUID) -> list[UUID]:
     """The grace period ran out: the host is ``non_responsive``, its SPM role is given up,
-    and the VMs it held become ``unknown``. Returns those VMs' ids (by name).
-
-    When ``domain.vm`` offers ``set_vm_unknown(tx, vm_id)`` it is called for each; a
-    caller without it must report the VMs unknown itself.
-    """
+    and the VMs it held become ``unknown`` (through ``domain.vm.vms_on_host_unknown``).
+    Returns the ids of the VMs that must become unknown (by name)."""
     host = tx.engine.get(Host, host_id)
     if host.status == S.NON_RESPONSIVE:
         return []
@@ -471,10 +468,9 @@ def mark_non_responsive(tx: Tx, host_id: UUID) -> list[UUID]:
     )
     set_host_status(tx, host_id, S.NON_RESPONSIVE)
     mod = vm_module()
-    hook = getattr(mod, "set_vm_unknown", None) if mod is not None else None
+    hook = getattr(mod, "vms_on_host_unknown", None) if mod is not None else None
     if hook is not None:
-        for vm in affected:
-            hook(tx, vm.id)
+        hook(tx, host_id)
     return [vm.id for vm in affected]
 
 
@@ -606,8 +602,7 @@ def activate_host(tx: Tx, host_id: UUID) -> None:
 
 def confirm_rebooted(tx: Tx, host_id: UUID) -> list[UUID]:
     """The administrator's "Confirm host has been rebooted": a non-responsive host is
-    down and its VMs are no longer on it. Returns the VMs' ids; ``domain.vm``'s
-    ``set_vm_down_host_rebooted(tx, vm_id)`` is called for each when it exists."""
+    down and its VMs are down (``domain.vm.vms_on_host_down``). Returns the VMs' ids."""
     host = tx.engine.get(Host, host_id)
     if host.status != S.NON_RESPONSIVE:
         raise DomainError(
@@ -616,10 +611,9 @@ def confirm_rebooted(tx: Tx, host_id: UUID) -> list[UUID]:
     vms = sorted(vms_on_host(tx, host_id), key=lambda v: (v.name, v.id))
     set_host_status(tx, host_id, S.DOWN)
     mod = vm_module()
-    hook = getattr(mod, "set_vm_down_host_rebooted", None) if mod is not None else None
+    hook = getattr(mod, "vms_on_host_down", None) if mod is not None else None
     if hook is not None:
-        for vm in vms:
-            hook(tx, vm.id)
+        hook(tx, host_id, reason="Host was rebooted")
     return [vm.id for vm in vms]
 
 

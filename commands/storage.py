@@ -1,0 +1,136 @@
+"""Storage domain commands: add, edit, attach/activate/deactivate/detach, remove, space."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from commands.messages import Command, Name, ShortText
+from commands.registry import handles
+from domain import storage
+from domain.base import Tx
+from domain.storage import StorageDomainType, StorageType
+
+Size = Annotated[int, msgspec.Meta(ge=0)]
+Percent = Annotated[int, msgspec.Meta(ge=0, le=100)]
+Gb = Annotated[int, msgspec.Meta(ge=0)]
+Path = Annotated[str, msgspec.Meta(max_length=4096)]
+Address = Annotated[str, msgspec.Meta(max_length=255)]
+
+
+class AddStorageDomain(Command, frozen=True, kw_only=True):
+    name: Name
+    domain_type: StorageDomainType = StorageDomainType.DATA
+    storage_type: StorageType = StorageType.NFS
+    address: Address = ""
+    path: Path = ""
+    description: ShortText = ""
+    available: Size = 0
+    used: Size = 0
+    warning_low_space: Percent = 10
+    critical_space_blocker: Gb = 5
+    host_id: UUID | None = None
+    data_center_id: UUID | None = None
+    id: UUID | None = None
+
+
+class UpdateStorageDomain(Command, frozen=True, kw_only=True):
+    storage_domain_id: UUID
+    name: Name | UnsetType = UNSET
+    description: ShortText | UnsetType = UNSET
+    warning_low_space: Percent | UnsetType = UNSET
+    critical_space_blocker: Gb | UnsetType = UNSET
+
+
+class AttachStorageDomain(Command, frozen=True, kw_only=True):
+    storage_domain_id: UUID
+    data_center_id: UUID
+    activate: bool = True
+
+
+class ActivateStorageDomain(Command, frozen=True, kw_only=True):
+    storage_domain_id: UUID
+
+
+class DeactivateStorageDomain(Command, frozen=True, kw_only=True):
+    storage_domain_id: UUID
+
+
+class DetachStorageDomain(Command, frozen=True, kw_only=True):
+    storage_domain_id: UUID
+
+
+class RemoveStorageDomain(Command, frozen=True, kw_only=True):
+    storage_domain_id: UUID
+    force: bool = False
+
+
+class ReportStorageDomainSpace(Command, frozen=True, kw_only=True):
+    storage_domain_id: UUID
+    available: Size
+    used: Size
+
+
+@handles(AddStorageDomain)
+def _add(tx: Tx, c: AddStorageDomain) -> UUID:
+    return storage.add_storage_domain(
+        tx,
+        name=c.name,
+        domain_type=c.domain_type,
+        storage_type=c.storage_type,
+        address=c.address,
+        path=c.path,
+        description=c.description,
+        available=c.available,
+        used=c.used,
+        warning_low_space=c.warning_low_space,
+        critical_space_blocker=c.critical_space_blocker,
+        host_id=c.host_id,
+        data_center_id=c.data_center_id,
+        id=c.id,
+    )
+
+
+@handles(UpdateStorageDomain)
+def _update(tx: Tx, c: UpdateStorageDomain) -> None:
+    storage.update_storage_domain(
+        tx,
+        c.storage_domain_id,
+        name=c.name,
+        description=c.description,
+        warning_low_space=c.warning_low_space,
+        critical_space_blocker=c.critical_space_blocker,
+    )
+
+
+@handles(AttachStorageDomain)
+def _attach(tx: Tx, c: AttachStorageDomain) -> None:
+    storage.attach_storage_domain(tx, c.storage_domain_id, c.data_center_id, activate=c.activate)
+
+
+@handles(ActivateStorageDomain)
+def _activate(tx: Tx, c: ActivateStorageDomain) -> None:
+    storage.activate_storage_domain(tx, c.storage_domain_id)
+
+
+@handles(DeactivateStorageDomain)
+def _deactivate(tx: Tx, c: DeactivateStorageDomain) -> None:
+    storage.deactivate_storage_domain(tx, c.storage_domain_id)
+
+
+@handles(DetachStorageDomain)
+def _detach(tx: Tx, c: DetachStorageDomain) -> None:
+    storage.detach_storage_domain(tx, c.storage_domain_id)
+
+
+@handles(RemoveStorageDomain)
+def _remove(tx: Tx, c: RemoveStorageDomain) -> None:
+    storage.remove_storage_domain(tx, c.storage_domain_id, force=c.force)
+
+
+@handles(ReportStorageDomainSpace)
+def _space(tx: Tx, c: ReportStorageDomainSpace) -> None:
+    storage.report_space(tx, c.storage_domain_id, available=c.available, used=c.used)
