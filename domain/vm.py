@@ -1207,6 +1207,44 @@ def attach_disk(
     )
 
 
+def add_disk_to_vm(
+    tx: Tx,
+    vm_id: UUID,
+    *,
+    interface: DiskInterface = DiskInterface.VIRTIO_SCSI,
+    bootable: bool = False,
+    active: bool = True,
+    **disk: Any,
+) -> UUID:
+    """Creates a disk (see ``domain.disk.add_disk``) and attaches it to the VM, as
+    oVirt's POST /vms/{id}/diskattachments does; the disk is locked until created."""
+    from domain.disk import add_disk
+
+    vm = get_vm(tx, vm_id)
+    if vm.status == VmStatus.IMAGE_LOCKED:
+        raise _locked("add", "Disk")
+    _check_not_in_preview(vm, "add", "Disk")
+    if bootable and any(a.bootable for a in vm.disk_attachments):
+        raise DomainError(
+            "Cannot add Disk. Disk boot is already in use by another disk.", field="bootable"
+        )
+    if vm.status != VmStatus.DOWN and active and interface not in _HOTPLUG:
+        raise DomainError(
+            "Cannot add Disk. Hot plug is supported only for virtio, virtio_scsi and sata "
+            "interfaces.",
+            field="interface",
+        )
+    disk_id = add_disk(tx, data_center_id=cluster_dc(tx, vm.cluster_id), bootable=bootable, **disk)
+    tx.emit(
+        VmDiskAttached,
+        vm_id,
+        attachment=DiskAttachment(
+            disk_id=disk_id, interface=interface, bootable=bootable, active=active
+        ),
+    )
+    return disk_id
+
+
 def update_disk_attachment(
     tx: Tx,
     vm_id: UUID,
