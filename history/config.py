@@ -44,6 +44,10 @@ VOLATILE_FIELDS = frozenset(
         "master",
         "snapshots",
         "assignments",
+        "exit_reason",
+        "exit_status",
+        "operation",
+        "move_target_id",
     }
 )
 VOLATILE_PREFIXES = ("guest_", "last_", "stat_")
