@@ -7,7 +7,10 @@ shapes are upcast on read by the domain's registered upcasters.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,14 +18,30 @@ from urllib.parse import parse_qs, unquote, urlparse
 from uuid import UUID
 
 import msgspec
+import psycopg
 from eventsourcing.application import Application
 from eventsourcing.persistence import (
     ApplicationRecorder,
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
     Mapper,
     Notification,
+    NotSupportedError,
+    OperationalError,
+    PersistenceError,
+    ProgrammingError,
     StoredEvent,
     Transcoder,
 )
+from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.utils import retry
+from psycopg import ClientCursor
+from psycopg.pq import ExecStatus, TransactionStatus
+from psycopg.rows import tuple_row
+from psycopg.sql import SQL, Identifier, Literal
 
 import domain.model  # noqa: F401  (fills the event registry)
 from domain.base import EVENT_TYPES, UPCASTERS, Event
@@ -88,6 +107,122 @@ class MsgspecMapper(Mapper[UUID]):
         return decode_event(stored_event.topic, stored_event.state)
 
 
+class OrreryPostgresRecorder(PostgresApplicationRecorder):
+    """The library's PostgreSQL application recorder with a cheaper batch insert.
+
+    Same table, same ``LOCK TABLE ... IN EXCLUSIVE MODE`` (insert order = commit
+    order), same ``NOTIFY``, same lock timeout, one transaction per call. What differs
+    is the wire: the whole transaction -- BEGIN, lock, notify, one multi-row INSERT
+    ... RETURNING, COMMIT -- goes as ONE simple-protocol message with the rows as
+    literals, so a batch costs one round trip and one wait (the library's pipeline
+    takes two round trips and a dozen waits, each a GIL hand-off under load, plus
+    ~80 us an event of composite-type text dumping).
+    """
+
+    def __init__(self, datastore: Any, *, events_table_name: str = "stored_events") -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        table = SQL("{0}.{1}").format(
+            Identifier(datastore.schema), Identifier(self.events_table_name)
+        )
+        self._head = SQL(
+            "BEGIN; SET LOCAL lock_timeout = '{timeout}s'; "
+            "LOCK TABLE {table} IN EXCLUSIVE MODE; NOTIFY {channel}; "
+            "INSERT INTO {table} (originator_id, originator_version, topic, state) VALUES "
+        ).format(
+            timeout=SQL(str(int(datastore.lock_timeout))),
+            table=table,
+            channel=Identifier(self.channel_name),
+        )
+        self._head_text: str | None = None
+        self._writer_lock = threading.Lock()
+        self._writer_conn: Any = None
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> list[int]:
+        if not stored_events:
+            return []
+        # The writer keeps one connection of the pool for itself (no check-out per
+        # batch); a concurrent caller, rare, takes another from the pool.
+        if not self._writer_lock.acquire(blocking=False):
+            with self.datastore.get_connection() as conn:
+                return self._insert(conn, stored_events)
+        try:
+            conn = self._writer_conn
+            if conn is None or conn.closed or conn.broken:
+                self._release_writer_conn()
+                self.datastore.pool.open(True, 30.0)
+                conn = self._writer_conn = self.datastore.pool.getconn()
+            try:
+                return self._insert(conn, stored_events)
+            except psycopg.Error as e:
+                if conn.closed or conn.broken or isinstance(e, psycopg.OperationalError):
+                    self._release_writer_conn()
+                raise _library_error(e) from e
+        finally:
+            self._writer_lock.release()
+
+    def _release_writer_conn(self) -> None:
+        conn, self._writer_conn = self._writer_conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                self.datastore.pool.putconn(conn)
+
+    def _insert(self, conn: Any, stored_events: Sequence[StoredEvent]) -> list[int]:
+        head = self._head_text
+        if head is None:
+            head = self._head_text = self._head.as_string(conn)
+        rows = ",".join(
+            f"('{_uuid_hex(e.originator_id)}',{int(e.originator_version)},"
+            f"{_text_literal(e.topic, conn)},E'\\\\x{e.state.hex()}')"
+            for e in stored_events
+        )
+        cur = ClientCursor(conn, row_factory=tuple_row)
+        try:
+            cur.execute(f"{head}{rows} RETURNING notification_id; COMMIT", prepare=False)
+        except BaseException:
+            if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+                with contextlib.suppress(Exception):
+                    conn.execute("ROLLBACK")
+            raise
+        while cur.pgresult is None or cur.pgresult.status != ExecStatus.TUPLES_OK:
+            if not cur.nextset():  # pragma: no cover - the INSERT always returns rows
+                raise ProgrammingError("no notification ids returned")
+        return [row[0] for row in cur.fetchall()]
+
+    def close(self) -> None:
+        self._release_writer_conn()
+
+
+def _library_error(e: psycopg.Error) -> Exception:
+    """The library's exception for a psycopg one (what its get_connection raises)."""
+    for theirs, ours in (
+        (psycopg.IntegrityError, IntegrityError),
+        (psycopg.InterfaceError, InterfaceError),
+        (psycopg.OperationalError, OperationalError),
+        (psycopg.ProgrammingError, ProgrammingError),
+        (psycopg.DataError, DataError),
+        (psycopg.InternalError, InternalError),
+        (psycopg.NotSupportedError, NotSupportedError),
+        (psycopg.DatabaseError, DatabaseError),
+    ):
+        if isinstance(e, theirs):
+            return ours(str(e))
+    return PersistenceError(str(e))
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9_./-]*")
+
+
+def _uuid_hex(value: Any) -> str:
+    return (value if type(value) is UUID else UUID(str(value))).hex
+
+
+def _text_literal(text: str, conn: Any) -> str:
+    if _PLAIN.fullmatch(text):
+        return f"'{text}'"
+    return Literal(text).as_string(conn)
+
+
 def persistence_env(database_url: str | None, data_dir: Path | str | None) -> dict[str, str]:
     """The library's environment for a PostgreSQL URL, else a SQLite file in data_dir."""
     if database_url:
@@ -105,6 +240,7 @@ def persistence_env(database_url: str | None, data_dir: Path | str | None) -> di
             "POSTGRES_MAX_OVERFLOW": "8",
             "POSTGRES_LOCK_TIMEOUT": "5",
             "POSTGRES_SCHEMA": parse_qs(u.query).get("schema", ["public"])[0],
+            "APPLICATION_RECORDER_TOPIC": "commands.store:OrreryPostgresRecorder",
         }
     base = Path(data_dir or "./data")
     base.mkdir(parents=True, exist_ok=True)
@@ -180,7 +316,19 @@ class EventLog(Application[UUID]):
     def head(self) -> int:
         return self.recorder.max_notification_id() or 0
 
+    def close(self) -> None:
+        if isinstance(self.recorder, OrreryPostgresRecorder):
+            self.recorder.close()
+        super().close()
+
 
 def _foreign_setting(key: str) -> bool:
-    prefixes = ("POSTGRES_", "SQLITE_", "PERSISTENCE_MODULE", "ORRERY_POSTGRES", "MAPPER_TOPIC")
+    prefixes = (
+        "POSTGRES_",
+        "SQLITE_",
+        "PERSISTENCE_MODULE",
+        "ORRERY_POSTGRES",
+        "MAPPER_TOPIC",
+        "APPLICATION_RECORDER_TOPIC",
+    )
     return key.startswith(prefixes) or key in ("CIPHER_KEY", "CIPHER_TOPIC", "COMPRESSOR_TOPIC")
