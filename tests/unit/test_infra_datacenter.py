@@ -156,11 +156,12 @@ def test_high_priority_wins_and_never_spm_host_alone_leaves_dc_non_responsive() 
     assert obj.spm_host_id is None
     assert obj.status == DataCenterStatus.NON_RESPONSIVE
     w.run(UpdateHost(host_id=lone, spm_priority=10))
-    # Priority alone does not trigger an election; the next host event does.
-    best = host(w, c, "best", spm_priority=10, port=2)
+    assert w.engine.get(DataCenter, d).spm_host_id is None  # an edit does not elect
+    # The next host event in the DC re-evaluates it: "lone" may now be SPM.
+    host(w, c, "other", spm_priority=10, port=2)
     obj = w.engine.get(DataCenter, d)
     assert obj.status == DataCenterStatus.UP
-    assert obj.spm_host_id == best  # same priority: by name
+    assert obj.spm_host_id == lone  # elected while "other" was still initializing
 
 
 def test_spm_loss_reelects_and_last_host_loss_makes_dc_non_responsive() -> None:
