@@ -57,6 +57,7 @@ MAX_HA_PRIORITY = 100
 CONSOLE_TICKET_SECONDS = 120
 MAC_PREFIX = "56:6f"
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_PROPERTY_KEY = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 
 
 class VmType(StrEnum):
@@ -706,6 +707,15 @@ def check_numbers(
         raise InvalidInput("ha_priority must be between 0 and 100.", field="ha_priority")
 
 
+def check_custom_properties(props: Mapping[str, str] | None) -> None:
+    for key in props or {}:
+        if not _PROPERTY_KEY.match(key):
+            raise InvalidInput(
+                f"Invalid custom property name {key!r}: use letters, digits and _.",
+                field="custom_properties",
+            )
+
+
 def _check_vcpus(action: str, sockets: int, cores: int, threads: int) -> None:
     if sockets * cores * threads > MAX_VCPUS:
         raise DomainError(
@@ -832,6 +842,7 @@ def add_vm(
         cpu_threads=cpu_threads,
         ha_priority=ha_priority,
     )
+    check_custom_properties(custom_properties)
     sockets = cpu_sockets or template.cpu_sockets
     cores = cpu_cores or template.cpu_cores
     threads = cpu_threads or template.cpu_threads
@@ -952,6 +963,7 @@ def update_vm(tx: Tx, vm_id: UUID, **changes: Any) -> None:
         cpu_threads=fields.get("cpu_threads"),
         ha_priority=fields.get("ha_priority"),
     )
+    check_custom_properties(fields.get("custom_properties"))
     _check_vcpus(
         "update",
         fields.get("cpu_sockets", vm.cpu_sockets),
@@ -1489,7 +1501,7 @@ def set_console_ticket(
 ) -> tuple[str, str]:
     """A one-time console password for the VM's graphics; returns (ticket, expires_at)."""
     vm = get_vm(tx, vm_id)
-    proto = protocol or vm.graphics
+    proto = Graphics(protocol) if protocol else vm.graphics
     if vm.graphics == Graphics.NONE or proto != vm.graphics:
         raise DomainError(
             f"Cannot set ticket VM. The VM has no {proto.value} console.", field="protocol"
