@@ -95,6 +95,7 @@ class Hostd:
         self.seq = 0
         self.sampler = stats.Sampler()
         self.storage: dict[str, str] = {}
+        self.storage_kind: dict[str, str] = {}
         self.networks: set[str] = set(cfg.networks)
         self.migrations: dict[str, dict] = {}
         self.locks: dict[str, asyncio.Lock] = {}
@@ -519,6 +520,7 @@ class Hostd:
         Path(path, req.sd_id, "images").mkdir(parents=True, exist_ok=True)
         Path(path, req.sd_id, "dom_md").mkdir(parents=True, exist_ok=True)
         self.storage[req.sd_id] = path
+        self.storage_kind[req.sd_id] = req.kind
         return P.StorageConnected(sd_id=req.sd_id, path=path)
 
     async def do_DisconnectStorage(self, req: P.DisconnectStorage) -> P.Ok:
@@ -866,13 +868,15 @@ class Hostd:
         xml = dom.XMLDesc(0)
         bases = set(req.base_paths)
         changes = []
+        seen = []
         for d in domxml.disks(xml):
             backing = images.info(d.path).backing
+            seen.append(f"{d.target}: {d.path} on {backing}")
             if backing is None or backing not in bases:
                 continue
             base_fmt = images.info(backing).format
             if active:
-                virt.block_commit_active(dom, d.target, req.timeout_s)
+                virt.block_commit_active(dom, d.target, backing, req.timeout_s)
             else:
                 images.commit(d.path)
             changes.append(P.DiskChange(target=d.target, old_path=d.path, new_path=backing))
@@ -881,7 +885,10 @@ class Hostd:
                 self.c().defineXML(domxml.set_disk_source(ixml, d.target, backing, base_fmt))
             os.unlink(d.path)
         if not changes:
-            raise Fail("not_found", f"no disk of VM {dom.name()} sits on {sorted(bases)}")
+            raise Fail(
+                "not_found",
+                f"no disk of VM {dom.name()} sits on {sorted(bases)} ({'; '.join(seen)})",
+            )
         if req.memory_path:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(req.memory_path)
@@ -982,6 +989,10 @@ class Hostd:
             flags |= libvirt.VIR_MIGRATE_AUTO_CONVERGE
         if req.compressed:
             flags |= libvirt.VIR_MIGRATE_COMPRESSED
+        shared = [p for k, p in self.storage.items() if self.storage_kind.get(k) != "localfs"]
+        paths = [d.path for d in domxml.disks(xml)]
+        if req.unsafe or all(any(x.startswith(s_ + "/") for s_ in shared) for x in paths):
+            flags |= libvirt.VIR_MIGRATE_UNSAFE
         with contextlib.suppress(libvirt.libvirtError):
             await self.run(dom.migrateSetMaxDowntime, req.max_downtime_ms, 0)
         state = {"start": time.monotonic(), "cancelled": False, "dest": req.dest_uri}

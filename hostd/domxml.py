@@ -48,7 +48,7 @@ def _nic(n: NicSpec) -> str:
 def _graphics(g: GraphicsSpec) -> str:
     port = "autoport='yes'" if g.port < 0 else f"port='{g.port}' autoport='no'"
     # Like VDSM: a random password that has already expired; SetTicket opens the console.
-    pw = secrets.token_hex(8)
+    pw = secrets.token_hex(4)  # VNC allows 8 characters
     return (
         f"<graphics type='{g.type}' {port} listen={quoteattr(g.listen)} passwd='{pw}' "
         "passwdValidTo='1970-01-01T00:00:01'>"
@@ -85,11 +85,10 @@ def build(spec: VmSpec, kvm: bool, emulator: str | None = None) -> str:
         f"<orrery:property name={quoteattr(k)}>{escape(v)}</orrery:property>"
         for k, v in sorted(spec.custom_properties.items())
     )
+    # No host-passthrough: nested KVM here rejects some host MSRs (arch_capabilities), and
+    # the default model keeps guests migratable between unlike hosts.
     cpu = (
-        f"<cpu mode='host-passthrough' check='none' migratable='on'><topology "
-        f"sockets='{t.sockets}' dies='1' cores='{t.cores}' threads='{t.threads}'/></cpu>"
-        if use_kvm
-        else f"<cpu><topology sockets='{t.sockets}' dies='1' cores='{t.cores}' "
+        f"<cpu><topology sockets='{t.sockets}' dies='1' cores='{t.cores}' "
         f"threads='{t.threads}'/></cpu>"
     )
     return (

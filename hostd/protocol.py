@@ -321,6 +321,10 @@ class Migrate(Request, tag="migrate", kw_only=True):
     timeout_s: float = 300.0
     auto_converge: bool = True
     compressed: bool = False
+    # libvirt refuses to migrate disks it cannot prove shared (local filesystems). hostd
+    # allows it when every disk lies on a storage domain connected as posixfs/nfs (the
+    # Manager says it is shared), or when this is set.
+    unsafe: bool = False
 
 
 class MigrateCancel(Request, tag="migrate_cancel", kw_only=True):

@@ -195,9 +195,10 @@ def wait_inactive(dom: libvirt.virDomain, timeout: float) -> bool:
     return False
 
 
-def block_commit_active(dom: libvirt.virDomain, target: str, timeout: float) -> None:
-    """Live merge of the active layer of ``target`` into its backing file, then pivot."""
-    dom.blockCommit(target, None, None, 0, libvirt.VIR_DOMAIN_BLOCK_COMMIT_ACTIVE)
+def block_commit_active(dom: libvirt.virDomain, target: str, base: str, timeout: float) -> None:
+    """Live merge of the active layer of ``target`` into ``base`` (its backing file), then
+    pivot onto ``base``."""
+    dom.blockCommit(target, base, None, 0, libvirt.VIR_DOMAIN_BLOCK_COMMIT_ACTIVE)
     deadline = time.monotonic() + timeout
     while True:
         info = dom.blockJobInfo(target, 0)
@@ -209,7 +210,14 @@ def block_commit_active(dom: libvirt.virDomain, target: str, timeout: float) -> 
             dom.blockJobAbort(target, 0)
             raise libvirt.libvirtError(f"block commit on {target} timed out")
         time.sleep(0.05)
-    dom.blockJobAbort(target, libvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT)
+    while True:  # cur == end can come before qemu declares the job ready
+        try:
+            dom.blockJobAbort(target, libvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT)
+            break
+        except libvirt.libvirtError as e:
+            if "not ready" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
     while dom.blockJobInfo(target, 0):
         if time.monotonic() > deadline:
             raise libvirt.libvirtError(f"pivot on {target} did not finish")

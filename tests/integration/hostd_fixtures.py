@@ -1,0 +1,81 @@
+"""Fixtures for hostd tests: a cluster of real hosts (libvirtd + hostd each) on this machine.
+
+Import what you need into a test module: ``from tests.integration.hostd_fixtures import
+cluster, sd_path, client_of, run`` (``cluster`` is module-scoped). With
+ORRERY_REQUIRE_SERVICES=1 a machine where libvirt cannot be started fails the tests
+instead of skipping them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hostd import protocol as P
+from hostd.harness import Cluster, HarnessError, libvirt_available
+
+REQUIRE = os.environ.get("ORRERY_REQUIRE_SERVICES") == "1"
+
+
+def need_libvirt() -> None:
+    reason = libvirt_available()
+    if reason:
+        if REQUIRE:
+            pytest.fail(f"libvirt is required but cannot be started: {reason}")
+        pytest.skip(f"no libvirt: {reason}")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    need_libvirt()
+    bridge = "ovt" + uuid.uuid4().hex[:8]
+    c = Cluster(2, bridges=(bridge,), hostd_args=["--stats-interval", "1"])
+    c.test_bridge = bridge  # type: ignore[attr-defined]
+    try:
+        c.start()
+    except HarnessError as e:
+        if REQUIRE:
+            pytest.fail(f"cannot start hosts: {e}")
+        pytest.skip(f"cannot start hosts: {e}")
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def sd_path() -> Iterator[Path]:
+    """A posixfs-style storage directory shared by the hosts (same machine)."""
+    d = Path(tempfile.mkdtemp(prefix="orrery-sd-"))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+async def client_of(cluster: Cluster, i: int = 0, token: str | None = None) -> P.HostClient:
+    h = cluster.hosts[i]
+    return await P.HostClient.connect(*h.address, token=cluster.token if token is None else token)
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 240))
+
+
+def tiny_spec(name: str, disks=(), nics=(), memory_mib: int = 64, **kw) -> P.VmSpec:
+    return P.VmSpec(
+        id=str(uuid.uuid4()),
+        name=name,
+        memory_mib=memory_mib,
+        disks=list(disks),
+        nics=list(nics),
+        graphics=[P.GraphicsSpec(type="vnc")],
+        **kw,
+    )

@@ -1,0 +1,302 @@
+"""hostd on real libvirt/KVM: two hosts from the harness, OS-less guests with a qcow2 disk
+on a posixfs-style directory and a NIC on a bridge."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+
+import pytest
+
+from hostd import protocol as P
+from tests.integration.hostd_fixtures import client_of, cluster, run, sd_path, tiny_spec
+
+__all__ = ["cluster", "sd_path"]
+pytestmark = pytest.mark.integration
+
+SD_ID = str(uuid.uuid4())
+
+
+def virsh_list(uri: str) -> str:
+    return (
+        subprocess.run(
+            ["virsh", "-r", "-c", uri, "list", "--all", "--uuid", "--name"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        + subprocess.run(
+            ["virsh", "-r", "-c", uri, "list", "--name"], capture_output=True, text=True, check=True
+        ).stdout
+    )
+
+
+def running_uuids(uri: str) -> set[str]:
+    out = subprocess.run(
+        ["virsh", "-r", "-c", uri, "list", "--uuid"], capture_output=True, text=True, check=True
+    ).stdout
+    return {line.strip() for line in out.splitlines() if line.strip()}
+
+
+async def _disk(c: P.HostClient, sd: str, size: int = 64 << 20) -> P.ImageInfoResult:
+    await c.call(P.ConnectStorage(sd_id=SD_ID, kind="posixfs", path=sd))
+    ref = P.VolumeRef(
+        sd_path=sd, sd_id=SD_ID, disk_id=str(uuid.uuid4()), volume_id=str(uuid.uuid4())
+    )
+    return await c.call(P.CreateImage(volume=ref, size_bytes=size))
+
+
+async def _status(c: P.HostClient, vm_id: str, status: str, timeout: float = 30) -> P.Fact:
+    return await c.wait_fact(
+        lambda f: isinstance(f, P.VmStatusChanged) and f.vm_id == vm_id and f.status == status,
+        timeout,
+    )
+
+
+def test_capabilities_and_auth(cluster) -> None:
+    async def go() -> None:
+        c = await client_of(cluster, 0)
+        caps = await c.call(P.GetCapabilities())
+        assert caps.host_id == cluster.hosts[0].host_uuid
+        assert caps.kvm == os.access("/dev/kvm", os.R_OK | os.W_OK)
+        assert caps.memory_mib > 0 and caps.cpus >= 1
+        assert caps.libvirt_version.startswith(("9.", "1"))
+        await c.close()
+        with pytest.raises(P.HostdError) as e:
+            await client_of(cluster, 0, token="wrong")
+        assert e.value.code == "unauthorized"
+        with pytest.raises(P.HostdError):
+            await client_of(cluster, 0, token="")
+
+    run(go())
+
+
+def test_lifecycle_snapshot_migrate_restart(cluster, sd_path) -> None:
+    bridge = cluster.test_bridge
+    h0, h1 = cluster.hosts
+
+    async def go() -> str:
+        c0 = await client_of(cluster, 0)
+        c1 = await client_of(cluster, 1)
+        nets = await c0.call(P.SetupNetworks(bridges=[P.BridgeSpec(network=bridge)]))
+        assert nets.networks[0].ok, nets
+        disk = await _disk(c0, str(sd_path))
+        assert disk.format == "qcow2" and disk.virtual_size == 64 << 20
+        assert disk.path.startswith(f"{sd_path}/{SD_ID}/images/")
+        spec = tiny_spec(
+            "lifecycle-vm",
+            disks=[P.DiskSpec(path=disk.path)],
+            nics=[P.NicSpec(mac="56:6f:00:00:00:01", network=bridge)],
+            custom_properties={"sla": "gold"},
+        )
+        info = await c0.call(P.CreateVm(spec=spec))
+        assert info.status == "up" and info.id == spec.id
+        await _status(c0, spec.id, "up")
+        out = virsh_list(h0.uri)
+        assert spec.id in out and "lifecycle-vm" in out
+        # Starting it again: already running, no duplicate.
+        with pytest.raises(P.HostdError) as e:
+            await c0.call(P.CreateVm(spec=spec))
+        assert e.value.code == "already_running"
+        with pytest.raises(P.HostdError) as e:
+            await c0.call(P.StartVm(vm_id=spec.id))
+        assert e.value.code == "already_running"
+
+        # Pause / resume, with libvirt events as facts.
+        await c0.call(P.PauseVm(vm_id=spec.id))
+        f = await _status(c0, spec.id, "paused")
+        assert f.reason == "user"
+        await c0.call(P.ResumeVm(vm_id=spec.id))
+        await _status(c0, spec.id, "up")
+
+        # Console ticket.
+        await c0.call(P.SetTicket(vm_id=spec.id, password="s3cret", expiry_s=60))
+
+        # Statistics.
+        s = await c0.call(P.GetStats())
+        assert s.host.mem_total_mib > 0
+        assert any(v.vm_id == spec.id for v in s.vms)
+        pushed = await c0.wait_fact(lambda f: isinstance(f, P.StatsSample), 10)
+        assert pushed.host_id == h0.host_uuid
+
+        # Live snapshot without memory, then with memory; delete (live merge) both.
+        snap = await c0.call(P.SnapshotCreate(vm_id=spec.id, snapshot_id=str(uuid.uuid4())))
+        (ch,) = snap.changes
+        assert ch.old_path == disk.path and os.path.exists(ch.new_path)
+        got = await c0.call(P.GetVm(vm_id=spec.id))
+        assert got.disks[0].path == ch.new_path
+        info2 = await c0.call(P.ImageInfo(path=ch.new_path))
+        assert info2.backing == disk.path
+        snap2 = await c0.call(
+            P.SnapshotCreate(vm_id=spec.id, snapshot_id=str(uuid.uuid4()), memory=True)
+        )
+        assert snap2.memory_path and os.path.exists(snap2.memory_path)
+        await _status(c0, spec.id, "up")
+        merged = await c0.call(
+            P.SnapshotDelete(
+                vm_id=spec.id,
+                base_paths=[snap2.changes[0].old_path],
+                memory_path=snap2.memory_path,
+            )
+        )
+        assert merged.changes[0].new_path == ch.new_path
+        assert not os.path.exists(snap2.changes[0].new_path)
+        await c0.call(P.SnapshotDelete(vm_id=spec.id, base_paths=[disk.path]))
+        got = await c0.call(P.GetVm(vm_id=spec.id))
+        assert got.disks[0].path == disk.path and not os.path.exists(ch.new_path)
+
+        # Live migration to the other host.
+        await c1.call(P.SetupNetworks(bridges=[P.BridgeSpec(network=bridge)]))
+        await c0.call(
+            P.Migrate(
+                vm_id=spec.id,
+                dest_uri=h1.uri,
+                migration_uri=h1.migration_uri(),
+                max_downtime_ms=300,
+            )
+        )
+        done = await c0.wait_fact(
+            lambda f: isinstance(f, P.MigrationDone) and f.vm_id == spec.id, 60
+        )
+        assert done.ok, done.error
+        assert done.downtime_ms is not None
+        print(f"migration: {done.duration_ms} ms, downtime {done.downtime_ms} ms")
+        await _status(c1, spec.id, "up")
+        assert spec.id in running_uuids(h1.uri)
+        assert spec.id not in running_uuids(h0.uri)
+        vms0 = await c0.call(P.ListVms())
+        assert spec.id not in {v.id for v in vms0.vms}
+        await c0.close()
+        await c1.close()
+        return spec.id
+
+    vm_id = run(go())
+
+    # hostd restart: the running VM is reported, nothing duplicated.
+    h1.restart_hostd()
+
+    async def after() -> None:
+        c1 = await client_of(cluster, 1)
+        vms = (await c1.call(P.ListVms())).vms
+        mine = [v for v in vms if v.id == vm_id]
+        assert len(mine) == 1 and mine[0].status == "up"
+        with pytest.raises(P.HostdError) as e:
+            await c1.call(P.StartVm(vm_id=vm_id))
+        assert e.value.code == "already_running"
+        # Suspend (managed save) and restore.
+        await c1.call(P.SuspendVm(vm_id=vm_id))
+        await _status(c1, vm_id, "suspended")
+        got = await c1.call(P.GetVm(vm_id=vm_id))
+        assert got.status == "suspended" and got.managed_save
+        await c1.call(P.RestoreVm(vm_id=vm_id))
+        await _status(c1, vm_id, "up")
+        # Shutdown: an OS-less guest ignores ACPI, so hostd powers it off after the timeout.
+        await c1.call(P.ShutdownVm(vm_id=vm_id, timeout_s=1))
+        f = await _status(c1, vm_id, "down", 20)
+        assert f.reason == "destroyed"
+        assert vm_id not in running_uuids(cluster.hosts[1].uri)
+        await c1.call(P.DestroyVm(vm_id=vm_id, undefine=True))
+        with pytest.raises(P.HostdError) as e:
+            await c1.call(P.GetVm(vm_id=vm_id))
+        assert e.value.code == "not_found"
+        await c1.close()
+
+    run(after())
+
+
+def test_offline_snapshot_preview_undo(cluster, sd_path) -> None:
+    async def go() -> None:
+        c = await client_of(cluster, 0)
+        disk = await _disk(c, str(sd_path))
+        spec = tiny_spec("offline-snap", disks=[P.DiskSpec(path=disk.path)])
+        info = await c.call(P.CreateVm(spec=spec, start=False))
+        assert info.status == "down"
+        snap = await c.call(P.SnapshotCreate(vm_id=spec.id, snapshot_id=str(uuid.uuid4())))
+        leaf = snap.changes[0].new_path
+        prev = await c.call(P.SnapshotPreview(vm_id=spec.id, snapshot_paths=[disk.path]))
+        assert prev.changes[0].old_path == leaf
+        got = await c.call(P.GetVm(vm_id=spec.id))
+        assert got.disks[0].path == prev.changes[0].new_path
+        await c.call(P.SnapshotUndo(vm_id=spec.id, changes=prev.changes))
+        got = await c.call(P.GetVm(vm_id=spec.id))
+        assert got.disks[0].path == leaf
+        await c.call(P.SnapshotDelete(vm_id=spec.id, base_paths=[disk.path]))
+        got = await c.call(P.GetVm(vm_id=spec.id))
+        assert got.disks[0].path == disk.path
+        # Start, destroy, undefine.
+        await c.call(P.StartVm(vm_id=spec.id))
+        await _status(c, spec.id, "up")
+        await c.call(P.DestroyVm(vm_id=spec.id, undefine=True))
+        await _status(c, spec.id, "down")
+        await c.close()
+
+    run(go())
+
+
+def test_errors_become_clear_replies(cluster, sd_path) -> None:
+    async def go() -> None:
+        c = await client_of(cluster, 0)
+        # A disk that does not exist: libvirt's reason, and no VM left behind.
+        spec = tiny_spec("bad-disk", disks=[P.DiskSpec(path=f"{sd_path}/nope.qcow2")])
+        with pytest.raises(P.HostdError) as e:
+            await c.call(P.CreateVm(spec=spec))
+        assert "nope.qcow2" in e.value.message
+        assert e.value.code == "libvirt"
+        assert spec.id not in {v.id for v in (await c.call(P.ListVms())).vms}
+        # A NIC on a network this host does not have: refused, not silently dropped.
+        spec = tiny_spec("bad-net", nics=[P.NicSpec(mac="56:6f:00:00:00:09", network="nonet0")])
+        with pytest.raises(P.HostdError) as e:
+            await c.call(P.CreateVm(spec=spec))
+        assert e.value.code == "network" and "nonet0" in e.value.message
+        with pytest.raises(P.HostdError) as e:
+            await c.call(P.PauseVm(vm_id=str(uuid.uuid4())))
+        assert e.value.code == "not_found"
+        with pytest.raises(P.HostdError) as e:
+            await c.call(P.ImageInfo(path=f"{sd_path}/missing"))
+        assert e.value.code == "image"
+        await c.close()
+
+    run(go())
+
+
+def test_hooks(cluster, sd_path) -> None:
+    hooks_dir = cluster.hosts[0].data_dir / "hooks"
+    before = hooks_dir / "before_vm_start"
+    before.mkdir(parents=True, exist_ok=True)
+    seen = sd_path / "hook-seen"
+    ok_hook = before / "10_record"
+    ok_hook.write_text(
+        "#!/bin/sh\n"
+        f'echo "$sla $_hook_domxml" > {seen}\n'
+        # rewrite the XML: add a description
+        'sed -i "s|<metadata>|<description>hooked</description><metadata>|" "$_hook_domxml"\n'
+    )
+    ok_hook.chmod(0o755)
+    bad = before / "20_fail"
+
+    async def go() -> None:
+        c = await client_of(cluster, 0)
+        spec = tiny_spec("hooked", custom_properties={"sla": "gold", "fail": "no"})
+        info = await c.call(P.CreateVm(spec=spec))
+        assert info.status == "up"
+        assert seen.read_text().startswith("gold ")
+        got = await c.call(P.GetVm(vm_id=spec.id, with_xml=True))
+        assert "<description>hooked</description>" in (got.xml or "")
+        await c.call(P.DestroyVm(vm_id=spec.id, undefine=True))
+
+        bad.write_text('#!/bin/sh\necho "policy says no for $fail" >&2\nexit 1\n')
+        bad.chmod(0o755)
+        spec = tiny_spec("hook-refused", custom_properties={"fail": "yes"})
+        with pytest.raises(P.HostdError) as e:
+            await c.call(P.CreateVm(spec=spec))
+        assert e.value.code == "hook"
+        assert "policy says no for yes" in e.value.message
+        assert spec.id not in {v.id for v in (await c.call(P.ListVms())).vms}
+        await c.close()
+
+    try:
+        run(go())
+    finally:
+        ok_hook.unlink()
+        bad.unlink(missing_ok=True)
