@@ -106,6 +106,26 @@ def ref(path: str, resource: str) -> Callable[[Any, Any], Any]:
     return get
 
 
+def ident(path: str) -> Callable[[Any, Any], Any]:
+    """The id of <path id=".."/> (or <path><id>..</id></path>) as a UUID."""
+
+    def get(body: Any, env: Any) -> Any:
+        v = dig(body, path)
+        if v is MISSING or v == "":
+            return MISSING
+        raw = v.get("id") if isinstance(v, dict) else v
+        if not raw:
+            raise bad_request(f"Element '{path}' must carry an id.", path)
+        return parse_id(raw, path)
+
+    get.path = path  # type: ignore[attr-defined]
+    return get
+
+
+def current_user(body: Any, env: Any) -> Any:
+    return env.user_id if env.user_id is not None else MISSING
+
+
 def version_in(path: str) -> Callable[[Any, Any], Any]:
     def get(body: Any, env: Any) -> Any:
         v = dig(body, path)
@@ -168,8 +188,12 @@ class Input:
         parent_field: str | None = None,
         query: dict[str, str] | None = None,
         item_field: str | None = None,
+        result: Callable[[Any], dict[str, Any]] | None = None,
+        choose: Callable[[Any], Input | None] | None = None,
     ) -> None:
         self.command = command
+        self.result = result
+        self.choose = choose
         self.fields = fields or {}
         self.id_field = id_field
         self.parent_field = parent_field
@@ -202,6 +226,18 @@ class Input:
     ) -> Any:
         from commands.messages import parse_command
 
+        if self.choose is not None:
+            other = self.choose(body if isinstance(body, dict) else {})
+            if other is not None:
+                return other.build(
+                    body,
+                    env,
+                    obj_id=obj_id,
+                    parent_id=parent_id,
+                    item_id=item_id,
+                    query=query,
+                    extra=extra,
+                )
         cls = self.command_class()
         if cls is None:
             raise ApiError(405, "Not Supported", f"{self.command} is not available yet.")
@@ -507,7 +543,6 @@ DC = Resource(
         id_field="data_center_id",
     ),
     remove=Input("RemoveDataCenter", id_field="data_center_id", query={"force": "force"}),
-    actions={"cleanfinishedtasks": Input("CleanFinishedTasks", id_field="data_center_id")},
     subs=[
         Sub("clusters", "child", resource="clusters", attr="data_center_id"),
         Sub("networks", "child", resource="networks", attr="data_center_id"),
@@ -518,7 +553,7 @@ DC = Resource(
             attr="data_center_id",
             add=Input(
                 "AttachStorageDomain",
-                {"storage_domain_id": ref("", "storagedomains")},
+                {"storage_domain_id": ref("", "storagedomains"), "activate": const(True)},
                 parent_field="data_center_id",
             ),
             remove=Input(
@@ -577,6 +612,7 @@ CLUSTER = Resource(
             "memory_overcommit": number("memory_policy.over_commit.percent"),
             "scheduling_policy": text("scheduling_policy.name"),
             "ha_reservation": flag("ha_reservation"),
+            "migration_policy": text("migration.policy.id"),
             "version": version_in("version"),
             "id": text("id"),
         },
@@ -590,6 +626,8 @@ CLUSTER = Resource(
             "memory_overcommit": number("memory_policy.over_commit.percent"),
             "scheduling_policy": text("scheduling_policy.name"),
             "ha_reservation": flag("ha_reservation"),
+            "migration_policy": text("migration.policy.id"),
+            "version": version_in("version"),
         },
         id_field="cluster_id",
     ),
@@ -597,7 +635,20 @@ CLUSTER = Resource(
     search={"datacenter": _ref_name("data_center_id"), "data_center": _ref_name("data_center_id")},
     subs=[
         Sub("hosts", "child", resource="hosts", attr="cluster_id"),
-        Sub("networks", "empty", tag="network"),
+        Sub(
+            "networks",
+            "child",
+            resource="networks",
+            attr="cluster_ids",
+            add=Input(
+                "AttachNetworkToCluster",
+                {"network_id": ref("", "networks")},
+                parent_field="cluster_id",
+            ),
+            remove=Input(
+                "DetachNetworkFromCluster", parent_field="cluster_id", item_field="network_id"
+            ),
+        ),
         Sub("affinitygroups", "child", resource="affinitygroups", attr="cluster_id"),
         Sub("permissions", "child", resource="permissions", attr="object_id"),
     ],
@@ -653,6 +704,8 @@ HOST = Resource(
             "description": text("description"),
             "address": text("address"),
             "spm_priority": number("spm.priority"),
+            "port": number("port"),
+            "cluster_id": ref("cluster", "clusters"),
         },
         id_field="host_id",
     ),
@@ -660,10 +713,8 @@ HOST = Resource(
     actions={
         "activate": Input("ActivateHost", id_field="host_id"),
         "deactivate": Input("DeactivateHost", {"reason": text("reason")}, id_field="host_id"),
-        "refresh": Input("RefreshHost", id_field="host_id"),
         "install": Input("InstallHost", id_field="host_id"),
-        "upgradecheck": Input("UpgradeCheckHost", id_field="host_id"),
-        "fence": Input("FenceHost", {"fence_type": text("fence_type")}, id_field="host_id"),
+        "fence": Input("ConfirmHostRebooted", id_field="host_id"),
     },
     search={"cluster": _ref_name("cluster_id"), "datacenter": _dc_of_cluster},
     subs=[
@@ -689,6 +740,8 @@ SD = Resource(
         ),
         ("available", attr("available")),
         ("used", attr("used")),
+        ("warning_low_space_indicator", attr("warning_low_space")),
+        ("critical_space_action_blocker", attr("critical_space_blocker")),
         ("storage_format", fixed("v5")),
         (
             "data_centers",
@@ -717,19 +770,28 @@ SD = Resource(
             "address": text("storage.address"),
             "path": text("storage.path"),
             "host_id": ref("host", "hosts"),
+            "available": number("available"),
+            "used": number("used"),
+            "warning_low_space": number("warning_low_space_indicator"),
+            "critical_space_blocker": number("critical_space_action_blocker"),
             "id": text("id"),
         },
     ),
     update=Input(
         "UpdateStorageDomain",
-        {"name": text("name"), "description": text("description")},
+        {
+            "name": text("name"),
+            "description": text("description"),
+            "warning_low_space": number("warning_low_space_indicator"),
+            "critical_space_blocker": number("critical_space_action_blocker"),
+        },
         id_field="storage_domain_id",
     ),
     remove=Input(
         "RemoveStorageDomain",
         {"host_id": ref("host", "hosts")},
         id_field="storage_domain_id",
-        query={"format": "format", "destroy": "destroy"},
+        query={"force": "destroy"},
     ),
     search={"datacenter": _ref_name("data_center_id")},
     subs=[
@@ -772,6 +834,8 @@ NETWORK = Resource(
             "description": text("description"),
             "vlan_id": number("vlan.id"),
             "mtu": number("mtu"),
+            "required": flag("required"),
+            "usages": listed("usages", "usage", lambda v, env: v),
         },
         id_field="network_id",
     ),
@@ -812,6 +876,15 @@ VNIC_PROFILE = Resource(
             "id": text("id"),
         },
     ),
+    update=Input(
+        "UpdateVnicProfile",
+        {
+            "name": text("name"),
+            "description": text("description"),
+            "port_mirroring": flag("port_mirroring"),
+        },
+        id_field="vnic_profile_id",
+    ),
     remove=Input("RemoveVnicProfile", id_field="vnic_profile_id"),
     searchable=False,
 )
@@ -835,8 +908,8 @@ VM_NICS = Sub(
         ("interface", attr("interface")),
         ("mac", nested(address=attr("mac"))),
         ("vnic_profile", link_to("vnicprofiles", "vnic_profile_id")),
-        ("plugged", fixed(True)),
-        ("linked", fixed(True)),
+        ("plugged", attr("plugged")),
+        ("linked", attr("linked")),
     ],
     add=Input(
         "AddVmNic",
@@ -845,12 +918,19 @@ VM_NICS = Sub(
             "interface": text("interface"),
             "mac": text("mac.address"),
             "vnic_profile_id": ref("vnic_profile", "vnicprofiles"),
+            "linked": flag("linked"),
         },
         parent_field="vm_id",
     ),
     update=Input(
         "UpdateVmNic",
-        {"name": text("name"), "interface": text("interface"), "mac": text("mac.address")},
+        {
+            "name": text("name"),
+            "interface": text("interface"),
+            "mac": text("mac.address"),
+            "vnic_profile_id": ref("vnic_profile", "vnicprofiles"),
+            "linked": flag("linked"),
+        },
         parent_field="vm_id",
         item_field="nic_id",
     ),
@@ -879,9 +959,13 @@ VM_DISK_ATTACHMENTS = Sub(
             "interface": text("interface"),
             "bootable": flag("bootable"),
             "active": flag("active"),
-            "disk": lambda body, env: _new_disk(body, env),
         },
         parent_field="vm_id",
+        choose=lambda body: (
+            _ADD_VM_DISK
+            if isinstance(dig(body, "disk"), dict) and not dig(body, "disk").get("id")
+            else None
+        ),
     ),
     update=Input(
         "UpdateDiskAttachment",
@@ -889,33 +973,17 @@ VM_DISK_ATTACHMENTS = Sub(
         parent_field="vm_id",
         item_field="disk_id",
     ),
-    remove=Input(
-        "DetachDisk",
-        parent_field="vm_id",
-        item_field="disk_id",
-        query={"detach_only": "detach_only"},
-    ),
+    remove=Input("DetachDisk", parent_field="vm_id", item_field="disk_id"),
 )
 
 
-def _new_disk(body: Any, env: Any) -> Any:
-    """A disk given inline (no id): its fields for a create-and-attach command."""
-    d = dig(body, "disk")
-    if not isinstance(d, dict) or d.get("id"):
-        return MISSING
-    out: dict[str, Any] = {}
-    for key, ex in (
-        ("name", text("alias")),
-        ("description", text("description")),
-        ("provisioned_size", number("provisioned_size")),
-        ("format", text("format")),
-        ("sparse", flag("sparse")),
-        ("storage_domain_id", _first_sd),
-    ):
-        v = ex(d, env)
-        if v is not MISSING:
-            out[key] = v
-    return out
+def _in_disk(ex: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    def get(body: Any, env: Any) -> Any:
+        d = dig(body, "disk")
+        return ex(d, env) if isinstance(d, dict) else MISSING
+
+    get.path = "disk." + getattr(ex, "path", "")  # type: ignore[attr-defined]
+    return get
 
 
 def _first_sd(d: Any, env: Any) -> Any:
@@ -925,6 +993,35 @@ def _first_sd(d: Any, env: Any) -> Any:
     if sds is MISSING:
         return MISSING
     return ref("sd", "storagedomains")({"sd": sds}, env)
+
+
+def _first_sd_of_disks(body: Any, env: Any) -> Any:
+    """A VM's target storage domain: from its first disk attachment's disk."""
+    das = dig(body, "disk_attachments.disk_attachment")
+    if isinstance(das, list):
+        das = das[0] if das else MISSING
+    if not isinstance(das, dict):
+        return MISSING
+    return _first_sd(das.get("disk", {}), env)
+
+
+# A disk given inline (no id) in a disk attachment: created and attached in one command.
+_ADD_VM_DISK = Input(
+    "AddVmDisk",
+    {
+        "name": _in_disk(text("alias")),
+        "description": _in_disk(text("description")),
+        "provisioned_size": _in_disk(number("provisioned_size")),
+        "format": _in_disk(text("format")),
+        "sparse": _in_disk(flag("sparse")),
+        "shareable": _in_disk(flag("shareable")),
+        "storage_domain_id": lambda body, env: _first_sd(dig(body, "disk"), env),
+        "interface": text("interface"),
+        "bootable": flag("bootable"),
+        "active": flag("active"),
+    },
+    parent_field="vm_id",
+)
 
 
 class _Keyed:
@@ -953,12 +1050,11 @@ VM_SNAPSHOTS = Sub(
         ("date", when("created_at")),
     ],
     add=Input(
-        "CreateSnapshot",
+        "AddSnapshot",
         {"description": text("description"), "persist_memory": flag("persist_memorystate")},
         parent_field="vm_id",
     ),
     remove=Input("RemoveSnapshot", parent_field="vm_id", item_field="snapshot_id"),
-    actions={"restore": Input("RestoreSnapshot", parent_field="vm_id", item_field="snapshot_id")},
 )
 
 _VM_FIELDS: list[tuple[str, Callable[[Any], Any]]] = [
@@ -1009,7 +1105,9 @@ VM = Resource(
             "stateless": flag("stateless"),
             "highly_available": flag("high_availability.enabled"),
             "ha_priority": number("high_availability.priority"),
-            "host_id": ref("placement_policy.hosts.host", "hosts"),
+            "placement_host_id": ref("placement_policy.hosts.host", "hosts"),
+            "storage_domain_id": _first_sd_of_disks,
+            "graphics": text("display.type"),
             "id": text("id"),
         },
         query={"clone": "clone"},
@@ -1028,26 +1126,37 @@ VM = Resource(
             "stateless": flag("stateless"),
             "highly_available": flag("high_availability.enabled"),
             "ha_priority": number("high_availability.priority"),
+            "cluster_id": ref("cluster", "clusters"),
+            "placement_host_id": ref("placement_policy.hosts.host", "hosts"),
+            "graphics": text("display.type"),
         },
         id_field="vm_id",
-        query={"next_run": "next_run"},
     ),
-    remove=Input("RemoveVm", id_field="vm_id", query={"force": "force"}),
+    remove=Input("RemoveVm", id_field="vm_id", query={"detach_only": "detach_only"}),
     actions={
         "start": Input(
-            "StartVm", {"host_id": ref("vm.placement_policy.hosts.host", "hosts")}, id_field="vm_id"
+            "StartVm",
+            {"host_id": ref("vm.placement_policy.hosts.host", "hosts"), "paused": flag("pause")},
+            id_field="vm_id",
         ),
         "stop": Input("StopVm", {"reason": text("reason")}, id_field="vm_id"),
         "shutdown": Input("ShutdownVm", {"reason": text("reason")}, id_field="vm_id"),
         "reboot": Input("RebootVm", id_field="vm_id"),
         "suspend": Input("SuspendVm", id_field="vm_id"),
         "migrate": Input("MigrateVm", {"host_id": ref("host", "hosts")}, id_field="vm_id"),
-        "cancelmigration": Input("CancelMigration", id_field="vm_id"),
-        "ticket": Input("SetVmTicket", {"expiry": number("ticket.expiry")}, id_field="vm_id"),
-        "previewsnapshot": Input(
-            "PreviewSnapshot",
-            {"snapshot_id": ref("snapshot", "snapshots")},
+        "cancelmigration": Input("CancelVmMigration", id_field="vm_id"),
+        "ticket": Input(
+            "SetVmConsoleTicket",
+            {"expiry": number("ticket.expiry")},
             id_field="vm_id",
+            result=lambda v: (
+                {"ticket": {"value": v.get("ticket"), "expiry": v.get("expires_at")}}
+                if isinstance(v, dict)
+                else {}
+            ),
+        ),
+        "previewsnapshot": Input(
+            "PreviewSnapshot", {"snapshot_id": ident("snapshot")}, id_field="vm_id"
         ),
         "commitsnapshot": Input("CommitSnapshot", id_field="vm_id"),
         "undosnapshot": Input("UndoSnapshot", id_field="vm_id"),
@@ -1068,11 +1177,7 @@ VM = Resource(
             tag="cdrom",
             items=lambda o, reads: [_Cdrom(o)],
             fields=[("file", nested(id=attr("file")))],
-            update=Input(
-                "ChangeCdrom",
-                {"file": text("file.id")},
-                parent_field="vm_id",
-            ),
+            update=Input("UpdateVm", {"cdrom_file": text("file.id")}, parent_field="vm_id"),
         ),
         Sub(
             "graphicsconsoles",
@@ -1165,10 +1270,19 @@ DISK = Resource(
             "name": text("alias"),
             "description": text("description"),
             "provisioned_size": number("provisioned_size"),
+            "shareable": flag("shareable"),
+            "bootable": flag("bootable"),
         },
         id_field="disk_id",
     ),
     remove=Input("RemoveDisk", id_field="disk_id"),
+    actions={
+        "move": Input(
+            "MoveDisk",
+            {"storage_domain_id": ref("storage_domain", "storagedomains")},
+            id_field="disk_id",
+        ),
+    },
     search={
         "alias": lambda o, r: [getattr(o, "name", "")],
         "storage": _ref_name("storage_domain_id"),
@@ -1216,15 +1330,28 @@ TEMPLATE = Resource(
             "name": text("name"),
             "description": text("description"),
             "vm_id": ref("vm", "vms"),
-            "cluster_id": ref("cluster", "clusters"),
             "version_name": text("version.version_name"),
             "base_template_id": ref("version.base_template", "templates"),
+            "storage_domain_id": ref("storage_domain", "storagedomains"),
             "id": text("id"),
         },
     ),
     update=Input(
         "UpdateTemplate",
-        {"name": text("name"), "description": text("description"), "memory": number("memory")},
+        {
+            "name": text("name"),
+            "description": text("description"),
+            "version_name": text("version.version_name"),
+            "memory": number("memory"),
+            "cpu_sockets": number("cpu.topology.sockets"),
+            "cpu_cores": number("cpu.topology.cores"),
+            "cpu_threads": number("cpu.topology.threads"),
+            "os_type": text("os.type"),
+            "vm_type": text("type"),
+            "stateless": flag("stateless"),
+            "highly_available": flag("high_availability.enabled"),
+            "ha_priority": number("high_availability.priority"),
+        },
         id_field="template_id",
     ),
     remove=Input("RemoveTemplate", id_field="template_id"),
@@ -1263,6 +1390,7 @@ VMPOOL = Resource(
             "prestarted_vms": number("prestarted_vms"),
             "max_user_vms": number("max_user_vms"),
             "pool_type": text("type"),
+            "stateless": flag("stateless"),
             "id": text("id"),
         },
     ),
@@ -1275,12 +1403,35 @@ VMPOOL = Resource(
             "prestarted_vms": number("prestarted_vms"),
             "max_user_vms": number("max_user_vms"),
         },
-        id_field="pool_id",
+        id_field="vm_pool_id",
     ),
-    remove=Input("RemoveVmPool", id_field="pool_id"),
-    actions={"allocatevm": Input("AllocateVm", id_field="pool_id")},
+    remove=Input("RemoveVmPool", id_field="vm_pool_id"),
+    actions={
+        "allocatevm": Input(
+            "AllocateVm",
+            {"user_id": current_user},
+            id_field="vm_pool_id",
+            result=lambda v: (
+                {"vm": {"href": f"{BASE}/vms/{v}", "id": str(v)}} if isinstance(v, UUID) else {}
+            ),
+        )
+    },
     subs=[Sub("permissions", "child", resource="permissions", attr="object_id")],
 )
+
+
+def _user_name(body: Any, env: Any) -> Any:
+    """user_name, else principal, with @domain when a <domain><name> is given."""
+    name = text("user_name")(body, env)
+    if name is MISSING:
+        name = text("principal")(body, env)
+    if name is MISSING:
+        return MISSING
+    domain = text("domain.name")(body, env)
+    if domain is not MISSING and "@" not in str(name):
+        name = f"{name}@{domain}"
+    return name
+
 
 USER = Resource(
     "users",
@@ -1288,8 +1439,9 @@ USER = Resource(
     "User",
     [
         ("name", attr("name")),
+        ("last_name", attr("last_name")),
         ("user_name", attr("user_name")),
-        ("principal", attr("user_name")),
+        ("principal", attr("principal")),
         ("email", attr("email")),
         ("domain", nested(name=attr("domain"))),
     ],
@@ -1297,7 +1449,8 @@ USER = Resource(
     add=Input(
         "AddUser",
         {
-            "user_name": text("user_name"),
+            "user_name": _user_name,
+            "last_name": text("last_name"),
             "name": text("name"),
             "email": text("email"),
             "domain": text("domain.name"),
@@ -1320,7 +1473,15 @@ GROUP = Resource(
     "Group",
     [("name", attr("name")), ("domain", nested(name=attr("domain")))],
     label="Group",
-    add=Input("AddGroup", {"name": text("name"), "id": text("id")}),
+    add=Input(
+        "AddGroup",
+        {
+            "name": text("name"),
+            "domain": text("domain.name"),
+            "description": text("description"),
+            "id": text("id"),
+        },
+    ),
     remove=Input("RemoveGroup", id_field="group_id"),
     subs=[Sub("permissions", "child", resource="permissions", attr="group_id")],
 )
@@ -1345,6 +1506,15 @@ ROLE = Resource(
             "permits": listed("permits", "permit", lambda v, env: dig(v, "name")),
             "id": text("id"),
         },
+    ),
+    update=Input(
+        "UpdateRole",
+        {
+            "name": text("name"),
+            "description": text("description"),
+            "administrative": flag("administrative"),
+        },
+        id_field="role_id",
     ),
     remove=Input("RemoveRole", id_field="role_id"),
     searchable=False,
@@ -1379,6 +1549,40 @@ def _permission_object(o: Any) -> dict[str, Any] | None:
     return {kind: {"href": f"{BASE}/{res.path}/{oid}", "id": str(oid)}}
 
 
+_PERM_KINDS = (
+    "data_center",
+    "cluster",
+    "host",
+    "vm",
+    "vm_pool",
+    "storage_domain",
+    "disk",
+    "template",
+    "network",
+    "vnic_profile",
+    "quota",
+    "affinity_group",
+)
+
+
+def _perm_target(body: Any) -> tuple[str, Any] | None:
+    for kind in _PERM_KINDS:
+        v = dig(body, kind)
+        if isinstance(v, dict) and v.get("id"):
+            return kind, v["id"]
+    return None
+
+
+def _perm_kind(body: Any, env: Any) -> Any:
+    t = _perm_target(body)
+    return t[0] if t else MISSING
+
+
+def _perm_object_id(body: Any, env: Any) -> Any:
+    t = _perm_target(body)
+    return parse_id(t[1], t[0]) if t else MISSING
+
+
 PERMISSION = Resource(
     "permissions",
     "permission",
@@ -1396,6 +1600,8 @@ PERMISSION = Resource(
             "role_id": ref("role", "roles"),
             "user_id": ref("user", "users"),
             "group_id": ref("group", "groups"),
+            "object_kind": _perm_kind,
+            "object_id": _perm_object_id,
         },
     ),
     remove=Input("RemovePermission", id_field="permission_id"),

@@ -480,6 +480,7 @@ class Api:
         inp: Input | None,
         *,
         parent: tuple[str, UUID] | None = None,
+        kind: str | None = None,
     ) -> web.Response:
         if inp is None:
             raise _method("POST", "GET")
@@ -491,10 +492,10 @@ class Api:
             env,
             parent_id=parent[1] if parent else None,
             query=env.query,
-            extra={parent[0]: parent[1]} if parent else None,
+            extra={parent[0]: parent[1], "object_kind": kind} if parent else None,
         )
-        kind, scope = authz.scope_of(cmd)
-        authz.check(env, authz.permit_for(res.path, "create"), kind, scope, f"add {res.tag}")
+        scope_kind, scope = authz.scope_of(cmd)
+        authz.check(env, authz.permit_for(res.path, "create"), scope_kind, scope, f"add {res.tag}")
         result = await self.run(cmd)
         new_id = _created(result)
         obj = self.reads.get(res.cls, new_id) if new_id is not None else None
@@ -546,10 +547,14 @@ class Api:
             cmd = inp.build(
                 body, env, obj_id=obj_id, parent_id=parent_id, item_id=item_id, query=env.query
             )
-            await self.run(cmd)
+            result = await self.run(cmd)
         except ApiError as e:
             return fault_response(env.fmt, e, action=True)
-        return respond(env.fmt, 200, "action", {"status": "complete"})
+        out: dict[str, Any] = {}
+        if inp.result is not None:
+            out.update(inp.result(result.value))
+        out["status"] = "complete"
+        return respond(env.fmt, 200, "action", out)
 
     # -- sub-collections --------------------------------------------------------------
     def _sub_tags(self, sub: Sub) -> tuple[str, str]:
@@ -561,7 +566,7 @@ class Api:
     def sub_items(self, env: Env, parent: Any, sub: Sub) -> list[Any]:
         if sub.kind == "child":
             child = RESOURCES[sub.resource]  # type: ignore[index]
-            return [o for o in env.reads.list(child.cls) if getattr(o, sub.attr, None) == parent.id]
+            return [o for o in env.reads.list(child.cls) if _belongs(o, sub.attr, parent.id)]
         if sub.kind == "embedded":
             return list(sub.items(parent, env.reads))  # type: ignore[misc]
         return []
@@ -606,7 +611,7 @@ class Api:
                     if sub.add is not None:
                         return await self._sub_add_existing(request, env, res, parent, sub, child)
                     return await self.add(
-                        request, env, child, child.add, parent=(sub.attr, parent.id)
+                        request, env, child, child.add, parent=(sub.attr, parent.id), kind=res.tag
                     )
                 if sub.add is None:
                     raise _method(method, "GET")
@@ -681,6 +686,13 @@ class Api:
             return respond(env.fmt, 202, "action", {"status": "complete"})
         tree = self.render_sub_item(res, fresh_parent, sub, new[0], env)
         return respond(env.fmt, 201, tag, tree, {"Location": tree["href"]})
+
+
+def _belongs(obj: Any, attr: str | None, parent_id: UUID) -> bool:
+    v = getattr(obj, attr, None) if attr else None
+    if isinstance(v, (tuple, list, frozenset, set)):
+        return parent_id in v
+    return v == parent_id
 
 
 def _created(result: Any) -> UUID | None:
