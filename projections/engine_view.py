@@ -208,12 +208,14 @@ def _upsert(db: ViewDB, table: str, columns: Sequence[str], rows: list[tuple[Any
     cols = ", ".join(columns)
     sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != "id")
     if db.dialect == "pg":
-        types = [_PG_TYPES.get(c, "text") for c in columns]
-        arrays = ", ".join(f"?::{t}[]" for t in types)
+        # One JSON parameter, encoded in C by msgspec and unpacked by the server: far
+        # cheaper than psycopg's per-element text-array dumping.
+        doc = _enc.encode([dict(zip(columns, r, strict=True)) for r in rows]).decode()
         db.execute(
-            f"INSERT INTO {{{table}}} ({cols}) SELECT * FROM unnest({arrays}) "
+            f"INSERT INTO {{{table}}} ({cols}) SELECT {cols} FROM "
+            f"json_populate_recordset(NULL::{{{table}}}, ?::json) "
             f"ON CONFLICT (id) DO UPDATE SET {sets}",
-            [list(col) for col in zip(*rows, strict=True)],
+            (doc,),
         )
     else:
         marks = ", ".join("?" for _ in columns)
@@ -222,9 +224,6 @@ def _upsert(db: ViewDB, table: str, columns: Sequence[str], rows: list[tuple[Any
             f"ON CONFLICT (id) DO UPDATE SET {sets}",
             rows,
         )
-
-
-_PG_TYPES = {"version": "bigint", "position": "bigint"}
 
 
 # -- reading ---------------------------------------------------------------------------

@@ -205,6 +205,8 @@ class ProjectionRunner:
         self.batches = 0
         self.events = 0
         self.last_error: BaseException | None = None
+        # Called with the new position after each committed batch (benchmarks, tests).
+        self.on_commit: list[Callable[[int], None]] = []
         self._init()
 
     # -- state -------------------------------------------------------------------------
@@ -312,6 +314,8 @@ class ProjectionRunner:
         self.batches += 1
         self.events += len(rows)
         self._set_position(last)
+        for fn in self.on_commit:
+            fn(last)
 
     def _commit(self, last: int) -> None:
         db = self.db
