@@ -197,15 +197,14 @@ class Sampler:
         step = int(self.interval.total_seconds())
         for key, s in list(self.latest.items()):
             t = naive_utc(s.time)
-            if t > b:
-                continue  # newer than this boundary: next interval
             if b - t > self.stale_after:
                 self.forget(key)
                 continue
             fields: dict[str, Any] = {"time": b}
             if hasattr(s, "seconds_in_status") and s.seconds_in_status is None:  # type: ignore[union-attr]
                 since = self._since[key][1]
-                fields["seconds_in_status"] = max(0, min(step, int((b - since).total_seconds())))
+                ref = max(b, t)  # telemetry a little past the boundary still counts
+                fields["seconds_in_status"] = max(0, min(step, int((ref - since).total_seconds())))
             out.append(msgspec.structs.replace(s, **fields))
         return out
 

@@ -28,7 +28,7 @@ import duckdb
 from domain.base import Event
 from history import schema
 from history.config import ConfigTracker, Row, naive_utc
-from history.samples import Sample, columns, group
+from history.samples import Sample, columns, group, key_of
 from history.schema import CONFIG_COLUMN_NAMES, STATS, StatsSpec
 
 FILE_NAME = "orrery-history.duckdb"
@@ -258,7 +258,21 @@ class Warehouse:
                 if not items:
                     continue
                 mark = self.position(f"samples:{spec.base}")
-                fresh = [s for s in items if _us(s.time) > mark]
+                stamps = [_us(s.time) for s in items]
+                seen: set[Any] = set()
+                if mark in stamps:  # a batch may have been split inside one instant
+                    seen = {
+                        r[0]
+                        for r in con.execute(
+                            f"SELECT {spec.key} FROM {spec.samples} WHERE history_datetime = ?",
+                            [_from_us(mark)],
+                        ).fetchall()
+                    }
+                fresh = [
+                    s
+                    for s, us in zip(items, stamps, strict=True)
+                    if us > mark or (us == mark and key_of(s) not in seen)
+                ]
                 if not fresh:
                     continue
                 cols = columns(spec.base, fresh, self._versions)
@@ -271,7 +285,9 @@ class Warehouse:
                     [start, *cols],
                 )
                 next_ids[spec.base] = start + n - 1
-                self._advance(f"samples:{spec.base}", max(_us(s.time) for s in fresh))
+                top = max(_us(s.time) for s in fresh)
+                if top > mark:
+                    self._advance(f"samples:{spec.base}", top)
                 written += n
         self._sample_ids = next_ids
         return written
