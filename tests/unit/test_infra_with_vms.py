@@ -1,0 +1,150 @@
+"""Infrastructure rules that depend on VMs, with the real VM area (domain.vm)."""
+
+from __future__ import annotations
+
+import pytest
+
+from commands.affinity import AddAffinityGroup, UpdateAffinityGroup
+from commands.cluster import RemoveCluster
+from commands.host import (
+    ConfirmHostRebooted,
+    DeactivateHost,
+    FinishHostMaintenance,
+    MarkHostNonResponsive,
+    RemoveHost,
+    ReportHostConnectionLost,
+)
+from commands.network import AddNetwork, DetachNetworkFromCluster, RemoveNetwork
+from domain.host import Host
+from domain.network import VnicProfile
+from domain.scheduling import schedule
+from domain.statuses import HostStatus, VmStatus
+from tests.unit.helpers import World
+from tests.unit.test_infra_world import GIB, decide, host, rejects, up_dc
+
+vm_area = pytest.importorskip("domain.vm")
+template_area = pytest.importorskip("domain.template")
+
+pytestmark = pytest.mark.unit
+
+
+def setup(hosts: int = 2):
+    w = World()
+    d, c, hs, _sd = up_dc(w, hosts=hosts)
+    decide(w, template_area.add_blank_template)
+    return w, d, c, hs
+
+
+def new_vm(w: World, c, name: str, memory: int = GIB):
+    return decide(w, vm_area.add_vm, name=name, cluster_id=c, memory=memory)
+
+
+def run_vm(w: World, vm_id, host_id=None):
+    h = decide(w, vm_area.start_vm, vm_id, host_id=host_id)
+    decide(w, vm_area.report_vm_status, vm_id, VmStatus.UP, h)
+    return h
+
+
+def test_remove_host_refused_while_vms_run_on_it() -> None:
+    w, _d, c, hs = setup()
+    vm = new_vm(w, c, "vm1")
+    h = run_vm(w, vm, hs[0])
+    rejects(w, RemoveHost(host_id=h), "Cannot remove Host. Host has running VMs.")
+
+
+def test_maintenance_waits_for_vms_to_leave() -> None:
+    w, _d, c, hs = setup()
+    vm = new_vm(w, c, "vm1")
+    h = run_vm(w, vm, hs[0])
+    assert w.run(DeactivateHost(host_id=h)) == "preparing_for_maintenance"
+    rejects(w, FinishHostMaintenance(host_id=h), "still has running VMs")
+    decide(w, vm_area.report_vm_status, vm, VmStatus.DOWN, h)
+    w.run(FinishHostMaintenance(host_id=h))
+    assert w.engine.get(Host, h).status == HostStatus.MAINTENANCE
+
+
+def test_non_responsive_host_makes_its_vms_unknown_and_confirm_reboot_downs_them() -> None:
+    w, _d, c, hs = setup()
+    a, b = new_vm(w, c, "a"), new_vm(w, c, "b")
+    run_vm(w, a, hs[0])
+    run_vm(w, b, hs[0])
+    w.run(ReportHostConnectionLost(host_id=hs[0]))
+    out = w.run(MarkHostNonResponsive(host_id=hs[0]))
+    assert out == {"unknown_vm_ids": [a, b]}
+    assert w.engine.get(vm_area.Vm, a).status == VmStatus.UNKNOWN
+    rejects(w, DeactivateHost(host_id=hs[0]), "confirm that the Host has been rebooted")
+    assert w.run(ConfirmHostRebooted(host_id=hs[0])) == {"down_vm_ids": [a, b]}
+    assert w.engine.get(vm_area.Vm, b).status == VmStatus.DOWN
+    assert w.engine.get(Host, hs[0]).status == HostStatus.DOWN
+
+
+def test_remove_cluster_refused_with_vms() -> None:
+    w, _d, c, hs = setup(hosts=1)
+    new_vm(w, c, "vm1")
+    w.run(DeactivateHost(host_id=hs[0]))
+    w.run(RemoveHost(host_id=hs[0]))
+    rejects(w, RemoveCluster(cluster_id=c), "One or more VMs are still assigned")
+
+
+def test_network_in_use_by_a_vm_nic() -> None:
+    w, d, c, _hs = setup()
+    net = w.run(AddNetwork(name="red", data_center_id=d, cluster_ids=(c,), required=False))
+    profile = next(p.id for p in w.engine.all(VnicProfile) if p.network_id == net)
+    vm = new_vm(w, c, "vm1")
+    decide(w, vm_area.add_nic, vm, name="nic1", vnic_profile_id=profile)
+    rejects(w, RemoveNetwork(network_id=net), "being used by VMs: vm1")
+    rejects(w, DetachNetworkFromCluster(network_id=net, cluster_id=c), "being used by VMs")
+
+
+def test_scheduler_counts_memory_of_running_vms_and_requires_nic_networks() -> None:
+    w, d, c, hs = setup()
+    big = new_vm(w, c, "big", memory=15 * GIB)
+    run_vm(w, big, hs[0])
+    vm = new_vm(w, c, "next", memory=2 * GIB)
+    r = schedule(w.engine, w.engine.get(vm_area.Vm, vm))
+    assert r.host_id == hs[1]
+    assert "Not enough memory" in next(x for x in r.scores if x.host_id == hs[0]).reason
+    net = w.run(AddNetwork(name="red", data_center_id=d, cluster_ids=(c,), required=False))
+    profile = next(p.id for p in w.engine.all(VnicProfile) if p.network_id == net)
+    decide(w, vm_area.add_nic, vm, name="nic1", vnic_profile_id=profile)
+    r = schedule(w.engine, w.engine.get(vm_area.Vm, vm))
+    assert r.host_id is None
+    third = host(w, c, "z-red", port=77, networks=("ovirtmgmt", "red"))
+    assert schedule(w.engine, w.engine.get(vm_area.Vm, vm)).host_id == third
+
+
+def test_affinity_members_must_be_in_the_cluster_and_groups_may_not_contradict() -> None:
+    w, d, c, hs = setup()
+    from tests.unit.test_infra_world import cluster
+
+    other_c = cluster(w, d, "other")
+    a, b = new_vm(w, c, "a"), new_vm(w, c, "b")
+    stranger = new_vm(w, other_c, "stranger")
+    far_host = host(w, other_c, "far", port=88)
+    rejects(
+        w,
+        AddAffinityGroup(name="g", cluster_id=c, vm_ids=(a, stranger)),
+        "not in the Affinity Group's Cluster",
+        field="vms",
+    )
+    rejects(
+        w,
+        AddAffinityGroup(name="g", cluster_id=c, host_ids=(far_host,)),
+        "not in the Affinity Group's Cluster",
+        field="hosts",
+    )
+    g = w.run(AddAffinityGroup(name="together", cluster_id=c, vm_ids=(a, b), positive=True))
+    rejects(
+        w,
+        AddAffinityGroup(name="apart", cluster_id=c, vm_ids=(b, a), positive=False),
+        "contradicts Affinity Group together",
+    )
+    w.run(
+        AddAffinityGroup(
+            name="apart-soft", cluster_id=c, vm_ids=(a, b), positive=False, enforcing=False
+        )
+    )
+    w.run(UpdateAffinityGroup(affinity_group_id=g, host_ids=(hs[1],), hosts_enforcing=True))
+    run_vm(w, a, hs[1])
+    r = schedule(w.engine, w.engine.get(vm_area.Vm, b))
+    assert r.host_id == hs[1]
