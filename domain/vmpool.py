@@ -2,7 +2,8 @@
 
 Creating a pool creates its VMs, named ``name-1`` .. ``name-N``. An automatic pool takes
 a VM back when it goes down; a manual pool keeps it assigned until it is returned.
-``assignments`` maps vm_id -> user_id.
+``assignments`` pairs vm_id -> user_id (a tuple of ``PoolAssignment``, ordered by time of
+allocation; ``VmPool.assigned()`` gives it as a dict).
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ class PoolType(StrEnum):
     MANUAL = "manual"
 
 
+class PoolAssignment(msgspec.Struct, frozen=True, kw_only=True):
+    vm_id: UUID
+    user_id: UUID
+
+
 class VmPool(Aggregate, frozen=True, kw_only=True):
     KIND = "vm_pool"
     LABEL = "VM-Pool"
@@ -41,12 +47,16 @@ class VmPool(Aggregate, frozen=True, kw_only=True):
     stateless: bool = True
     pool_type: PoolType = PoolType.AUTOMATIC
     vm_ids: tuple[UUID, ...] = ()
-    assignments: dict[UUID, UUID] = {}
+    assignments: tuple[PoolAssignment, ...] = ()
     next_index: int = 1
     created_at: str = ""
 
+    def assigned(self) -> dict[UUID, UUID]:
+        """vm_id -> user_id."""
+        return {a.vm_id: a.user_id for a in self.assignments}
+
     def vms_of(self, user_id: UUID) -> list[UUID]:
-        return [v for v, u in self.assignments.items() if u == user_id]
+        return [a.vm_id for a in self.assignments if a.user_id == user_id]
 
 
 class VmPoolAdded(Event, frozen=True, kw_only=True):
@@ -86,7 +96,7 @@ class VmPoolVmDetached(Event, frozen=True, kw_only=True):
     vm_id: UUID
 
     def evolve(self, agg: Any) -> Any:
-        assignments = {k: v for k, v in agg.assignments.items() if k != self.vm_id}
+        assignments = tuple(a for a in agg.assignments if a.vm_id != self.vm_id)
         return msgspec.structs.replace(
             agg,
             version=self.originator_version,
@@ -104,7 +114,10 @@ class VmPoolVmAllocated(Event, frozen=True, kw_only=True):
         return msgspec.structs.replace(
             agg,
             version=self.originator_version,
-            assignments={**agg.assignments, self.vm_id: self.user_id},
+            assignments=(
+                *agg.assignments,
+                PoolAssignment(vm_id=self.vm_id, user_id=self.user_id),
+            ),
         )
 
 
@@ -112,7 +125,7 @@ class VmPoolVmReleased(Event, frozen=True, kw_only=True):
     vm_id: UUID
 
     def evolve(self, agg: Any) -> Any:
-        assignments = {k: v for k, v in agg.assignments.items() if k != self.vm_id}
+        assignments = tuple(a for a in agg.assignments if a.vm_id != self.vm_id)
         return msgspec.structs.replace(
             agg, version=self.originator_version, assignments=assignments
         )
@@ -271,10 +284,11 @@ def allocate_vm(tx: Tx, pool_id: UUID, user_id: UUID, *, start: bool = True) -> 
             "Cannot allocate and run VM from VM-Pool. The user has reached the maximum number "
             "of VMs allowed from this VM-Pool."
         )
+    assigned = pool.assigned()
     free = [
         vm
         for vm_id in pool.vm_ids
-        if vm_id not in pool.assignments
+        if vm_id not in assigned
         and (vm := tx.engine.find(Vm, vm_id)) is not None
         and vm.status in (VmStatus.DOWN, VmStatus.UP)
         and not vm.snapshot_locked()
@@ -294,7 +308,7 @@ def allocate_vm(tx: Tx, pool_id: UUID, user_id: UUID, *, start: bool = True) -> 
 def return_vm(tx: Tx, pool_id: UUID, vm_id: UUID) -> None:
     """The user gives the VM back to the pool (it must be down)."""
     pool = get_pool(tx, pool_id)
-    if vm_id not in pool.assignments:
+    if vm_id not in pool.assigned():
         raise DomainError("Cannot return VM to VM-Pool. The VM is not allocated to a user.")
     vm = get_vm(tx, vm_id)
     if vm.status != VmStatus.DOWN:
@@ -305,7 +319,7 @@ def return_vm(tx: Tx, pool_id: UUID, vm_id: UUID) -> None:
 def vm_went_down(tx: Tx, pool_id: UUID, vm_id: UUID) -> None:
     """An automatic pool takes its VM back as soon as it is down."""
     pool = tx.engine.find(VmPool, pool_id)
-    if pool is not None and pool.pool_type == PoolType.AUTOMATIC and vm_id in pool.assignments:
+    if pool is not None and pool.pool_type == PoolType.AUTOMATIC and vm_id in pool.assigned():
         tx.emit(VmPoolVmReleased, pool_id, vm_id=vm_id)
 
 

@@ -1,0 +1,183 @@
+"""VM pools: creation with VMs, resize, allocation per user, release, detach, removal."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import pytest
+
+from commands import vm as vm_cmd
+from commands import vmpool as c
+from commands.messages import parse_command
+from domain.base import InvalidInput
+from domain.statuses import VmStatus
+from domain.template import BLANK_TEMPLATE_ID
+from domain.vm import Vm
+from domain.vmpool import VmPool
+from tests.unit.test_compute_setup import ComputeWorld
+
+pytestmark = pytest.mark.unit
+
+ALICE, BOB = UUID(int=0xA11CE), UUID(int=0xB0B)
+
+
+@pytest.fixture
+def w() -> ComputeWorld:
+    return ComputeWorld()
+
+
+def pool(w: ComputeWorld, pool_id: UUID) -> VmPool:
+    return w.engine.get(VmPool, pool_id)
+
+
+def names(w: ComputeWorld, pool_id: UUID) -> list[str]:
+    return [w.vm(v).name for v in pool(w, pool_id).vm_ids]
+
+
+def _pool(w: ComputeWorld, size: int = 3, **kw: object) -> UUID:
+    return w.run(
+        c.AddVmPool(
+            name="desk", cluster_id=w.cluster, template_id=BLANK_TEMPLATE_ID, size=size, **kw
+        )
+    )
+
+
+def test_creating_a_pool_creates_its_vms(w: ComputeWorld) -> None:
+    p = _pool(w, 3, max_user_vms=2)
+    assert names(w, p) == ["desk-1", "desk-2", "desk-3"]
+    assert pool(w, p).size == 3
+    for vm_id in pool(w, p).vm_ids:
+        vm = w.vm(vm_id)
+        assert (vm.pool_id, vm.stateless, vm.status) == (p, True, VmStatus.DOWN)
+    w.rejects(
+        c.AddVmPool(name="desk", cluster_id=w.cluster, template_id=BLANK_TEMPLATE_ID, size=1),
+        "The VM-Pool name is already in use",
+    )
+    w.assert_replays()
+
+
+def test_pool_vm_names_must_be_free(w: ComputeWorld) -> None:
+    w.add_vm("desk-2")
+    w.rejects(
+        c.AddVmPool(name="desk", cluster_id=w.cluster, template_id=BLANK_TEMPLATE_ID, size=3),
+        "The VM name desk-2 is already in use",
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [({"size": 0}, "size"), ({"max_user_vms": 0}, "max_user_vms"), ({"name": ""}, "name")],
+)
+def test_bad_pool_input_names_the_field(data: dict, field: str) -> None:
+    base = {"name": "p", "cluster_id": str(UUID(int=1)), "template_id": str(UUID(int=0)), "size": 1}
+    with pytest.raises(InvalidInput) as info:
+        parse_command(c.AddVmPool, base | data)
+    assert info.value.field == field
+
+
+def test_prestarted_cannot_exceed_size(w: ComputeWorld) -> None:
+    w.rejects(
+        c.AddVmPool(
+            name="p", cluster_id=w.cluster, template_id=BLANK_TEMPLATE_ID, size=2, prestarted_vms=3
+        ),
+        "Prestarted VMs cannot exceed",
+        field="prestarted_vms",
+    )
+
+
+def test_resize_up_adds_vms_and_never_shrinks(w: ComputeWorld) -> None:
+    p = _pool(w, 2)
+    made = w.run(c.UpdateVmPool(vm_pool_id=p, size=4, prestarted_vms=1))
+    assert len(made) == 2
+    assert names(w, p) == ["desk-1", "desk-2", "desk-3", "desk-4"]
+    assert (pool(w, p).size, pool(w, p).prestarted_vms) == (4, 1)
+    w.rejects(c.UpdateVmPool(vm_pool_id=p, size=3), "Decreasing the number of VMs", field="size")
+    w.assert_replays()
+
+
+def test_allocation_per_user_up_to_max_user_vms(w: ComputeWorld) -> None:
+    p = _pool(w, 3, max_user_vms=2)
+    a1 = w.run(c.AllocateVm(vm_pool_id=p, user_id=ALICE))
+    assert w.vm(a1).status == VmStatus.WAIT_FOR_LAUNCH  # allocated and started
+    a2 = w.run(c.AllocateVm(vm_pool_id=p, user_id=ALICE))
+    assert a1 != a2
+    w.rejects(c.AllocateVm(vm_pool_id=p, user_id=ALICE), "reached the maximum number of VMs")
+    b1 = w.run(c.AllocateVm(vm_pool_id=p, user_id=BOB, start=False))
+    assert w.vm(b1).status == VmStatus.DOWN
+    assert pool(w, p).assigned() == {a1: ALICE, a2: ALICE, b1: BOB}
+    w.rejects(c.AllocateVm(vm_pool_id=p, user_id=BOB), "no available VMs")
+    w.assert_replays()
+
+
+def test_prestarted_vm_is_handed_out_first(w: ComputeWorld) -> None:
+    p = _pool(w, 3)
+    last = pool(w, p).vm_ids[-1]
+    w.run(vm_cmd.StartVm(vm_id=last))
+    w.report(last, VmStatus.UP)
+    assert w.run(c.AllocateVm(vm_pool_id=p, user_id=ALICE)) == last
+
+
+def test_automatic_pool_takes_the_vm_back_when_down(w: ComputeWorld) -> None:
+    p = _pool(w, 1)
+    vm_id = w.run(c.AllocateVm(vm_pool_id=p, user_id=ALICE))
+    w.report(vm_id, VmStatus.UP)
+    n = len(w.log)
+    w.report(vm_id, VmStatus.DOWN)
+    assert w.topics(n) == ["VmStatusReported", "VmPoolVmReleased"]
+    assert pool(w, p).assignments == ()
+    w.assert_replays()
+
+
+def test_manual_pool_keeps_the_assignment_until_returned(w: ComputeWorld) -> None:
+    p = _pool(w, 1, pool_type="manual")
+    vm_id = w.run(c.AllocateVm(vm_pool_id=p, user_id=ALICE))
+    w.rejects(c.ReturnVmToPool(vm_pool_id=p, vm_id=vm_id), "VM is running")
+    w.report(vm_id, VmStatus.DOWN)
+    assert pool(w, p).assigned() == {vm_id: ALICE}
+    w.run(c.ReturnVmToPool(vm_pool_id=p, vm_id=vm_id))
+    assert pool(w, p).assignments == ()
+    w.rejects(c.ReturnVmToPool(vm_pool_id=p, vm_id=vm_id), "not allocated")
+
+
+def test_pool_vms_are_removed_only_with_the_pool(w: ComputeWorld) -> None:
+    p = _pool(w, 2)
+    vm_id = pool(w, p).vm_ids[0]
+    w.rejects(vm_cmd.RemoveVm(vm_id=vm_id), "VM is attached to a VM-Pool")
+
+
+def test_detach_only_down_vms(w: ComputeWorld) -> None:
+    p = _pool(w, 2)
+    first, second = pool(w, p).vm_ids
+    w.run(vm_cmd.StartVm(vm_id=first))
+    w.rejects(
+        c.DetachVmFromPool(vm_pool_id=p, vm_id=first),
+        "Cannot detach VM from VM-Pool. VM is running.",
+    )
+    w.run(c.DetachVmFromPool(vm_pool_id=p, vm_id=second))
+    assert (pool(w, p).size, pool(w, p).vm_ids) == (1, (first,))
+    assert w.vm(second).pool_id is None
+    w.run(vm_cmd.RemoveVm(vm_id=second))  # an ordinary VM now
+    w.assert_replays()
+
+
+def test_remove_pool_needs_all_vms_down_and_removes_them(w: ComputeWorld) -> None:
+    p = _pool(w, 2)
+    vms = pool(w, p).vm_ids
+    w.run(vm_cmd.StartVm(vm_id=vms[0]))
+    w.rejects(c.RemoveVmPool(vm_pool_id=p), "Cannot remove VM-Pool. VM is running.")
+    w.report(vms[0], VmStatus.DOWN)
+    w.run(c.RemoveVmPool(vm_pool_id=p))
+    assert w.engine.objects.get(p) is None
+    assert not any(w.engine.find(Vm, v) for v in vms)
+    w.assert_replays()
+
+
+def test_template_used_by_a_pool_cannot_be_removed(w: ComputeWorld) -> None:
+    from commands.template import AddTemplate, RemoveTemplate
+
+    src = w.add_vm("src")
+    t = w.run(AddTemplate(vm_id=src, name="t"))
+    w.run(
+        c.AddVmPool(name="p", cluster_id=w.cluster, template_id=t, size=1),
+    )
+    w.rejects(RemoveTemplate(template_id=t), "Template is being used by the following VMs: p-1.")
