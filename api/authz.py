@@ -165,6 +165,19 @@ async def deny(api: Any, env: Any, d: Denied) -> Exception:
     return forbidden(f"User {env.user_name} is not authorized to perform this action ({d.permit}).")
 
 
+_MEMO: dict[tuple[Any, ...], Any] = {}
+
+
+def _memo(key: tuple[Any, ...], fn: Any) -> Any:
+    """Remembers an answer until the engine moves (the position is part of the key)."""
+    hit = _MEMO.get(key, _MEMO)
+    if hit is _MEMO:
+        if len(_MEMO) > 1000:
+            _MEMO.clear()
+        hit = _MEMO[key] = fn()
+    return hit
+
+
 def visible(env: Any, res: Any, objs: list[Any]) -> list[Any]:
     mod = _module()
     if mod is None or env.user_id is None:
@@ -173,10 +186,16 @@ def visible(env: Any, res: Any, objs: list[Any]) -> list[Any]:
     if engine is None:
         return objs
     want_filter = env.query.get("filter", "").lower() in ("true", "1")
+    pos = (id(engine), engine.position)
     with env.reads.lock:
-        if not want_filter and mod.is_admin(engine, env.user_id):
+        if not want_filter and _memo(
+            ("admin", env.user_id, *pos), lambda: mod.is_admin(engine, env.user_id)
+        ):
             return objs
-        ids = mod.visible_object_ids(engine, env.user_id, res.tag)
+        ids = _memo(
+            ("visible", env.user_id, res.tag, *pos),
+            lambda: mod.visible_object_ids(engine, env.user_id, res.tag),
+        )
     return [o for o in objs if o.id in ids]
 
 

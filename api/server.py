@@ -102,7 +102,7 @@ class Api:
         self.auth = auth or Authenticator(self.reads, bus=bus, fallback_password=admin_password)
         self.feed = feed or Feed(bus)
         self.started = datetime.now(UTC)
-        self._cache: dict[tuple[str, UUID, int, str], xmlio.Raw] = {}
+        self._cache: dict[tuple[str, UUID, int, str], bytes] = {}
 
     # -- the app -------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -278,7 +278,11 @@ class Api:
             raise not_found(f"{res.label} {segs[1]} not found.")
         if len(segs) == 2:
             if method in ("GET", "HEAD"):
-                return respond(fmt, 200, res.tag, self.render(res, obj, env))
+                if env.query.get("follow"):
+                    return respond(fmt, 200, res.tag, self.render(res, obj, env))
+                return web.Response(
+                    body=self.cached(res, obj, fmt), content_type=_JSON if fmt == "json" else _XML
+                )
             if method == "PUT":
                 authz.check(env, authz.permit_for(res.path, "edit"), res.tag, obj.id, "update")
                 return await self.update(request, env, res, obj)
@@ -377,19 +381,34 @@ class Api:
             self._follow(res, obj, tree, follow, env)
         return tree
 
-    def cached(self, res: Resource, obj: Any, fmt: str) -> xmlio.Raw:
+    def cached(self, res: Resource, obj: Any, fmt: str) -> bytes:
+        """One object's serialized form; objects are immutable per version, so the
+        rendering is kept by (collection, id, version, format)."""
         key = (res.path, obj.id, obj.version, fmt)
         hit = self._cache.get(key)
         if hit is None:
             tree = res.render(obj)
             if fmt == "json":
-                hit = xmlio.Raw(jsonio.encode_value(tree).decode())
+                hit = jsonio.encode_value(tree)
             else:
-                hit = xmlio.Raw(xmlio.element(res.tag, tree))
+                hit = xmlio.element(res.tag, tree).encode()
             if len(self._cache) > 400_000:
                 self._cache.clear()
             self._cache[key] = hit
         return hit
+
+    def prewarm(self) -> int:
+        """Renders every object once (run in a thread at start) so the first big list is
+        as fast as the next."""
+        n = 0
+        for res in list(RESOURCES.values()):
+            if not res.available():
+                continue
+            for obj in self.reads.list(res.cls):
+                for fmt in ("xml", "json"):
+                    self.cached(res, obj, fmt)
+                n += 1
+        return n
 
     def _follow(self, res: Resource, obj: Any, tree: dict, follow: str, env: Env) -> None:
         for path in follow.split(","):
@@ -439,12 +458,17 @@ class Api:
             objs = objs[:limit]
         if q.get("follow"):
             items = [self.render(res, o, env) for o in objs]
-        else:
-            items = [self.cached(res, o, env.fmt) for o in objs]
-        if env.fmt == "json":
-            body = jsonio.collection(res.tag, items)
+            if env.fmt == "json":
+                return web.Response(body=jsonio.collection(res.tag, items), content_type=_JSON)
+            return web.Response(body=xmlio.collection(res.tags, res.tag, items), content_type=_XML)
+        cached = self.cached
+        fmt = env.fmt
+        parts = [cached(res, o, fmt) for o in objs]
+        if fmt == "json":
+            body = b'{"' + res.tag.encode() + b'":[' + b",".join(parts) + b"]}"
             return web.Response(body=body, content_type=_JSON)
-        return web.Response(body=xmlio.collection(res.tags, res.tag, items), content_type=_XML)
+        open_, close = f"<{res.tags}>".encode(), f"</{res.tags}>".encode()
+        return web.Response(body=b"".join([open_, *parts, close]), content_type=_XML)
 
     def visible(self, env: Env, res: Resource, objs: list[Any]) -> list[Any]:
         from api import authz
@@ -844,10 +868,11 @@ async def serve(
     ssl: Any = None,
 ) -> None:
     api = Api(bus, admin_password=admin_password)
-    runner = web.AppRunner(api.app(), access_log=log)
+    runner = web.AppRunner(api.app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl)
     await site.start()
+    asyncio.get_running_loop().run_in_executor(None, api.prewarm)
     scheme = "https" if ssl else "http"
     print(f"Orrery API on {scheme}://{host}:{port}{BASE}", flush=True)
     try:
