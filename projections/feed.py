@@ -10,7 +10,7 @@ The mapping is table-driven, most specific first:
 
 1. ``TOPIC_RULES[topic]``                 one event type
 2. ``COMMAND_RULES[(command, kind)]``     the command that caused it (``meta.command``)
-3. ``STATUS_RULES[(kind, status)]``       an event that sets ``status``
+3. ``STATUS_RULES[(kind, status)]``       an update event that sets ``status``
 4. ``ACTION_CODES[(kind, action)]``       add / update / remove of any aggregate
 5. a generic fallback                     "<Label> <name> was <changed> by <user>."
 
@@ -103,7 +103,48 @@ ACTION_CODES: dict[tuple[str, str], int] = {
     ("user", "remove"): 325,  # USER_REMOVE_ADUSER
 }
 
-TOPIC_RULES: dict[str, Rule] = {}
+# Event types of domain/vm.py and domain/host.py, with oVirt's codes and wording.
+TOPIC_RULES: dict[str, Rule] = {
+    "VmStartRequested": Rule(150, "normal", "Starting VM {vm} was initiated by {user}."),
+    "VmScheduled": Rule(32, "normal", "VM {vm} was started by {user}{on_host}."),
+    "VmShutdownRequested": Rule(
+        73, "normal", "VM shutdown initiated by {user} on VM {vm}{on_host}."
+    ),
+    "VmStopRequested": Rule(33, "normal", "VM {vm} powered off by {user}{on_host}."),
+    "VmSavedStateDiscarded": Rule(
+        111, "normal", "Suspended VM {vm} has had its save state cleared by {user}."
+    ),
+    "VmRebootRequested": Rule(157, "normal", "VM {vm} is rebooting, initiated by {user}."),
+    "VmPauseRequested": Rule(39, "normal", "VM {vm} was paused by {user}{on_host}."),
+    "VmResumeRequested": Rule(40, "normal", "VM {vm} was resumed by {user}{on_host}."),
+    "VmSuspendRequested": Rule(
+        501, "normal", "Suspending VM {vm} was initiated by User {user}{on_host}."
+    ),
+    "VmMigrationStarted": Rule(
+        62,
+        "normal",
+        "Migration started (VM: {vm}, Source: {source_host}, "
+        "Destination: {destination_host}, User: {user}).",
+    ),
+    "VmMigrated": Rule(
+        63,
+        "normal",
+        "Migration completed (VM: {vm}, Source: {source_host}, "
+        "Destination: {destination_host}, Downtime: {downtime_ms} ms).",
+    ),
+    "VmMigrationFailed": Rule(65, "error", "Migration failed (VM: {vm}, Source: {host})."),
+    "VmMigrationCanceled": Rule(
+        161, "normal", "Migration cancelled (VM: {vm}, Source: {host}, User: {user})."
+    ),
+    "VmHostLost": Rule(142, "warning", "VM {vm} was set to the Unknown status."),
+    "VmMarkedDown": Rule(
+        143, "warning", "Vm {vm} was shut down due to {host} host reboot or manual fence."
+    ),
+    "VmSnapshotAdded": Rule(
+        45, "normal", "Snapshot creation for VM '{vm}' was initiated by {user}."
+    ),
+    "VmImagesReady": Rule(53, "normal", "VM {vm} creation has been completed."),
+}
 
 COMMAND_RULES: dict[tuple[str, str], Rule] = {
     ("StartVm", "vm"): Rule(32, "normal", "VM {vm} was started by {user} (Host: {host})."),
@@ -283,8 +324,16 @@ def describe(change: Change, engine: Engine) -> dict[str, Any] | None:
     status = payload.get("status")
     status_s = str(status) if status is not None else None
     phrase = topic_phrase(ev.TOPIC, cls)
+    ref_names = {}
+    for k, v in payload.items():
+        # "source_host_id" -> "source_host": the referenced object's name.
+        if k.endswith("_id") and isinstance(v, UUID):
+            ref = _name_of(engine, v)
+            if ref is not None:
+                ref_names[k[:-3]] = ref
     fields = {
         **{k: (str(v) if v is not None else "N/A") for k, v in payload.items()},
+        **ref_names,
         "label": cls.LABEL,
         "name": name,
         "user": user or "SYSTEM",
@@ -298,11 +347,12 @@ def describe(change: Change, engine: Engine) -> dict[str, Any] | None:
         "status": status_s or "N/A",
         "command": meta.command or "N/A",
         "verb": "",
+        "on_host": f" (Host: {names['host']})" if names["host"] else "",
     }
     rule = TOPIC_RULES.get(ev.TOPIC)
     if rule is None and meta.command:
         rule = COMMAND_RULES.get((meta.command, kind))
-    if rule is None and status_s is not None:
+    if rule is None and status_s is not None and action == "update":
         rule = STATUS_RULES.get((kind, status_s))
         if rule is None:
             sev = _BAD.get(status_s, "normal")
