@@ -473,6 +473,15 @@ def remove_storage_domain(tx: Tx, sd_id: UUID, *, force: bool = False) -> None:
                 "Cannot destroy Storage Domain. The Storage Domain is active; move it to "
                 "maintenance first."
             )
+        if sd.master and any(
+            o.data_center_id == sd.data_center_id and o.id != sd_id
+            for o in current_all(tx, StorageDomain)
+        ):
+            raise DomainError(
+                "Cannot destroy the master Storage Domain from the Data Center without another "
+                "active Storage Domain to take its place. Either activate another Storage "
+                "Domain in the Data Center, or remove the Data Center."
+            )
     tx.emit(StorageDomainRemoved, sd_id)
     if sd.data_center_id is not None:
         refresh_data_center(tx, sd.data_center_id)
