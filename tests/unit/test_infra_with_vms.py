@@ -148,3 +148,26 @@ def test_affinity_members_must_be_in_the_cluster_and_groups_may_not_contradict()
     run_vm(w, a, hs[1])
     r = schedule(w.engine, w.engine.get(vm_area.Vm, b))
     assert r.host_id == hs[1]
+
+
+def test_storage_domain_with_disks_of_running_vms_cannot_be_deactivated() -> None:
+    from commands.storage import DeactivateStorageDomain
+    from domain.storage import StorageDomain
+    from tests.unit.test_infra_world import nfs
+
+    disk_area = pytest.importorskip("domain.disk")
+    w, d, c, hs = setup()
+    second = nfs(w, "second", dc_id=d)
+    vm = new_vm(w, c, "vm1")
+    disk = decide(w, disk_area.add_disk, name="d1", provisioned_size=GIB, storage_domain_id=second)
+    decide(w, disk_area.report_disk_operation, disk)
+    decide(w, vm_area.attach_disk, vm, disk)
+    run_vm(w, vm, hs[0])
+    rejects(
+        w,
+        DeactivateStorageDomain(storage_domain_id=second),
+        "running with disks on this domain: vm1",
+    )
+    decide(w, vm_area.report_vm_status, vm, VmStatus.DOWN, hs[0])
+    w.run(DeactivateStorageDomain(storage_domain_id=second))
+    assert w.engine.get(StorageDomain, second).status == "maintenance"
