@@ -274,7 +274,11 @@ class Api:
                 return await self.add(request, env, res, res.add)
             raise _method(method, "GET, POST")
         obj = reads.get(res.cls, _id_or_404(segs[1]))
-        if obj is None or not authz.can_see(env, res, obj):
+        if obj is None:
+            raise not_found(f"{res.label} {segs[1]} not found.")
+        if method in ("GET", "HEAD") and not authz.can_see(env, res, obj):
+            # Writes go on to the permission check (403 and an event); reads of what the
+            # user may not see answer as if it were not there.
             raise not_found(f"{res.label} {segs[1]} not found.")
         if len(segs) == 2:
             if method in ("GET", "HEAD"):
