@@ -1,0 +1,697 @@
+"""The Manager's side of the host protocol: one session per host, and the policies that
+carry committed events out to hostd.
+
+Facts flow in as commands (``ReportVmStatus``, ``ReportHostCapabilities``, ...) so every
+input that moves state is an event; committed events flow out as host calls:
+
+    VmScheduled -> CreateVm on the chosen host      DiskAdded -> CreateImage on the SPM
+    VmShutdown/Stop/Reboot/Pause/Resume/Suspend ->  VmMigrationStarted -> Migrate
+    VmSnapshotAdded -> SnapshotCreate               StorageDomain active -> ConnectStorage
+
+Monitoring: a host whose session drops (or goes silent past ``heartbeat_timeout``) is
+reported ``connecting``; after ``non_responsive_after`` seconds more it is marked
+``non_responsive`` (its VMs become unknown). A session that comes back reports what runs
+(``ListVms``), so VM states are adopted rather than recreated.
+
+Host enrollment secrets never enter the log: they live in ``HostSecrets`` (a 0600 file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from commands import disk as disk_cmds
+from commands import host as host_cmds
+from commands import vm as vm_cmds
+from commands.bus import CommandBus
+from commands.messages import Command
+from domain.base import DomainError, Event
+from domain.disk import Disk, DiskAdded, DiskRemoved
+from domain.host import Host, HostAdded, HostStatusChanged
+from domain.network import LogicalNetwork, VnicProfile
+from domain.statuses import HostStatus, StorageDomainStatus, VmStatus
+from domain.storage import StorageDomain, StorageDomainStatusChanged
+from domain.vm import (
+    Vm,
+    VmMigrationCanceled,
+    VmMigrationStarted,
+    VmPauseRequested,
+    VmRebootRequested,
+    VmResumeRequested,
+    VmScheduled,
+    VmShutdownRequested,
+    VmStopRequested,
+    VmSuspendRequested,
+)
+from hostd import protocol as P
+
+log = logging.getLogger("orrery.hostlink")
+
+ACTOR = "system"
+MiB = 1024 * 1024
+# Host statuses in which the Manager keeps a session open.
+MONITORED = {
+    HostStatus.INSTALLING,
+    HostStatus.INITIALIZING,
+    HostStatus.UP,
+    HostStatus.CONNECTING,
+    HostStatus.NON_RESPONSIVE,
+    HostStatus.NON_OPERATIONAL,
+    HostStatus.PREPARING_FOR_MAINTENANCE,
+    HostStatus.MAINTENANCE,
+    HostStatus.ERROR,
+}
+
+
+class HostSecrets:
+    """Host enrollment secrets, by host id, in a file only root can read."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._data: dict[str, str] = {}
+        if self.path.exists():
+            self._data = json.loads(self.path.read_text() or "{}")
+
+    def get(self, host_id: UUID) -> str | None:
+        return self._data.get(str(host_id))
+
+    def put(self, host_id: UUID, secret: str) -> None:
+        self._data[str(host_id)] = secret
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(self._data, f)
+        os.replace(tmp, self.path)
+
+    def forget(self, host_id: UUID) -> None:
+        if self._data.pop(str(host_id), None) is not None:
+            self.put_all()
+
+    def put_all(self) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(self._data, f)
+
+
+def volume_path(sd_root: str, sd_id: UUID, disk_id: UUID) -> str:
+    """Where a disk's base volume lives on a file storage domain (volume id = disk id)."""
+    return f"{sd_root}/{sd_id}/images/{disk_id}/{disk_id}"
+
+
+class _Session:
+    """One host's connection, its capabilities and where it sees each storage domain."""
+
+    def __init__(self, host_id: UUID) -> None:
+        self.host_id = host_id
+        self.client: P.HostClient | None = None
+        self.caps: P.Capabilities | None = None
+        self.storage: dict[str, str] = {}
+        self.last_seen = 0.0
+        self.task: asyncio.Task[None] | None = None
+        self.lost_at: float | None = None
+        self.latest_stats: P.StatsSample | None = None
+
+
+class HostLink:
+    def __init__(
+        self,
+        bus: CommandBus,
+        secrets: HostSecrets,
+        *,
+        heartbeat_timeout: float = 30.0,
+        non_responsive_after: float = 60.0,
+        reconnect_every: float = 2.0,
+        telemetry: Callable[[UUID, P.StatsSample], None] | None = None,
+        libvirt_uris: dict[UUID, str] | None = None,
+    ) -> None:
+        self.bus = bus
+        self.secrets = secrets
+        self.heartbeat_timeout = heartbeat_timeout
+        self.non_responsive_after = non_responsive_after
+        self.reconnect_every = reconnect_every
+        self.telemetry = telemetry
+        self.sessions: dict[UUID, _Session] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._events: asyncio.Queue[list[tuple[int, Event]]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._actions: set[asyncio.Task[Any]] = set()
+        self.libvirt_uris = libvirt_uris if libvirt_uris is not None else {}
+        self.errors: list[str] = []  # recent action failures, for tests and status pages
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def start(self) -> HostLink:
+        self._loop = asyncio.get_running_loop()
+        self.bus.subscribe(self._on_committed)
+        self._tasks = [
+            asyncio.create_task(self._dispatch_loop(), name="hostlink-dispatch"),
+            asyncio.create_task(self._monitor_loop(), name="hostlink-monitor"),
+        ]
+        return self
+
+    async def stop(self) -> None:
+        for t in self._tasks + [s.task for s in self.sessions.values() if s.task]:
+            t.cancel()
+        for t in self._tasks + [s.task for s in self.sessions.values() if s.task]:
+            with contextlib.suppress(BaseException):
+                await t
+        for s in self.sessions.values():
+            if s.client is not None:
+                await s.client.close()
+        self.sessions.clear()
+
+    def _on_committed(self, pairs: list[tuple[int, Event]]) -> None:
+        # Called on the writer thread: hand over to our loop.
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._events.put_nowait, pairs)
+
+    async def run_command(self, cmd: Command) -> Any:
+        """Executes a report command; a rule that says no is logged, not raised."""
+        try:
+            return (await self.bus.execute_async(cmd)).value
+        except DomainError as e:
+            log.debug("%s refused: %s", cmd.NAME, e)
+            return None
+
+    # -- sessions and monitoring --------------------------------------------------------
+    async def _monitor_loop(self) -> None:
+        while True:
+            try:
+                self._reconcile_sessions()
+                await self._check_silence()
+            except Exception:
+                log.exception("monitor tick failed")
+            await asyncio.sleep(min(1.0, self.reconnect_every))
+
+    def _reconcile_sessions(self) -> None:
+        with self.bus.lock:
+            hosts = {h.id: h for h in self.bus.engine.all(Host)}
+        for hid, h in hosts.items():
+            s = self.sessions.get(hid)
+            if h.status in MONITORED and (s is None or s.task is None or s.task.done()):
+                s = s or self.sessions.setdefault(hid, _Session(hid))
+                s.task = asyncio.create_task(self._session(hid), name=f"host-{h.name}")
+        for hid in list(self.sessions):
+            if hid not in hosts:
+                s = self.sessions.pop(hid)
+                if s.task is not None:
+                    s.task.cancel()
+
+    async def _check_silence(self) -> None:
+        now = time.monotonic()
+        for s in list(self.sessions.values()):
+            if s.client is not None and now - s.last_seen > self.heartbeat_timeout:
+                log.info("host %s silent for %.0fs", s.host_id, now - s.last_seen)
+                await s.client.close()
+            if s.client is None and s.lost_at is not None:
+                host = self.bus.engine.find(Host, s.host_id)
+                if (
+                    host is not None
+                    and host.status == HostStatus.CONNECTING
+                    and now - s.lost_at >= self.non_responsive_after
+                ):
+                    await self.run_command(
+                        host_cmds.MarkHostNonResponsive(host_id=s.host_id, actor=ACTOR)
+                    )
+
+    async def _session(self, host_id: UUID) -> None:
+        s = self.sessions[host_id]
+        while True:
+            host = self.bus.engine.find(Host, host_id)
+            if host is None or host.status not in MONITORED:
+                return
+            try:
+                client = await P.HostClient.connect(
+                    host.address, host.port, self.secrets.get(host_id) or "", timeout=5.0
+                )
+            except (TimeoutError, OSError, P.HostdError) as e:
+                await self._connection_failed(s, host, str(e))
+                await asyncio.sleep(self.reconnect_every)
+                continue
+            s.client = client
+            s.last_seen = time.monotonic()
+            client.listeners.append(lambda fact, s=s: self._on_fact(s, fact))
+            try:
+                await self._handshake(s)
+                await client.closed.wait()
+            except P.HostdError as e:
+                log.info("host %s: %s", host.name, e)
+            except Exception:
+                log.exception("host %s session failed", host.name)
+            finally:
+                s.client = None
+                with contextlib.suppress(Exception):
+                    await client.close()
+            host = self.bus.engine.find(Host, host_id)
+            if host is not None:
+                await self._connection_failed(s, host, "connection lost")
+            await asyncio.sleep(self.reconnect_every)
+
+    async def _connection_failed(self, s: _Session, host: Host, why: str) -> None:
+        if host.status == HostStatus.INSTALLING:
+            # The installer (here: the first contact) failed.
+            if s.lost_at is None:
+                s.lost_at = time.monotonic()
+            elif time.monotonic() - s.lost_at >= self.non_responsive_after:
+                await self.run_command(
+                    host_cmds.ReportHostInstalled(
+                        host_id=host.id, success=False, message=why[:900], actor=ACTOR
+                    )
+                )
+            return
+        if host.status in (HostStatus.UP, HostStatus.NON_OPERATIONAL, HostStatus.INITIALIZING):
+            await self.run_command(host_cmds.ReportHostConnectionLost(host_id=host.id, actor=ACTOR))
+        if s.lost_at is None:
+            s.lost_at = time.monotonic()
+
+    async def _handshake(self, s: _Session) -> None:
+        client = s.client
+        assert client is not None
+        host = self.bus.engine.get(Host, s.host_id)
+        if host.status == HostStatus.INSTALLING:
+            await self.run_command(host_cmds.ReportHostInstalled(host_id=host.id, actor=ACTOR))
+        elif host.status in (HostStatus.CONNECTING, HostStatus.NON_RESPONSIVE):
+            await self.run_command(
+                host_cmds.ReportHostConnectionRestored(host_id=host.id, actor=ACTOR)
+            )
+        s.lost_at = None
+        # Bridges for the cluster's networks, then the data center's active storage.
+        nets = self._cluster_networks(host.cluster_id)
+        if nets:
+            with contextlib.suppress(P.HostdError):
+                await client.call(P.SetupNetworks(bridges=[P.BridgeSpec(network=n) for n in nets]))
+        caps: P.Capabilities = await client.call(P.GetCapabilities())
+        s.caps = caps
+        s.storage = dict(caps.storage)
+        for sd in self._dc_storage(host.cluster_id):
+            await self._connect_storage(s, sd)
+        host = self.bus.engine.get(Host, s.host_id)
+        if host.status not in (HostStatus.MAINTENANCE, HostStatus.PREPARING_FOR_MAINTENANCE):
+            await self.run_command(
+                host_cmds.ReportHostCapabilities(
+                    host_id=host.id,
+                    cpu_model=caps.cpu_model[:1000] or "unknown",
+                    cpu_cores=max(1, caps.cpus),
+                    cpu_sockets=max(1, caps.cpu_sockets),
+                    memory_total=caps.memory_mib * MiB,
+                    libvirt_version=caps.libvirt_version,
+                    qemu_version=caps.qemu_version,
+                    kvm=caps.kvm,
+                    hardware_uuid=caps.host_id,
+                    networks=tuple(n.network for n in caps.networks if n.ok),
+                    actor=ACTOR,
+                )
+            )
+        await self._adopt_vms(s)
+
+    async def _adopt_vms(self, s: _Session) -> None:
+        """Reports what runs on the host, so a restart of either side loses nothing."""
+        assert s.client is not None
+        listing: P.VmList = await s.client.call(P.ListVms())
+        running = {v.id: v for v in listing.vms}
+        with self.bus.lock:
+            mine = [
+                v
+                for v in self.bus.engine.all(Vm)
+                if v.run_on_host_id == s.host_id and v.status != VmStatus.DOWN
+            ]
+        for vm in mine:
+            info = running.get(str(vm.id))
+            status = _vm_status(info.status) if info is not None else VmStatus.DOWN
+            if status is not None and status != vm.status:
+                await self.run_command(
+                    vm_cmds.ReportVmStatus(
+                        vm_id=vm.id,
+                        host_id=s.host_id,
+                        status=status,
+                        reason=(info.reason if info else "not running on the host")[:900],
+                        actor=ACTOR,
+                    )
+                )
+
+    # -- facts -> commands ----------------------------------------------------------------
+    def _on_fact(self, s: _Session, fact: Any) -> None:
+        s.last_seen = time.monotonic()
+        if isinstance(fact, P.VmStatusChanged):
+            self._spawn(self._vm_fact(s, fact))
+        elif isinstance(fact, P.MigrationDone):
+            self._spawn(self._migration_fact(fact))
+        elif isinstance(fact, P.StatsSample):
+            s.latest_stats = fact
+            if self.telemetry is not None:
+                try:
+                    self.telemetry(s.host_id, fact)
+                except Exception:
+                    log.exception("telemetry sink failed")
+
+    async def _vm_fact(self, s: _Session, fact: P.VmStatusChanged) -> None:
+        status = _vm_status(fact.status)
+        try:
+            vm_id = UUID(fact.vm_id)
+        except ValueError:
+            return
+        vm = self.bus.engine.find(Vm, vm_id)
+        if status is None or vm is None:
+            return
+        if status == VmStatus.MIGRATING or (
+            vm.status == VmStatus.MIGRATING
+            and status == VmStatus.DOWN
+            and fact.reason == "migrated"
+        ):
+            return  # the migration's outcome comes with MigrationDone
+        await self.run_command(
+            vm_cmds.ReportVmStatus(
+                vm_id=vm_id,
+                host_id=s.host_id,
+                status=status,
+                reason=fact.reason[:900],
+                actor=ACTOR,
+            )
+        )
+
+    async def _migration_fact(self, fact: P.MigrationDone) -> None:
+        vm = self.bus.engine.find(Vm, UUID(fact.vm_id))
+        if vm is None or vm.status != VmStatus.MIGRATING or vm.migrating_to_host_id is None:
+            return
+        if fact.ok:
+            await self.run_command(
+                vm_cmds.ReportVmMigrationDone(
+                    vm_id=vm.id,
+                    host_id=vm.migrating_to_host_id,
+                    downtime_ms=max(0, fact.downtime_ms or 0),
+                    actor=ACTOR,
+                )
+            )
+        elif not fact.cancelled:
+            await self.run_command(
+                vm_cmds.ReportVmMigrationFailed(
+                    vm_id=vm.id, reason=(fact.error or "migration failed")[:900], actor=ACTOR
+                )
+            )
+
+    # -- committed events -> host calls ----------------------------------------------------
+    async def _dispatch_loop(self) -> None:
+        while True:
+            pairs = await self._events.get()
+            for _nid, ev in pairs:
+                try:
+                    self._dispatch(ev)
+                except Exception:
+                    log.exception("dispatch of %s failed", ev.TOPIC)
+
+    def _spawn(self, coro: Any) -> None:
+        t = asyncio.create_task(coro)
+        self._actions.add(t)
+        t.add_done_callback(self._actions.discard)
+
+    def _dispatch(self, ev: Event) -> None:
+        oid = ev.originator_id
+        if isinstance(ev, VmScheduled):
+            self._spawn(self._run_vm(oid, ev.host_id, ev.start_paused))
+        elif isinstance(ev, VmShutdownRequested):
+            self._spawn(self._vm_call(oid, lambda i: P.ShutdownVm(vm_id=i, timeout_s=30.0)))
+        elif isinstance(ev, VmStopRequested):
+            self._spawn(self._vm_call(oid, lambda i: P.DestroyVm(vm_id=i)))
+        elif isinstance(ev, VmRebootRequested):
+            self._spawn(self._vm_call(oid, lambda i: P.RebootVm(vm_id=i)))
+        elif isinstance(ev, VmPauseRequested):
+            self._spawn(self._vm_call(oid, lambda i: P.PauseVm(vm_id=i)))
+        elif isinstance(ev, VmSuspendRequested):
+            self._spawn(self._vm_call(oid, lambda i: P.SuspendVm(vm_id=i)))
+        elif isinstance(ev, VmResumeRequested):
+            self._spawn(self._vm_call(oid, lambda i: P.ResumeVm(vm_id=i)))
+        elif isinstance(ev, VmMigrationStarted):
+            self._spawn(self._migrate(oid, ev.source_host_id, ev.destination_host_id))
+        elif isinstance(ev, VmMigrationCanceled):
+            self._spawn(self._vm_call(oid, lambda i: P.MigrateCancel(vm_id=i)))
+        elif isinstance(ev, DiskAdded):
+            self._spawn(self._create_image(oid))
+        elif isinstance(ev, DiskRemoved):
+            pass  # the image is deleted by the SPM when the domain is cleaned (see docs)
+        elif isinstance(ev, StorageDomainStatusChanged) and ev.status == StorageDomainStatus.ACTIVE:
+            self._spawn(self._connect_everywhere(oid))
+        elif isinstance(ev, HostAdded | HostStatusChanged):
+            self._reconcile_sessions()
+
+    async def _call(self, host_id: UUID | None, req: P.Request) -> Any:
+        s = self.sessions.get(host_id) if host_id is not None else None
+        if s is None or s.client is None:
+            raise P.HostdError("disconnected", f"host {host_id} is not connected")
+        return await s.client.call(req)
+
+    async def _vm_call(self, vm_id: UUID, make: Callable[[str], P.Request]) -> None:
+        vm = self.bus.engine.find(Vm, vm_id)
+        if vm is None:
+            return
+        try:
+            await self._call(vm.run_on_host_id, make(str(vm_id)))
+        except P.HostdError as e:
+            self._note(f"VM {vm.name}: {e}")
+            if e.code == "not_found" and vm.run_on_host_id is not None:
+                await self.run_command(
+                    vm_cmds.ReportVmStatus(
+                        vm_id=vm_id,
+                        host_id=vm.run_on_host_id,
+                        status=VmStatus.DOWN,
+                        reason=e.message[:900],
+                        actor=ACTOR,
+                    )
+                )
+
+    async def _run_vm(self, vm_id: UUID, host_id: UUID, paused: bool) -> None:
+        try:
+            spec = self.vm_spec(vm_id, host_id)
+            await self._call(host_id, P.CreateVm(spec=spec, start=True, paused=paused))
+        except (P.HostdError, LookupError, DomainError) as e:
+            # A failed launch is a fact with its reason; the VM must not stay launching.
+            self._note(f"run VM {vm_id}: {e}")
+            await self.run_command(
+                vm_cmds.ReportVmStatus(
+                    vm_id=vm_id,
+                    host_id=host_id,
+                    status=VmStatus.DOWN,
+                    reason=f"Failed to run VM: {getattr(e, 'message', e)}"[:900],
+                    exit_status="error",
+                    actor=ACTOR,
+                )
+            )
+
+    async def _migrate(self, vm_id: UUID, source: UUID, dest: UUID) -> None:
+        try:
+            uri = self.libvirt_uri(dest)
+            await self._call(source, P.Migrate(vm_id=str(vm_id), dest_uri=uri, unsafe=True))
+        except (P.HostdError, LookupError) as e:
+            self._note(f"migrate VM {vm_id}: {e}")
+            await self.run_command(
+                vm_cmds.ReportVmMigrationFailed(vm_id=vm_id, reason=str(e)[:900], actor=ACTOR)
+            )
+
+    def libvirt_uri(self, host_id: UUID) -> str:
+        """How another host's libvirt reaches this one, for migration."""
+        if host_id in self.libvirt_uris:
+            return self.libvirt_uris[host_id]
+        s = self.sessions.get(host_id)
+        uri = getattr(s.caps, "libvirt_uri", None) if s is not None else None
+        if not uri:
+            raise LookupError(f"the libvirt address of host {host_id} is not known")
+        return str(uri)
+
+    async def _create_image(self, disk_id: UUID) -> None:
+        disk = self.bus.engine.find(Disk, disk_id)
+        if disk is None or disk.operation != "create":
+            return
+        sd = self.bus.engine.find(StorageDomain, disk.storage_domain_id)
+        host_id = self._storage_host(sd)
+        try:
+            if sd is None or host_id is None:
+                raise LookupError("no up host can reach the storage domain")
+            s = self.sessions[host_id]
+            root = s.storage.get(str(sd.id)) or sd.path
+            base = self.bus.engine.find(Disk, disk.base_disk_id) if disk.base_disk_id else None
+            backing = (
+                volume_path(
+                    s.storage.get(str(base.storage_domain_id)) or root,
+                    base.storage_domain_id,
+                    base.id,
+                )
+                if base is not None
+                else None
+            )
+            info: P.ImageInfoResult = await self._call(
+                host_id,
+                P.CreateImage(
+                    volume=P.VolumeRef(
+                        sd_path=root, sd_id=str(sd.id), disk_id=str(disk_id), volume_id=str(disk_id)
+                    ),
+                    size_bytes=disk.provisioned_size,
+                    format="qcow2" if disk.format == "cow" else "raw",
+                    backing=backing,
+                    preallocate=not disk.sparse,
+                ),
+            )
+            await self.run_command(
+                disk_cmds.ReportDiskOperation(
+                    disk_id=disk_id, ok=True, actual_size=info.actual_size, actor=ACTOR
+                )
+            )
+        except (P.HostdError, LookupError, KeyError) as e:
+            self._note(f"create image {disk_id}: {e}")
+            await self.run_command(
+                disk_cmds.ReportDiskOperation(
+                    disk_id=disk_id, ok=False, reason=str(e)[:900], actor=ACTOR
+                )
+            )
+
+    def _storage_host(self, sd: StorageDomain | None) -> UUID | None:
+        """The SPM of the domain's data center, else any connected up host there."""
+        if sd is None or sd.data_center_id is None:
+            return None
+        from domain.datacenter import DataCenter
+
+        dc = self.bus.engine.find(DataCenter, sd.data_center_id)
+        candidates = []
+        if dc is not None and dc.spm_host_id is not None:
+            candidates.append(dc.spm_host_id)
+        candidates += sorted(
+            (h.id for h in self.bus.engine.all(Host) if h.status == HostStatus.UP),
+            key=str,
+        )
+        for hid in candidates:
+            s = self.sessions.get(hid)
+            if s is not None and s.client is not None:
+                return hid
+        return None
+
+    async def _connect_everywhere(self, sd_id: UUID) -> None:
+        sd = self.bus.engine.find(StorageDomain, sd_id)
+        if sd is None:
+            return
+        for s in list(self.sessions.values()):
+            if s.client is not None and sd in self._dc_storage_of_host(s.host_id):
+                await self._connect_storage(s, sd)
+
+    async def _connect_storage(self, s: _Session, sd: StorageDomain) -> None:
+        if s.client is None or sd.storage_type not in ("posixfs", "localfs", "nfs"):
+            return
+        path = f"{sd.address}:{sd.path}" if sd.storage_type == "nfs" else sd.path
+        try:
+            res: P.StorageConnected = await s.client.call(
+                P.ConnectStorage(sd_id=str(sd.id), kind=str(sd.storage_type), path=path)  # type: ignore[arg-type]
+            )
+            s.storage[str(sd.id)] = res.path
+        except P.HostdError as e:
+            self._note(f"connect storage {sd.name}: {e}")
+            await self.run_command(
+                host_cmds.ReportHostStorageUnreachable(
+                    host_id=s.host_id, storage_domain_id=sd.id, actor=ACTOR
+                )
+            )
+
+    # -- reading the engine ---------------------------------------------------------------
+    def _cluster_networks(self, cluster_id: UUID) -> list[str]:
+        with self.bus.lock:
+            return sorted(
+                n.name
+                for n in self.bus.engine.all(LogicalNetwork)
+                if cluster_id in getattr(n, "cluster_ids", ())
+            )
+
+    def _dc_storage(self, cluster_id: UUID) -> list[StorageDomain]:
+        from domain.cluster import Cluster
+
+        c = self.bus.engine.find(Cluster, cluster_id)
+        if c is None:
+            return []
+        return [
+            sd
+            for sd in self.bus.engine.all(StorageDomain)
+            if sd.data_center_id == c.data_center_id
+            and sd.status in (StorageDomainStatus.ACTIVE, StorageDomainStatus.ACTIVATING)
+        ]
+
+    def _dc_storage_of_host(self, host_id: UUID) -> list[StorageDomain]:
+        host = self.bus.engine.find(Host, host_id)
+        return self._dc_storage(host.cluster_id) if host is not None else []
+
+    def vm_spec(self, vm_id: UUID, host_id: UUID) -> P.VmSpec:
+        """The VM as hostd needs it: its disks' volume paths as that host sees them."""
+        eng = self.bus.engine
+        vm = eng.get(Vm, vm_id)
+        s = self.sessions.get(host_id)
+        roots = s.storage if s is not None else {}
+        disks = []
+        for att in vm.disk_attachments:
+            if not att.active:
+                continue
+            d = eng.get(Disk, att.disk_id)
+            sd = eng.get(StorageDomain, d.storage_domain_id)
+            root = roots.get(str(sd.id)) or sd.path
+            disks.append(
+                P.DiskSpec(
+                    path=volume_path(root, sd.id, d.id),
+                    format="qcow2" if d.format == "cow" else "raw",
+                    bus=_bus(str(att.interface)),
+                    disk_id=str(d.id),
+                    bootable=att.bootable,
+                    serial=str(d.id)[:20],
+                )
+            )
+        nics = []
+        for nic in vm.nics:
+            if not nic.plugged:
+                continue
+            network = "ovirtmgmt"
+            if nic.vnic_profile_id is not None:
+                prof = eng.find(VnicProfile, nic.vnic_profile_id)
+                net = eng.find(LogicalNetwork, prof.network_id) if prof is not None else None
+                if net is not None:
+                    network = net.name
+            nics.append(
+                P.NicSpec(
+                    mac=nic.mac,
+                    network=network,
+                    model="virtio" if str(nic.interface) == "virtio" else "e1000",
+                    nic_id=str(nic.id),
+                )
+            )
+        return P.VmSpec(
+            id=str(vm.id),
+            name=vm.name,
+            memory_mib=max(1, vm.memory // MiB),
+            cpu=P.CpuTopology(sockets=vm.cpu_sockets, cores=vm.cpu_cores, threads=vm.cpu_threads),
+            disks=disks,
+            nics=nics,
+            graphics=[P.GraphicsSpec(type="spice" if str(vm.graphics) == "spice" else "vnc")],
+            custom_properties=dict(vm.custom_properties),
+        )
+
+    def _note(self, text: str) -> None:
+        log.warning("%s", text)
+        self.errors.append(text)
+        del self.errors[:-100]
+
+
+def _vm_status(text: str) -> VmStatus | None:
+    try:
+        return VmStatus(text)
+    except ValueError:
+        return None
+
+
+def _bus(interface: str) -> Any:
+    return {"virtio": "virtio", "virtio_scsi": "scsi", "ide": "ide", "sata": "sata"}.get(
+        interface, "virtio"
+    )
+
+
+__all__ = ["HostLink", "HostSecrets", "volume_path"]

@@ -1,0 +1,250 @@
+"""The Manager driving real hosts: add two hosts and a posixfs data domain, create a VM
+with a disk and a NIC, run it on KVM, live-migrate it, stop and remove it; a killed hostd
+makes its host non_responsive, a restarted one brings it back up with its VMs intact.
+
+Everything here is real: the log (SQLite), the bus, the HostLink, two libvirtd + hostd
+pairs from the harness, QEMU/KVM guests (OS-less, so nothing waits for a guest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from uuid import UUID, uuid4
+
+import pytest
+
+from commands import host as host_cmds
+from commands import storage as sd_cmds
+from commands import vm as vm_cmds
+from commands.bootstrap import open_bus
+from commands.bus import CommandBus
+from commands.hostlink import HostLink, HostSecrets
+from commands.system import ensure_initialized
+from domain.cluster import Cluster
+from domain.datacenter import DataCenter
+from domain.disk import Disk
+from domain.host import Host
+from domain.statuses import DiskStatus, HostStatus, StorageDomainStatus, VmStatus
+from domain.storage import StorageDomain
+from domain.vm import Vm
+from hostd.harness import Cluster as HostCluster
+from hostd.harness import HarnessError
+from tests.integration.hostd_fixtures import REQUIRE, need_libvirt
+
+pytestmark = pytest.mark.integration
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def hosts() -> Iterator[HostCluster]:
+    need_libvirt()
+    c = HostCluster(2, hostd_args=["--stats-interval", "1", "--heartbeat-interval", "0.5"])
+    try:
+        c.start()
+    except HarnessError as e:
+        if REQUIRE:
+            pytest.fail(f"cannot start hosts: {e}")
+        pytest.skip(f"cannot start hosts: {e}")
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def sd_dir() -> Iterator[Path]:
+    d = Path(tempfile.mkdtemp(prefix="orrery-sd-"))
+    d.chmod(0o777)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+class Manager:
+    """The bus and the HostLink on one event loop, driven synchronously from the test."""
+
+    def __init__(self, data_dir: Path, hosts: HostCluster) -> None:
+        self.bus: CommandBus = open_bus(None, data_dir)
+        ensure_initialized(self.bus, admin_password="secret-admin")
+        self.secrets = HostSecrets(data_dir / "host-secrets.json")
+        self.loop = asyncio.new_event_loop()
+        self.uris: dict[UUID, str] = {}
+        self.link = HostLink(
+            self.bus,
+            self.secrets,
+            heartbeat_timeout=2.0,
+            non_responsive_after=2.0,
+            reconnect_every=0.5,
+            libvirt_uris=self.uris,
+        )
+        self._thread = None
+        import threading
+
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(self.link.start())
+            ready.set()
+            self.loop.run_forever()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        ready.wait(10)
+
+    def run(self, cmd):
+        return self.bus.execute(cmd)
+
+    def wait(self, pred: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.bus.lock:
+                if pred():
+                    return
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}; link errors: {self.link.errors}")
+
+    def get(self, cls, oid):
+        return self.bus.engine.get(cls, oid)
+
+    def close(self) -> None:
+        fut = asyncio.run_coroutine_threadsafe(self.link.stop(), self.loop)
+        fut.result(15)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+        self.bus.stop()
+
+
+def virsh_list(uri: str) -> str:
+    out = subprocess.run(
+        ["virsh", "-r", "-c", uri, "list", "--all", "--uuid", "--name"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return out.stdout
+
+
+def test_manager_runs_migrates_and_survives_hostd_restart(
+    hosts: HostCluster, sd_dir: Path, tmp_path: Path
+) -> None:
+    m = Manager(tmp_path, hosts)
+    try:
+        cluster = next(c for c in m.bus.engine.all(Cluster) if c.name == "Default")
+        dc_id = cluster.data_center_id
+        host_ids = []
+        for h in hosts.hosts:
+            hid = uuid4()
+            m.secrets.put(hid, hosts.token)
+            m.uris[hid] = h.uri
+            m.run(
+                host_cmds.AddHost(
+                    id=hid,
+                    name=h.name,
+                    address="127.0.0.1",
+                    port=h.hostd_port,
+                    cluster_id=cluster.id,
+                    actor="admin@internal",
+                )
+            )
+            host_ids.append(hid)
+        m.wait(
+            lambda: all(m.get(Host, h).status == HostStatus.UP for h in host_ids),
+            60,
+            "both hosts up",
+        )
+        assert m.get(Host, host_ids[0]).kvm is True
+        assert m.get(Host, host_ids[0]).memory_total > 0
+
+        sd_id = m.run(
+            sd_cmds.AddStorageDomain(
+                name="data1",
+                storage_type="posixfs",
+                path=str(sd_dir),
+                available=100 * 1024**3,
+                host_id=host_ids[0],
+            )
+        ).value
+        m.run(sd_cmds.AttachStorageDomain(storage_domain_id=sd_id, data_center_id=dc_id))
+        m.wait(
+            lambda: m.get(StorageDomain, sd_id).status == StorageDomainStatus.ACTIVE,
+            30,
+            "storage domain active",
+        )
+        m.wait(lambda: m.get(DataCenter, dc_id).spm_host_id is not None, 30, "an SPM")
+
+        vm_id = m.run(
+            vm_cmds.AddVm(name="web1", cluster_id=cluster.id, memory=64 * MiB, actor="admin")
+        ).value
+        disk_id = m.run(
+            vm_cmds.AddVmDisk(
+                vm_id=vm_id,
+                name="web1_disk",
+                provisioned_size=64 * MiB,
+                storage_domain_id=sd_id,
+                bootable=True,
+            )
+        ).value
+        m.wait(lambda: m.get(Disk, disk_id).status == DiskStatus.OK, 30, "disk image created")
+        assert list(sd_dir.glob(f"{sd_id}/images/{disk_id}/*")), "the qcow2 volume exists"
+        m.run(vm_cmds.AddVmNic(vm_id=vm_id, name="nic1"))
+        m.wait(lambda: m.get(Vm, vm_id).status == VmStatus.DOWN, 30, "VM down")
+
+        t0 = time.monotonic()
+        m.run(vm_cmds.StartVm(vm_id=vm_id, actor="admin@internal"))
+        m.wait(lambda: m.get(Vm, vm_id).status == VmStatus.UP, 60, "VM up")
+        start_s = time.monotonic() - t0
+        src = m.get(Vm, vm_id).run_on_host_id
+        src_h = hosts.hosts[host_ids.index(src)]
+        dst_h = hosts.hosts[1 - host_ids.index(src)]
+        assert str(vm_id) in virsh_list(src_h.uri)
+
+        m.run(vm_cmds.MigrateVm(vm_id=vm_id))
+        m.wait(
+            lambda: (
+                m.get(Vm, vm_id).status == VmStatus.UP and m.get(Vm, vm_id).run_on_host_id != src
+            ),
+            120,
+            "VM migrated",
+        )
+        vm = m.get(Vm, vm_id)
+        assert vm.last_migration_downtime_ms is not None
+        running_dst = subprocess.run(
+            ["virsh", "-r", "-c", dst_h.uri, "list", "--uuid"], capture_output=True, text=True
+        ).stdout
+        running_src = subprocess.run(
+            ["virsh", "-r", "-c", src_h.uri, "list", "--uuid"], capture_output=True, text=True
+        ).stdout
+        assert str(vm_id) in running_dst and str(vm_id) not in running_src
+
+        # Kill hostd where the VM runs: the host goes non_responsive, the VM unknown.
+        dst_id = vm.run_on_host_id
+        dst_h.stop_hostd()
+        m.wait(
+            lambda: m.get(Host, dst_id).status == HostStatus.NON_RESPONSIVE,
+            30,
+            "host non_responsive",
+        )
+        assert m.get(Vm, vm_id).status == VmStatus.UNKNOWN
+        # Restart it: up again, and the still-running VM is adopted as up.
+        dst_h.start_hostd()
+        m.wait(lambda: m.get(Host, dst_id).status == HostStatus.UP, 60, "host up again")
+        m.wait(lambda: m.get(Vm, vm_id).status == VmStatus.UP, 30, "VM adopted as up")
+        assert virsh_list(dst_h.uri).count(str(vm_id)) == 1  # no duplicate domain
+
+        m.run(vm_cmds.StopVm(vm_id=vm_id))
+        m.wait(lambda: m.get(Vm, vm_id).status == VmStatus.DOWN, 60, "VM down after stop")
+        m.run(vm_cmds.RemoveVm(vm_id=vm_id))
+        assert m.bus.engine.find(Vm, vm_id) is None
+        print(f"start-to-up {start_s * 1000:.0f} ms")
+    finally:
+        m.close()
