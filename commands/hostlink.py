@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -240,7 +241,7 @@ class HostLink:
                 continue
             s.client = client
             s.last_seen = time.monotonic()
-            client.listeners.append(lambda fact, s=s: self._on_fact(s, fact))
+            client.listeners.append(functools.partial(self._on_fact, s))
             try:
                 await self._handshake(s)
                 await client.closed.wait()
