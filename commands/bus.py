@@ -6,6 +6,13 @@ in-memory Engine, and appends the whole batch's events in ONE transaction. A com
 that breaks a rule fails alone; the rest of its batch still commits. On a version
 conflict (another writer got there first) the batch is undone in memory, the Engine
 catches up from the log, and each command is retried on the fresh state.
+
+Pipelining: while one batch is being committed (a committer thread waits on the
+database), the writer already decides the next one on top of it. A command's result
+is only reported once its own batch has committed; if the batch before it fails,
+the speculative batch is undone and decided again. So the Engine can hold the events
+of at most two uncommitted batches for the few milliseconds of a commit: readers of
+``bus.engine`` may see them, command results never depend on them.
 """
 
 from __future__ import annotations
@@ -63,6 +70,34 @@ class _Stop:
     pass
 
 
+class _CatchUp:
+    __slots__ = ("future",)
+
+    def __init__(self) -> None:
+        self.future: Future[int] = Future()
+
+
+_Control = _Stop | _CatchUp
+_Undo = dict[UUID, tuple[Any, int | None]]
+
+
+class _Batch:
+    """One transaction's worth of decided commands."""
+
+    __slots__ = ("cids", "decided", "done", "error", "ids", "order", "rejected", "stored", "undo")
+
+    def __init__(self) -> None:
+        self.order: list[_Item] = []  # decided and rejected, in decision order
+        self.decided: list[tuple[_Item, list[Event], Any, list[UUID]]] = []
+        self.rejected: list[tuple[_Item, BaseException]] = []
+        self.undo: _Undo = {}
+        self.cids: list[str] = []
+        self.stored: list[Any] = []
+        self.ids: list[int] = []
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+
 class CommandBus:
     def __init__(
         self,
@@ -72,23 +107,34 @@ class CommandBus:
         clock: Callable[[], datetime] | None = None,
         id_factory: Callable[[], UUID] = uuid.uuid4,
         max_batch: int = MAX_BATCH,
+        pipeline: bool = True,
     ) -> None:
         self.log = log_
         self.engine = engine or Engine()
         self.clock = clock or (lambda: datetime.now(UTC))
         self.id_factory = id_factory
         self.max_batch = max_batch
-        self._queue: queue.SimpleQueue[_Item | _Stop] = queue.SimpleQueue()
+        self.pipeline = pipeline
+        self._queue: queue.SimpleQueue[_Item | _Control] = queue.SimpleQueue()
         self._done: OrderedDict[str, CommandResult | DomainError] = OrderedDict()
+        self._in_progress: dict[str, _Item] = {}  # command ids decided, not yet committed
         self._thread: threading.Thread | None = None
+        self._committer: threading.Thread | None = None
+        self._commit_q: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
         self._listeners: list[Callable[[list[tuple[int, Event]]], None]] = []
         self.lock = threading.RLock()  # held while the Engine changes
         self.batches = 0
+        self._commit_s = 0.001  # recent commit duration (moving average)
         self.catch_up()
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self) -> CommandBus:
         if self._thread is None:
+            if self.pipeline:
+                self._committer = threading.Thread(
+                    target=self._commit_loop, name="orrery-committer", daemon=True
+                )
+                self._committer.start()
             self._thread = threading.Thread(target=self._run, name="orrery-writer", daemon=True)
             self._thread.start()
         return self
@@ -96,8 +142,12 @@ class CommandBus:
     def stop(self) -> None:
         if self._thread is not None:
             self._queue.put(_Stop())
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=30)
             self._thread = None
+        if self._committer is not None:
+            self._commit_q.put(None)
+            self._committer.join(timeout=30)
+            self._committer = None
 
     def subscribe(self, fn: Callable[[list[tuple[int, Event]]], None]) -> None:
         """Calls fn with each committed batch's (notification id, event) pairs."""
@@ -122,56 +172,148 @@ class CommandBus:
 
     # -- the writer -----------------------------------------------------------------
     def _run(self) -> None:
+        pending: list[_Item] = []  # undone by a failure before them: decide again
+        control: _Control | None = None
+        inflight: _Batch | None = None  # being committed by the committer thread
         while True:
-            first = self._queue.get()
-            if isinstance(first, _Stop):
-                return
-            items = [first]
-            stop = False
-            while len(items) < self.max_batch:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if isinstance(nxt, _Stop):
-                    stop = True
-                    break
-                items.append(nxt)
+            items: list[_Item] = []
+            batch: _Batch | None = None
+            prev: _Batch | None = None
             try:
-                self._run_batch(items)
-            except Exception as e:  # never let the writer die
-                log.exception("batch failed")
-                for it in items:
-                    if not it.future.done():
-                        it.future.set_exception(e)
-            if stop:
+                if control is not None and not pending and inflight is None:
+                    if isinstance(control, _Stop):
+                        return
+                    self._do_catch_up(control)
+                    control = None
+                    continue
+                items, pending = pending, []
+                if control is None:
+                    if not items and inflight is None:
+                        first = self._queue.get()
+                        if isinstance(first, _Item):
+                            items.append(first)
+                        else:
+                            control = first
+                    elif not items and inflight is not None:
+                        # Let the commit run a little, so the next batch can fill up.
+                        inflight.done.wait(self._commit_s * 0.5)
+                    if control is None:
+                        control = self._drain(items)
+                if items:
+                    with self.lock:
+                        batch = self._decide(items)
+                if inflight is not None:
+                    prev, inflight = inflight, None
+                    redo = self._finish(prev, batch)
+                    prev = None
+                    if redo is not None:
+                        pending, batch = redo, None
+                if batch is not None:
+                    self._deliver_rejections(batch)
+                    if batch.decided:
+                        if self.pipeline:
+                            self._commit_q.put(batch)
+                            inflight, batch = batch, None
+                        else:
+                            self._commit(batch)
+                            b, batch = batch, None
+                            pending = self._finish(b, None) or []
+            except Exception as e:  # never let the writer die; fail what was in hand
+                log.exception("writer failed")
+                started = [b for b in (inflight, prev) if b is not None]
+                self._abandon(batch, started, items, e)
+                inflight = None
+                pending = []
+
+    def _abandon(
+        self, unstarted: _Batch | None, started: list[_Batch], items: list[_Item], err: Exception
+    ) -> None:
+        """After a bug in the writer: undo what was not saved, settle what was."""
+        for b in started:
+            b.done.wait(30)
+        batches = ([unstarted] if unstarted is not None else []) + started  # newest first
+        with self.lock:
+            for b in batches:
+                if b is unstarted or b.error is not None or not b.ids:
+                    self._undo(b.undo)
+                    self._forget(b)
+            for b in reversed(started):
+                if b.error is None and b.ids:
+                    try:
+                        self._settle(b, [])
+                    except Exception:
+                        log.exception("settling after a writer failure")
+            futures = [it.future for it in items]
+            futures += [it.future for b in batches for it in b.order]
+            for fut in futures:
+                if not fut.done():
+                    fut.set_exception(err)
+
+    def _drain(self, items: list[_Item]) -> _Control | None:
+        get = self._queue.get_nowait
+        while len(items) < self.max_batch:
+            try:
+                nxt = get()
+            except queue.Empty:
+                return None
+            if not isinstance(nxt, _Item):
+                return nxt
+            items.append(nxt)
+        return None
+
+    def _commit_loop(self) -> None:
+        while True:
+            batch = self._commit_q.get()
+            if batch is None:
                 return
+            self._commit(batch)
+
+    def _commit(self, batch: _Batch) -> None:
+        t0 = time.perf_counter()
+        try:
+            batch.ids = self.log.append_stored(batch.stored)
+        except BaseException as e:
+            batch.error = e
+        self._commit_s = 0.8 * self._commit_s + 0.2 * (time.perf_counter() - t0)
+        batch.done.set()
 
     def _run_batch(self, items: list[_Item]) -> None:
-        with self.lock:
-            self._decide_and_commit(items)
+        """Decides and commits items in the calling thread (not started, or a retry)."""
+        while items:
+            with self.lock:
+                batch = self._decide(items)
+            self._deliver_rejections(batch)
+            if not batch.decided:
+                return
+            self._commit(batch)
+            items = self._finish(batch, None) or []
 
-    def _decide_and_commit(self, items: list[_Item]) -> None:
+    def _decide(self, items: list[_Item]) -> _Batch:
+        """Decides each command on the Engine and applies its events (not yet saved)."""
+        batch = _Batch()
         engine = self.engine
-        undo: dict[UUID, tuple[Any, int | None]] = {}
-        decided: list[tuple[_Item, list[Event], Any, list[UUID]]] = []
-        in_batch: dict[str, _Item] = {}
+        undo = batch.undo
+        done = self._done
+        in_progress = self._in_progress
         now = self.clock()
         for item in items:
             cmd = item.cmd
             cid = cmd.command_id
             if cid is not None:
-                prior = self._done.get(cid)
+                prior = done.get(cid)
                 if prior is not None:
                     _resolve(item, prior)
                     continue
-                if cid in in_batch:  # the same command twice in one batch
-                    in_batch[cid].future.add_done_callback(_copy_to(item.future))
+                twin = in_progress.get(cid)
+                if twin is not None:  # the same command again, still being decided/saved
+                    twin.future.add_done_callback(_copy_to(item.future))
                     continue
-                in_batch[cid] = item
+                in_progress[cid] = item
+                batch.cids.append(cid)
+            batch.order.append(item)
             handler = HANDLERS.get(type(cmd))
             if handler is None:
-                item.future.set_exception(TypeError(f"no handler for {type(cmd).__name__}"))
+                batch.rejected.append((item, TypeError(f"no handler for {type(cmd).__name__}")))
                 continue
             meta = Meta(
                 actor_id=cmd.actor_id,
@@ -184,56 +326,108 @@ class CommandBus:
             try:
                 value = handler(tx, cmd)
             except DomainError as e:
-                self._remember(cid, e)
-                item.future.set_exception(e)
+                batch.rejected.append((item, e))
                 continue
             except Exception as e:
                 log.exception("handler %s failed", cmd.NAME)
-                item.future.set_exception(e)
+                batch.rejected.append((item, e))
                 continue
-            for ev in tx.events:
-                oid = ev.originator_id
-                if oid not in undo:
-                    undo[oid] = (engine.objects.get(oid), engine.tombstone_of(oid))
-                engine.apply(ev)
-            decided.append((item, tx.events, value, tx.created))
+            events = tx.events
+            before: _Undo = {}
+            try:
+                for ev in events:
+                    oid = ev.originator_id
+                    if oid not in before:
+                        before[oid] = (engine.objects.get(oid), engine.tombstone_of(oid))
+                    engine.apply(ev)
+            except Exception as e:  # a decision emitted something the Engine refuses
+                log.exception("applying %s failed", cmd.NAME)
+                self._undo(before)
+                batch.rejected.append((item, e))
+                continue
+            for oid, old in before.items():
+                undo.setdefault(oid, old)
+            batch.decided.append((item, events, value, tx.created))
+        to_stored = self.log.mapper.to_stored_event
+        batch.stored = [to_stored(e) for _, evs, _, _ in batch.decided for e in evs]
+        return batch
 
-        if not decided:
-            return
-        stored = [self.log.mapper.to_stored_event(e) for _, evs, _, _ in decided for e in evs]
-        try:
-            ids = self.log.append_stored(stored) if stored else []
-        except IntegrityError:
-            self._undo(undo)
-            self.catch_up()
-            retry = []
-            for item, *_ in decided:
-                item.attempts += 1
-                if item.attempts > MAX_RETRIES:
-                    err = Conflict("Cannot apply the change: the object was changed concurrently.")
-                    item.future.set_exception(err)
-                else:
-                    retry.append(item)
-            # Retry one at a time so one conflict cannot keep failing the others; a
-            # random pause breaks lock-step with the other writer.
-            for item in retry:
-                time.sleep(random.uniform(0, 0.002 * item.attempts))
-                self.catch_up()
-                self._decide_and_commit([item])
-            return
-        except BaseException as e:
-            self._undo(undo)
-            for item, *_ in decided:
-                item.future.set_exception(e)
-            if not isinstance(e, Exception):
-                raise
-            return
+    def _deliver_rejections(self, batch: _Batch) -> None:
+        """Reports the batch's refusals: the state they saw is committed (but their own
+        batch), so they stand."""
+        for item, exc in batch.rejected:
+            cid = item.cmd.command_id
+            if cid is not None:
+                self._in_progress.pop(cid, None)
+                if isinstance(exc, DomainError):
+                    self._remember(cid, exc)
+            item.future.set_exception(exc)
+        batch.rejected = []
 
+    def _forget(self, batch: _Batch) -> None:
+        for cid in batch.cids:
+            self._in_progress.pop(cid, None)
+
+    def _finish(self, batch: _Batch, after: _Batch | None) -> list[_Item] | None:
+        """Waits for batch's commit and settles it. ``after`` is the batch decided on top
+        of it; when it has to be decided again, its items are returned."""
+        batch.done.wait()
+        redo: list[_Item] | None = None
+        err = batch.error
+        with self.lock:
+            if err is None:
+                foreign = self._foreign_before(batch.ids)
+                if foreign and after is not None:
+                    self._undo(after.undo)
+                    self._forget(after)
+                    redo = after.order
+                self._settle(batch, foreign)
+                return redo
+            if after is not None:
+                self._undo(after.undo)
+                self._forget(after)
+                redo = after.order
+            self._undo(batch.undo)
+            self._forget(batch)
+        if isinstance(err, IntegrityError):
+            self._retry_alone([item for item, *_ in batch.decided])
+        else:
+            for item, *_ in batch.decided:
+                item.future.set_exception(err)
+            if not isinstance(err, Exception):
+                raise err
+        return redo
+
+    def _retry_alone(self, items: list[_Item]) -> None:
+        """After a version conflict: catch up, then each command alone on fresh state,
+        so one conflict cannot keep failing the others; a random pause breaks
+        lock-step with the other writer."""
+        self._catch_up_now()
+        for item in items:
+            item.attempts += 1
+            if item.attempts > MAX_RETRIES:
+                err = Conflict("Cannot apply the change: the object was changed concurrently.")
+                item.future.set_exception(err)
+                continue
+            time.sleep(random.uniform(0, 0.002 * item.attempts))
+            self._catch_up_now()
+            self._run_batch([item])
+
+    def _settle(self, batch: _Batch, foreign: list[tuple[int, Event]]) -> None:
+        """A committed batch: move the Engine's position, report results, tell listeners."""
+        engine = self.engine
+        ids = batch.ids
         self.batches += 1
-        self._absorb_foreign(ids)
+        for nid, ev in foreign:  # another writer slipped these in before our append
+            engine.apply(ev)
+            self._note_command(ev, nid)
+        if ids:
+            engine.position = max(engine.position, max(ids))
         pairs: list[tuple[int, Event]] = []
         k = 0
-        for item, evs, value, created in decided:
+        in_progress = self._in_progress
+        results = []
+        for item, evs, value, created in batch.decided:
             n = len(evs)
             my_ids = ids[k : k + n]
             pairs.extend(zip(my_ids, evs, strict=True))
@@ -245,38 +439,42 @@ class CommandBus:
                 position=max(my_ids) if my_ids else engine.position,
                 events=n,
             )
-            self._remember(item.cmd.command_id, result)
-            item.future.set_result(result)
+            cid = item.cmd.command_id
+            if cid is not None:
+                in_progress.pop(cid, None)
+                self._remember(cid, result)
+            results.append((item.future, result))
+        for fut, result in results:
+            fut.set_result(result)
         for fn in self._listeners:
             try:
                 fn(pairs)
             except Exception:
                 log.exception("listener failed")
 
-    def _absorb_foreign(self, ids: list[int]) -> None:
-        """Moves the Engine's position past our own append, applying anything another
-        writer slipped in before it (ids below ours we have not seen)."""
+    def _foreign_before(self, ids: list[int]) -> list[tuple[int, Event]]:
+        """Events another writer appended between the Engine's position and our ids."""
         if not ids:
-            return
-        lo, hi = min(ids), max(ids)
-        if lo > self.engine.position + 1:
-            mine = set(ids)
-            for nid, ev in self.log.read(self.engine.position, stop=lo - 1, limit=lo):
-                if nid not in mine:
-                    self.engine.apply(ev)
-                    self._note_command(ev, nid)
-        self.engine.position = max(self.engine.position, hi)
+            return []
+        lo = ids[0]
+        pos = self.engine.position
+        if lo <= pos + 1:
+            return []
+        return [
+            (nid, ev) for nid, ev in self.log.read(pos, stop=lo - 1, limit=lo - pos) if nid < lo
+        ]
 
-    def _undo(self, undo: dict[UUID, tuple[Any, int | None]]) -> None:
+    def _undo(self, undo: _Undo) -> None:
         for oid, (obj, tomb) in undo.items():
             self.engine.restore(oid, obj, tomb)
 
     def _remember(self, cid: str | None, outcome: CommandResult | DomainError) -> None:
         if cid is None:
             return
-        self._done[cid] = outcome
-        if len(self._done) > IDEMPOTENCY_WINDOW:
-            self._done.popitem(last=False)
+        done = self._done
+        done[cid] = outcome
+        if len(done) > IDEMPOTENCY_WINDOW:
+            done.popitem(last=False)
 
     def _note_command(self, ev: Event, nid: int) -> None:
         cid = ev.meta.command_id
@@ -302,7 +500,26 @@ class CommandBus:
 
     # -- keeping up with the log -------------------------------------------------------
     def catch_up(self, batch: int = 5000, progress: Callable[[int], None] | None = None) -> int:
-        """Applies every event after the Engine's position; returns how many."""
+        """Applies every event after the Engine's position; returns how many.
+
+        While the writer runs, it does this itself between batches (so no uncommitted
+        state of its own is in the Engine then)."""
+        writer = self._thread
+        if writer is not None and writer is not threading.current_thread():
+            req = _CatchUp()
+            self._queue.put(req)
+            return req.future.result(120)
+        return self._catch_up_now(batch, progress)
+
+    def _do_catch_up(self, req: _CatchUp) -> None:
+        try:
+            req.future.set_result(self._catch_up_now())
+        except BaseException as e:
+            req.future.set_exception(e)
+
+    def _catch_up_now(
+        self, batch: int = 5000, progress: Callable[[int], None] | None = None
+    ) -> int:
         n = 0
         with self.lock:
             while True:
