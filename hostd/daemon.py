@@ -1107,7 +1107,19 @@ class Hostd:
             raise Fail("not_found", f"VM {req.vm_id} is not migrating from this host")
         st["cancelled"] = True
         dom = await self.dom(req.vm_id)
-        await self.run(dom.abortJob)
+        deadline = time.monotonic() + 10.0
+        while True:  # the job may not have begun yet (migrateToURI3 is still starting)
+            try:
+                await self.run(dom.abortJob)
+                break
+            except libvirt.libvirtError as e:
+                if req.vm_id not in self.migrations:
+                    break
+                if e.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID:
+                    raise
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
         return P.Ok(detail="cancel requested")
 
     async def do_MigrateStatus(self, req: P.MigrateStatus) -> P.MigrationState:

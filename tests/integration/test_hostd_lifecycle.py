@@ -300,3 +300,63 @@ def test_hooks(cluster, sd_path) -> None:
     finally:
         ok_hook.unlink()
         bad.unlink(missing_ok=True)
+
+
+def test_migration_cancel_keeps_vm_on_source(cluster, sd_path) -> None:
+    h0, h1 = cluster.hosts
+
+    async def go() -> None:
+        c0 = await client_of(cluster, 0)
+        spec = tiny_spec("cancel-me", memory_mib=256)
+        await c0.call(P.CreateVm(spec=spec))
+        await c0.call(
+            P.Migrate(
+                vm_id=spec.id,
+                dest_uri=h1.uri,
+                migration_uri=h1.migration_uri(),
+                bandwidth_mibps=1,
+                unsafe=True,
+            )
+        )
+        st = await c0.call(P.MigrateStatus(vm_id=spec.id))
+        assert st.active
+        await c0.call(P.MigrateCancel(vm_id=spec.id))
+        done = await c0.wait_fact(
+            lambda f: isinstance(f, P.MigrationDone) and f.vm_id == spec.id, 60
+        )
+        assert not done.ok and done.cancelled, done
+        assert done.error
+        assert spec.id in running_uuids(h0.uri)
+        assert spec.id not in running_uuids(h1.uri)
+        got = await c0.call(P.GetVm(vm_id=spec.id))
+        assert got.status == "up"
+        await c0.call(P.DestroyVm(vm_id=spec.id, undefine=True))
+        await c0.close()
+
+    run(go())
+
+
+def test_storage_connect_errors(cluster, sd_path) -> None:
+    async def go() -> None:
+        c = await client_of(cluster, 0)
+        ok = await c.call(P.ConnectStorage(sd_id="sd-dir", kind="posixfs", path=str(sd_path)))
+        assert ok.path == str(sd_path) and (sd_path / "sd-dir" / "images").is_dir()
+        with pytest.raises(P.HostdError) as e:
+            await c.call(P.ConnectStorage(sd_id="x", kind="posixfs", path=f"{sd_path}/none"))
+        assert e.value.code == "storage"
+        # Nothing serves NFS on this loopback: the mount attempt fails with its reason.
+        with pytest.raises(P.HostdError) as e:
+            await c.call(
+                P.ConnectStorage(
+                    sd_id="nfs1",
+                    kind="nfs",
+                    path="127.0.0.1:/nowhere",
+                    mount_options="soft,timeo=10,retrans=1,retry=0",
+                )
+            )
+        assert e.value.code == "storage" and "127.0.0.1:/nowhere" in e.value.message
+        caps = await c.call(P.GetCapabilities())
+        assert caps.storage.get("sd-dir") == str(sd_path) and "nfs1" not in caps.storage
+        await c.close()
+
+    run(go())
