@@ -267,10 +267,11 @@ class SnapshotCreate(Request, tag="snapshot_create", kw_only=True):
 
 
 class SnapshotDelete(Request, tag="snapshot_delete", kw_only=True):
-    """Merge the snapshot away: the leaf above ``base_path`` is committed into it (live
+    """Merge the snapshot away: the leaf above each base path is committed into it (live
     block commit with pivot on a running VM, qemu-img commit when down), the disk points at
-    ``base_path`` again and the merged leaf file is deleted. With ``target`` only that disk,
-    else every disk whose leaf is directly on top of a path in ``base_paths``."""
+    the base again and the merged leaf file is deleted; every disk whose leaf sits directly
+    on a path in ``base_paths`` is merged (so deleting the newest snapshot of a disk).
+    Merging a volume deeper in the chain is not supported yet."""
 
     vm_id: str
     base_paths: list[str]
