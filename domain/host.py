@@ -382,8 +382,8 @@ def _compliance(tx: Tx, host: Host) -> str:
     """Why the host cannot be up in its cluster (a NonOperational reason) or ""."""
     from domain.network import required_networks
 
-    if not host.kvm:
-        return KVM_NOT_RUNNING
+    # A host without KVM still runs VMs under TCG (see DESIGN.md), so ``kvm`` is a fact,
+    # not a reason to refuse the host.
     missing = [n for n in required_networks(tx, host.cluster_id) if n not in host.networks]
     if missing:
         return NETWORK_UNREACHABLE
@@ -479,7 +479,8 @@ def connection_restored(tx: Tx, host_id: UUID) -> None:
     non-responsive one starts over at ``initializing``."""
     host = tx.engine.get(Host, host_id)
     if host.status == S.CONNECTING:
-        reason = _compliance(tx, host)
+        # A host lost while non-operational keeps its reason ``status_detail``.
+        reason = host.status_detail or _compliance(tx, host)
         if reason:
             set_host_status(tx, host_id, S.NON_OPERATIONAL, reason)
         else:
@@ -501,8 +502,10 @@ def set_non_operational(tx: Tx, host_id: UUID, reason: str) -> None:
 
 def report_storage_unreachable(tx: Tx, host_id: UUID, sd_id: UUID) -> None:
     """The host cannot reach an active domain of its data center. While other up hosts
-    can, the host goes non-operational; when it is the last one, the domain is inactive
-    (and a master domain's role moves on, or the data center is not operational)."""
+    can (or while the host is still initializing), the host goes non-operational; when
+    it is the last up host, the domain is inactive (and a master domain's role moves on,
+    or the data center is not operational)."""
+    from domain.datacenter import hosts_of
     from domain.storage import StorageDomain, StorageDomainStatusChanged
 
     host = tx.engine.get(Host, host_id, field="host")
@@ -516,12 +519,10 @@ def report_storage_unreachable(tx: Tx, host_id: UUID, sd_id: UUID) -> None:
         )
     if sd.status != StorageDomainStatus.ACTIVE:
         return
-    if host.status != S.UP:
+    if host.status not in (S.UP, S.INITIALIZING):
         raise DomainError(f"Cannot report Storage Domain problem. Host is {host.status}.")
-    from domain.datacenter import hosts_of
-
     others = [h for h in hosts_of(tx, dc_id) if h.status == S.UP and h.id != host_id]
-    if others:
+    if others or host.status == S.INITIALIZING:
         set_host_status(tx, host_id, S.NON_OPERATIONAL, STORAGE_DOMAIN_UNREACHABLE)
     else:
         tx.emit(StorageDomainStatusChanged, sd_id, status=StorageDomainStatus.INACTIVE)

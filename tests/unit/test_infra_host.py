@@ -82,13 +82,15 @@ def test_install_failure_then_reinstall() -> None:
     assert w.engine.get(Host, h).status == HostStatus.INSTALLING
 
 
-def test_without_kvm_or_networks_host_is_non_operational() -> None:
+def test_without_required_networks_host_is_non_operational() -> None:
     w = World()
     _d, c = _setup(w)
     h = host(w, c, "h1", up=False)
     w.run(ReportHostInstalled(host_id=h))
-    assert w.run(caps(h, kvm=False)) == "non_operational"
-    assert w.engine.get(Host, h).status_detail == "kvm_not_running"
+    # Without KVM the host still runs VMs (TCG): it comes up, the fact is recorded.
+    assert w.run(caps(h, kvm=False)) == "up"
+    assert w.engine.get(Host, h).kvm is False
+    w.run(DeactivateHost(host_id=h))
     w.run(ActivateHost(host_id=h))
     assert w.run(caps(h, networks=())) == "non_operational"
     assert w.engine.get(Host, h).status_detail == "network_unreachable"
@@ -267,3 +269,32 @@ def test_every_host_status_change_follows_the_table() -> None:
             assert prev == e.status or e.status in HOST_TRANSITIONS[prev], (prev, e.status)
             prev = e.status
     assert prev == HostStatus.INSTALLING
+
+
+def test_host_lost_while_non_operational_comes_back_non_operational() -> None:
+    w = World()
+    _d, c = _setup(w)
+    h = host(w, c)
+    w.run(SetHostNonOperational(host_id=h, reason="storage_domain_unreachable"))
+    w.run(ReportHostConnectionLost(host_id=h))
+    w.run(ReportHostConnectionRestored(host_id=h))
+    obj = w.engine.get(Host, h)
+    assert (obj.status, obj.status_detail) == ("non_operational", "storage_domain_unreachable")
+
+
+def test_initializing_host_that_cannot_reach_storage_is_non_operational() -> None:
+    w = World()
+    d, c, _hs, sd = up_dc(w)
+    late = host(w, c, "late", up=False, port=9)
+    w.run(ReportHostInstalled(host_id=late))
+    w.run(ReportHostStorageUnreachable(host_id=late, storage_domain_id=sd))
+    assert w.engine.get(Host, late).status == HostStatus.NON_OPERATIONAL
+    # Capabilities of a non-operational host are recorded but do not bring it up.
+    assert w.run(caps(late)) == "non_operational"
+    assert w.engine.get(StorageDomain, sd).status == "active"
+    assert w.engine.get(DataCenter, d).status == "up"
+    rejects(
+        w,
+        ReportHostStorageUnreachable(host_id=late, storage_domain_id=sd),
+        "Host is non_operational",
+    )
