@@ -56,13 +56,6 @@ def vcpus_of(vm: Any) -> int:
     )
 
 
-def _on_host(vm: Any, host_id: UUID) -> bool:
-    return vm.status in VM_ON_HOST and host_id in (
-        getattr(vm, "run_on_host_id", None),
-        getattr(vm, "migrating_to_host_id", None),
-    )
-
-
 def _network_names(engine: Any, vm: Any) -> list[str]:
     from domain.network import LogicalNetwork, VnicProfile
 
@@ -119,10 +112,19 @@ def schedule(
     need_mem = int(getattr(vm, "memory", 0))
     policy = SchedulingPolicy(cluster.scheduling_policy)
 
+    by_host: dict[UUID, list[Any]] = {}
+    for v in all_vms:
+        if v.status in VM_ON_HOST:
+            for hid in {
+                getattr(v, "run_on_host_id", None),
+                getattr(v, "migrating_to_host_id", None),
+            }:
+                if hid is not None:
+                    by_host.setdefault(hid, []).append(v)
     rows: list[HostScore] = []
     best: tuple[int, str, UUID] | None = None
     for h in hosts:
-        on_host = [v for v in all_vms if _on_host(v, h.id)]
+        on_host = by_host.get(h.id, [])
         reason = _filter(
             h,
             cluster=cluster,
