@@ -73,6 +73,46 @@ def _floor(t: datetime, unit: str) -> datetime:
     return t.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+_NP_INT = {"SMALLINT": "int16", "INTEGER": "int32", "BIGINT": "int64"}
+_NP_FLOAT = {"REAL": "float32", "DOUBLE": "float64"}
+
+
+_UUID_TEXT: dict[UUID, str] = {}
+
+
+def _uuid_text(u: UUID | None) -> str | None:
+    """str(uuid), remembered: the same objects are sampled every interval."""
+    if u is None:
+        return None
+    s = _UUID_TEXT.get(u)
+    if s is None:
+        if len(_UUID_TEXT) > 2_000_000:
+            _UUID_TEXT.clear()
+        s = _UUID_TEXT[u] = str(u)
+    return s
+
+
+def _frame(spec_cols: list[tuple[str, str]], start: int, cols: list[list[Any]]) -> dict:
+    """Columns as numpy arrays, which DuckDB scans without a per-value conversion."""
+    import numpy as np
+
+    n = len(cols[0])
+    out: dict[str, Any] = {"history_id": np.arange(start, start + n, dtype=np.int64)}
+    for (name, typ), values in zip(spec_cols[1:], cols, strict=True):
+        has_null = any(v is None for v in values)
+        if typ == "TIMESTAMP":
+            out[name] = np.array(values, dtype="datetime64[us]")
+        elif typ == "UUID":
+            out[name] = np.array([_uuid_text(v) for v in values], dtype=object)
+        elif typ in _NP_INT and not has_null:
+            out[name] = np.array(values, dtype=_NP_INT[typ])
+        elif typ in _NP_FLOAT and not has_null:
+            out[name] = np.array(values, dtype=_NP_FLOAT[typ])
+        else:
+            out[name] = np.array(values, dtype=object)
+    return out
+
+
 def check_read_only(sql: str) -> None:
     """Raises ReadOnlyError unless every statement in ``sql`` only reads."""
     allowed = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
@@ -151,10 +191,10 @@ class Warehouse:
         return Warehouse._Tx(self.con)
 
     def position(self, name: str = "config") -> int:
-        row = self.con.execute(
+        rows = self.con.execute(
             "SELECT position FROM history_tracking WHERE name = ?", [name]
-        ).fetchone()
-        return int(row[0]) if row else 0
+        ).fetchall()
+        return int(rows[0][0]) if rows else 0
 
     def _advance(self, name: str, new: int) -> None:
         """Moves a tracking position forward inside the caller's transaction, or raises."""
@@ -258,7 +298,8 @@ class Warehouse:
                 if not items:
                     continue
                 mark = self.position(f"samples:{spec.base}")
-                stamps = [_us(s.time) for s in items]
+                memo: dict[datetime, int] = {}
+                stamps = [memo.get(s.time) or memo.setdefault(s.time, _us(s.time)) for s in items]
                 seen: set[Any] = set()
                 if mark in stamps:  # a batch may have been split inside one instant
                     seen = {
@@ -278,14 +319,15 @@ class Warehouse:
                 cols = columns(spec.base, fresh, self._versions)
                 start = next_ids[spec.base] + 1
                 n = len(fresh)
-                types = [t for _, t in spec.sample_columns()[1:]]
-                sel = ", ".join(f"unnest(${i + 2}::{t}[])" for i, t in enumerate(types))
-                con.execute(
-                    f"INSERT INTO {spec.samples} SELECT unnest(range($1, $1 + {n})), {sel}",
-                    [start, *cols],
-                )
+                frame = _frame(spec.sample_columns(), start, cols)
+                con.register("_orrery_samples", frame)
+                try:
+                    sel = ", ".join(f"CAST({c} AS {t})" for c, t in spec.sample_columns())
+                    con.execute(f"INSERT INTO {spec.samples} SELECT {sel} FROM _orrery_samples")
+                finally:
+                    con.unregister("_orrery_samples")
                 next_ids[spec.base] = start + n - 1
-                top = max(_us(s.time) for s in fresh)
+                top = max(memo[s.time] for s in fresh)
                 if top > mark:
                     self._advance(f"samples:{spec.base}", top)
                 written += n
