@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import zlib
 from collections import deque
@@ -17,6 +18,17 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
+
+from domain.engine import Engine
+
+try:  # the read side's oVirt-style descriptions and codes
+    from projections.feed import describe as _describe
+    from projections.runner import Change as _Change
+except ImportError:  # pragma: no cover
+    _describe = None
+    _Change = None
+
+log = logging.getLogger("orrery.api.feed")
 
 KEEP = 50_000
 
@@ -65,11 +77,16 @@ class Feed:
         self.lock = threading.Lock()
         self._subs: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue[dict[str, Any]]]] = []
         self._external = 0
+        # A private engine replaying the log, so each entry sees the object before and
+        # after its event (the read side's describe() needs both).
+        self.shadow = Engine()
         if bus is not None:
             head = bus.log.head()
-            after = max(0, head - keep)
-            for nid, ev in bus.log.iter_all(after):
-                self.entries.append(self.entry(nid, ev, bus.engine))
+            first = max(0, head - keep)
+            for nid, ev in bus.log.iter_all(0):
+                e = self._step(nid, ev, describe=nid > first)
+                if e is not None:
+                    self.entries.append(e)
             bus.subscribe(self._on_batch)
 
     # -- filling -------------------------------------------------------------------
@@ -110,9 +127,62 @@ class Feed:
             e["user"] = str(ev.meta.actor_id)
         return e
 
+    def _step(self, nid: int, ev: Any, describe: bool = True) -> dict[str, Any] | None:
+        before = self.shadow.objects.get(ev.originator_id)
+        try:
+            self.shadow.apply(ev)
+            self.shadow.position = nid
+        except Exception:
+            log.warning("feed: could not apply %s at %s", ev.TOPIC, nid)
+        if not describe:
+            return None
+        after = self.shadow.objects.get(ev.originator_id)
+        d = None
+        if _describe is not None:
+            try:
+                d = _describe(_Change(nid, ev, before, after), self.shadow)
+            except Exception:
+                log.warning("feed: could not describe %s", ev.TOPIC, exc_info=True)
+        if d is None:
+            return self.entry(nid, ev, self.shadow)
+        e: dict[str, Any] = {
+            "id": nid,
+            "code": d["code"],
+            "severity": d["severity"],
+            "description": d["description"],
+            "time": _iso(ev.timestamp),
+            "origin": "orrery",
+            "custom_id": -1,
+            "flood_rate": 30,
+            "correlation_id": d.get("correlation_id"),
+            "topic": ev.TOPIC,
+            "object_id": str(ev.originator_id),
+        }
+        for tag in ("vm", "host", "cluster", "data_center", "storage_domain", "template"):
+            if d.get(f"{tag}_id"):
+                e[tag] = d[f"{tag}_id"]
+        if d.get("user_id"):
+            e["user"] = d["user_id"]
+        return e
+
     def _on_batch(self, pairs: list[tuple[int, Any]]) -> None:
-        new = [self.entry(nid, ev, self.bus.engine) for nid, ev in pairs]
+        new = []
+        for nid, ev in pairs:
+            if nid <= self.shadow.position:
+                continue
+            if nid > self.shadow.position + 1:
+                self._catch_up(nid - 1)
+            e = self._step(nid, ev)
+            if e is not None:
+                new.append(e)
         self._publish(new)
+
+    def _catch_up(self, upto: int) -> None:
+        """Applies what another writer appended (the bus absorbed it without listeners)."""
+        for nid, ev in self.bus.log.read(self.shadow.position, limit=1_000_000, stop=upto):
+            e = self._step(nid, ev)
+            if e is not None:
+                self._publish([e])
 
     def _publish(self, new: list[dict[str, Any]]) -> None:
         with self.lock:
