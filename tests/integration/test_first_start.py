@@ -134,3 +134,43 @@ def test_two_managers_starting_together_initialize_once(store_location, monkeypa
     finally:
         a.stop()
         b.stop()
+
+
+def test_users_cli(store_location, monkeypatch, capsys) -> None:
+    import io
+    import json
+
+    from api.cli import main
+
+    where = ["--data-dir", str(store_location["data_dir"])]
+    if store_location["database_url"]:
+        where += ["--database-url", store_location["database_url"]]
+    bus = open_bus(**store_location)
+    try:
+        ensure_initialized(bus, admin_password=PASSWORD)
+    finally:
+        bus.stop()
+    monkeypatch.setattr("sys.stdin", io.StringIO("cli-secret\n"))
+    assert (
+        main(["users", "add", "dora@internal", "--password-stdin", "--role", "UserRole", *where])
+        == 0
+    )
+    assert main(["users", "add", "eve@example.com", *where]) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("changed-secret\n"))
+    assert main(["users", "passwd", "dora", "--password-stdin", *where]) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert main(["users", "add", "frank@internal", *where]) == 2  # no terminal, no password
+    capsys.readouterr()
+    assert main(["users", "list", "--json", *where]) == 0
+    rows = {r["user_name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(rows) == {"admin@internal", "dora@internal", "eve@example.com"}
+    assert rows["dora@internal"]["roles"] == ["UserRole@system"]
+    assert main(["users", "list", *where]) == 0
+    out = capsys.readouterr().out
+    assert "dora@internal" in out and "cli-secret" not in out
+    bus = open_bus(**store_location)
+    try:
+        assert authenticate(bus, "dora", "changed-secret").ok
+        assert authenticate(bus, "dora", "cli-secret").failure == LoginFailure.WRONG_PASSWORD
+    finally:
+        bus.stop()
