@@ -1,0 +1,128 @@
+"""The XML/JSON value trees and request parsing."""
+
+from __future__ import annotations
+
+import json
+from uuid import UUID
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from api import jsonio, xmlio
+from api.faults import ApiError
+from api.resources import DC, Input, flag, number, ref, text, version_in
+
+pytestmark = pytest.mark.unit
+
+
+def test_xml_attributes_children_lists_and_escaping():
+    tree = {
+        "href": "/ovirt-engine/api/x/1",
+        "id": "1",
+        "name": 'a<b>&"c"',
+        "local": False,
+        "memory": 1024,
+        "link": [{"href": "/l1", "rel": "a"}, {"href": "/l2", "rel": "b"}],
+        "empty": {},
+        "skip": None,
+    }
+    out = xmlio.element("thing", tree)
+    assert out.startswith('<thing href="/ovirt-engine/api/x/1" id="1">')
+    assert "<name>a&lt;b&gt;&amp;&quot;c&quot;</name>" in out
+    assert "<local>false</local>" in out and "<memory>1024</memory>" in out
+    assert out.count("<link ") == 2 and "<empty/>" in out and "skip" not in out
+
+
+def test_xml_body_parsing_round_trip():
+    tag, val = xmlio.loads(
+        b'<?xml version="1.0"?><vm xmlns="urn:x"><name>v</name><cluster id="c1"/>'
+        b"<cpu><topology><cores>2</cores></topology></cpu><nics><nic><name>a</name></nic>"
+        b"<nic><name>b</name></nic></nics></vm>"
+    )
+    assert tag == "vm"
+    assert val["name"] == "v" and val["cluster"] == {"id": "c1"}
+    assert val["cpu"]["topology"]["cores"] == "2"
+    assert [n["name"] for n in val["nics"]["nic"]] == ["a", "b"]
+
+
+@pytest.mark.parametrize("bad", [b"<a>", b"<<", b"<!DOCTYPE x [<!ENTITY a 'b'>]><x>&a;</x>"])
+def test_malformed_xml_is_a_400(bad):
+    with pytest.raises(ApiError) as err:
+        xmlio.loads(bad)
+    assert err.value.status == 400
+
+
+@given(st.binary(max_size=200))
+def test_any_bytes_parse_or_400(data):
+    for fn in (xmlio.loads, jsonio.loads):
+        try:
+            fn(data)
+        except ApiError as e:
+            assert e.status == 400
+
+
+def test_json_collection_and_body():
+    body = jsonio.collection("vm", [{"id": "1", "name": "a", "x": None}])
+    assert json.loads(body) == {"vm": [{"id": "1", "name": "a"}]}
+    assert jsonio.loads(b'{"name": "x", "local": false, "memory": 5}') == {
+        "name": "x",
+        "local": "false",
+        "memory": "5",
+    }
+
+
+class _Env:
+    user_name = "admin@internal"
+    user_id = None
+    correlation_id = None
+
+    class reads:
+        @staticmethod
+        def by_name(cls, name):
+            return None
+
+        @staticmethod
+        def get(cls, oid):
+            return None
+
+
+def test_extractors():
+    env = _Env()
+    assert text("a.b")({"a": {"b": "x"}}, env) == "x"
+    assert flag("f")({"f": "true"}, env) is True
+    assert number("n")({"n": "42"}, env) == 42
+    assert version_in("v")({"v": {"major": "4", "minor": "7"}}, env) == "4.7"
+    with pytest.raises(ApiError) as err:
+        flag("f")({"f": "maybe"}, env)
+    assert err.value.field == "f"
+    with pytest.raises(ApiError) as err:
+        number("n")({"n": "1G"}, env)
+    assert err.value.status == 400
+    with pytest.raises(ApiError) as err:
+        ref("cluster", "clusters")({"cluster": {"name": "nope"}}, env)
+    assert err.value.status == 404
+
+
+def test_input_builds_the_command_and_names_xml_fields():
+    env = _Env()
+    cmd = DC.add.build({"name": "dc", "version": {"major": "4", "minor": "6"}}, env)
+    assert cmd.name == "dc" and cmd.version == "4.6" and cmd.actor == "admin@internal"
+    with pytest.raises(ApiError) as err:
+        DC.add.build({"name": ""}, env)
+    assert err.value.status == 400 and err.value.field == "name"
+    upd = DC.update.build({"description": "d"}, env, obj_id=UUID(int=5))
+    assert upd.data_center_id == UUID(int=5) and upd.description == "d"
+    with pytest.raises(ApiError) as err:
+        Input("NoSuchCommand").build({}, env)
+    assert err.value.status == 405
+
+
+def test_render_has_href_actions_and_links():
+    from domain.datacenter import DataCenter
+
+    dc = DataCenter(id=UUID(int=7), name="dc")
+    tree = DC.render(dc)
+    assert tree["href"] == f"/ovirt-engine/api/datacenters/{UUID(int=7)}"
+    assert tree["version"] == {"major": "4", "minor": "7"}
+    assert {link["rel"] for link in tree["link"]} >= {"clusters", "storagedomains", "networks"}
