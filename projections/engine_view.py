@@ -10,7 +10,7 @@ written once. The rows also restore the runner's Engine on restart (no replay).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -130,10 +130,10 @@ class EngineView(Projection):
         self._dirty[change.event.originator_id] = change
         self._engine = engine
 
-    def flush(self, db: ViewDB) -> None:
+    def prepare(self) -> Callable[[ViewDB], None]:
         dirty, self._dirty = self._dirty, {}
         if not dirty:
-            return
+            return _nothing
         # The runner's engine is at the batch's end; parents derive from it.
         engine = self._engine
         upserts: list[tuple[Any, ...]] = []
@@ -175,13 +175,17 @@ class EngineView(Projection):
                     _enc.encode(obj).decode(),
                 )
             )
-        if removed:
-            ids = [r[0] for r in removed]
-            _delete_ids(db, "objects", ids)
-            _upsert(db, "tombstones", TOMBSTONE_COLUMNS, removed)
-        if upserts:
-            # An id never comes back once deleted, but keep the tables disjoint anyway.
-            _upsert(db, "objects", OBJECT_COLUMNS, upserts)
+        tomb_doc = _rows_doc(TOMBSTONE_COLUMNS, removed)
+        obj_doc = _rows_doc(OBJECT_COLUMNS, upserts)
+
+        def write(db: ViewDB) -> None:
+            if removed:
+                _delete_ids(db, "objects", [r[0] for r in removed])
+                _upsert(db, "tombstones", TOMBSTONE_COLUMNS, removed, tomb_doc)
+            if upserts:
+                _upsert(db, "objects", OBJECT_COLUMNS, upserts, obj_doc)
+
+        return write
 
     def restore_engine(self, db: ViewDB) -> Engine | None:
         engine = Engine()
@@ -204,13 +208,31 @@ def _delete_ids(db: ViewDB, table: str, ids: Sequence[str]) -> None:
         db.executemany(f"DELETE FROM {{{table}}} WHERE id = ?", [(i,) for i in ids])
 
 
-def _upsert(db: ViewDB, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+def _nothing(db: ViewDB) -> None:
+    return None
+
+
+def _rows_doc(columns: Sequence[str], rows: list[tuple[Any, ...]]) -> str:
+    """Rows as one JSON array of objects (for PostgreSQL's json_populate_recordset)."""
+    if not rows:
+        return "[]"
+    return _enc.encode([dict(zip(columns, r, strict=True)) for r in rows]).decode()
+
+
+def _upsert(
+    db: ViewDB,
+    table: str,
+    columns: Sequence[str],
+    rows: list[tuple[Any, ...]],
+    doc: str | None = None,
+) -> None:
     cols = ", ".join(columns)
     sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != "id")
     if db.dialect == "pg":
         # One JSON parameter, encoded in C by msgspec and unpacked by the server: far
         # cheaper than psycopg's per-element text-array dumping.
-        doc = _enc.encode([dict(zip(columns, r, strict=True)) for r in rows]).decode()
+        if doc is None:
+            doc = _rows_doc(columns, rows)
         db.execute(
             f"INSERT INTO {{{table}}} ({cols}) SELECT {cols} FROM "
             f"json_populate_recordset(NULL::{{{table}}}, ?::json) "

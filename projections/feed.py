@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 import string
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -506,23 +507,24 @@ class AuditFeed(Projection):
                 return e
         return None
 
-    def flush(self, db: ViewDB) -> None:
+    def prepare(self) -> Callable[[ViewDB], None]:
         new, changed = self._new, self._changed
         self._new, self._changed = {}, {}
-        if new:
-            cols = ", ".join(FEED_COLUMNS)
-            marks = ", ".join("?" for _ in FEED_COLUMNS)
-            db.executemany(
-                f"INSERT INTO {{events}} ({cols}) VALUES ({marks})",
-                [tuple(e[c] for c in FEED_COLUMNS) for e in new.values()],
-            )
-        if changed:
-            upd = [c for c in FEED_COLUMNS if c != "id"]
-            sets = ", ".join(f"{c} = ?" for c in upd)
-            db.executemany(
-                f"UPDATE {{events}} SET {sets} WHERE id = ?",
-                [(*(e[c] for c in upd), e["id"]) for e in changed.values()],
-            )
+        # Copy the values now: the entries stay mutable (folding) for later batches.
+        upd = [c for c in FEED_COLUMNS if c != "id"]
+        inserts = [tuple(e[c] for c in FEED_COLUMNS) for e in new.values()]
+        updates = [(*(e[c] for c in upd), e["id"]) for e in changed.values()]
+
+        def write(db: ViewDB) -> None:
+            if inserts:
+                cols = ", ".join(FEED_COLUMNS)
+                marks = ", ".join("?" for _ in FEED_COLUMNS)
+                db.executemany(f"INSERT INTO {{events}} ({cols}) VALUES ({marks})", inserts)
+            if updates:
+                sets = ", ".join(f"{c} = ?" for c in upd)
+                db.executemany(f"UPDATE {{events}} SET {sets} WHERE id = ?", updates)
+
+        return write
 
 
 _INTS = {"id", "position", "first_position", "code", "repeat_count"}

@@ -5,6 +5,7 @@ before/after diff computed by comparing the aggregate before and after the event
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -108,12 +109,16 @@ class ObjectHistory(Projection):
             )
         )
 
-    def flush(self, db: ViewDB) -> None:
+    def prepare(self) -> Callable[[ViewDB], None]:
         rows, self._rows = self._rows, []
-        if rows:
-            cols = ", ".join(HISTORY_COLUMNS)
-            marks = ", ".join("?" for _ in HISTORY_COLUMNS)
-            db.executemany(f"INSERT INTO {{history}} ({cols}) VALUES ({marks})", rows)
+
+        def write(db: ViewDB) -> None:
+            if rows:
+                cols = ", ".join(HISTORY_COLUMNS)
+                marks = ", ".join("?" for _ in HISTORY_COLUMNS)
+                db.executemany(f"INSERT INTO {{history}} ({cols}) VALUES ({marks})", rows)
+
+        return write
 
 
 def object_history(

@@ -25,6 +25,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 from commands.store import EventLog, decode_event
@@ -52,7 +53,7 @@ class StalePosition(Exception):
 
 class Projection:
     """Base of a projection. Subclasses set ``name`` and ``tables`` and implement
-    ``create_tables``, ``observe`` and ``flush``; ``position`` is kept by the runner."""
+    ``create_tables``, ``observe`` and ``prepare``; ``position`` is kept by the runner."""
 
     name: str = ""
     tables: tuple[str, ...] = ()
@@ -72,6 +73,13 @@ class Projection:
         raise NotImplementedError
 
     def flush(self, db: ViewDB) -> None:
+        """Writes the buffered rows (inside the batch transaction)."""
+        self.prepare()(db)
+
+    def prepare(self) -> Callable[[ViewDB], None]:
+        """Detaches the buffered rows as immutable data and returns the function that
+        writes them inside the batch transaction (possibly on another thread, while
+        the next batch is being observed)."""
         raise NotImplementedError
 
     def restore_engine(self, db: ViewDB) -> Engine | None:
@@ -205,6 +213,8 @@ class ProjectionRunner:
         self.batches = 0
         self.events = 0
         self.last_error: BaseException | None = None
+        self._committer: ThreadPoolExecutor | None = None
+        self._pending: Future[None] | None = None
         # Called with the new position after each committed batch (benchmarks, tests).
         self.on_commit: list[Callable[[int], None]] = []
         self._init()
@@ -250,7 +260,12 @@ class ProjectionRunner:
     def catch_up(
         self, progress: Callable[[int], None] | None = None, *, upto: int | None = None
     ) -> int:
-        """Absorbs every event committed so far (or up to ``upto``); returns how many."""
+        """Absorbs every event committed so far (or up to ``upto``); returns how many.
+
+        Large catch-ups pipeline: the next batch is read in a thread, and a batch's
+        transaction commits in another thread while the following batch is absorbed
+        (at most one commit in flight; rows are detached before, so no sharing).
+        """
         total = 0
         with self._lock:
             if upto is not None and self.position >= upto:
@@ -258,73 +273,88 @@ class ProjectionRunner:
             rows = self.reader.fetch(self.position, self.batch)
             if not rows:
                 return 0
-            prefetch = _Prefetch(self.reader, self.batch) if len(rows) >= self.batch else None
+            big = len(rows) >= self.batch
+            prefetch = _Prefetch(self.reader, self.batch) if big else None
             try:
                 while rows:
                     if upto is not None and rows[-1][0] > upto:
                         rows = [r for r in rows if r[0] <= upto]
-                        if prefetch is not None:
-                            prefetch.close()
-                            prefetch = None
                         if rows:
-                            self._absorb(rows)
+                            self._absorb(rows, pipelined=False)
                             total += len(rows)
-                            if progress is not None:
-                                progress(self.position)
                         break
                     if prefetch is not None:
                         prefetch.request(rows[-1][0])
-                    self._absorb(rows)
+                    self._absorb(rows, pipelined=big)
                     total += len(rows)
                     if progress is not None:
-                        progress(self.position)
+                        progress(self.engine.position)
                     if prefetch is not None:
                         rows = prefetch.get()
                         if len(rows) < self.batch:
                             prefetch.close()
                             prefetch = None
                     else:
-                        rows = self.reader.fetch(self.position, self.batch)
+                        rows = self.reader.fetch(self.engine.position, self.batch)
+                self._join_commit()
+            except BaseException:
+                self._abandon()
+                raise
             finally:
                 if prefetch is not None:
                     prefetch.close()
+            if progress is not None:
+                progress(self.position)
         return total
 
-    def _absorb(self, rows: Sequence[tuple[int, str, bytes]]) -> None:
+    def _absorb(self, rows: Sequence[tuple[int, str, bytes]], *, pipelined: bool) -> None:
         engine = self.engine
         projections = self.projections
         objects = engine.objects
-        try:
-            last = self.position
-            for nid, topic, state in rows:
-                event = decode_event(topic, bytes(state) if not isinstance(state, bytes) else state)
-                oid = event.originator_id
-                before = objects.get(oid)
-                engine.apply(event)
-                change = Change(nid, event, before, objects.get(oid))
-                for p in projections:
-                    if nid > p.position:
-                        p.observe(change, engine)
-                last = nid
-            engine.position = last
-            self._commit(last)
-        except BaseException:
-            self._reload()
-            raise
-        self.batches += 1
-        self.events += len(rows)
-        self._set_position(last)
-        for fn in self.on_commit:
-            fn(last)
+        last = engine.position
+        for nid, topic, state in rows:
+            event = decode_event(topic, state if isinstance(state, bytes) else bytes(state))
+            oid = event.originator_id
+            before = objects.get(oid)
+            engine.apply(event)
+            change = Change(nid, event, before, objects.get(oid))
+            for p in projections:
+                if nid > p.position:
+                    p.observe(change, engine)
+            last = nid
+        engine.position = last
+        # Detach every projection's rows now (this thread); write them later.
+        writers = [(p, p.prepare()) for p in projections if last > p.position]
+        self._join_commit()
+        if pipelined:
+            if self._committer is None:
+                self._committer = ThreadPoolExecutor(1, thread_name_prefix="orrery-view")
+            self._pending = self._committer.submit(self._commit, last, writers, len(rows))
+        else:
+            self._commit(last, writers, len(rows))
 
-    def _commit(self, last: int) -> None:
+    def _join_commit(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def _abandon(self) -> None:
+        """After any failure: let an in-flight commit finish, then reload from the
+        database (positions, buffers, engine) so nothing half-absorbed survives."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            try:
+                pending.result()
+            except BaseException:
+                log.debug("in-flight commit failed too", exc_info=True)
+        self._reload()
+
+    def _commit(self, last: int, writers: list[tuple[Projection, Any]], n: int) -> None:
         db = self.db
         now = time.time()
         with db.transaction():
-            for p in self.projections:
-                if last <= p.position:
-                    continue
-                p.flush(db)
+            for p, write in writers:
+                write(db)
                 cur = db.execute(
                     "UPDATE {tracking} SET position = ?, updated_at = ? "
                     "WHERE name = ? AND position = ?",
@@ -337,8 +367,13 @@ class ProjectionRunner:
                         "INSERT INTO {tracking} (name, position, updated_at) VALUES (?, ?, ?)",
                         (p.name, last, now),
                     )
-        for p in self.projections:
+        for p, _ in writers:
             p.position = max(p.position, last)
+        self.batches += 1
+        self.events += n
+        self._set_position(last)
+        for fn in self.on_commit:
+            fn(last)
 
     # -- following ---------------------------------------------------------------------
     def notify(self, *_: Any) -> None:
@@ -371,6 +406,11 @@ class ProjectionRunner:
 
     def close(self) -> None:
         self.stop()
+        with self._lock:
+            self._join_commit()
+        if self._committer is not None:
+            self._committer.shutdown()
+            self._committer = None
         self.reader.close()
 
     def _follow(self) -> None:

@@ -35,11 +35,14 @@ from projections.replay import default_projections
 from projections.runner import ProjectionRunner
 
 loc = json.loads(sys.argv[1])
-slow = AuditFeed.flush
-def flush(self, db):
-    slow(self, db)
-    time.sleep(0.01)  # rows written, transaction still open: a kill lands here often
-AuditFeed.flush = flush
+slow = AuditFeed.prepare
+def prepare(self):
+    write = slow(self)
+    def slow_write(db):
+        write(db)
+        time.sleep(0.01)  # rows written, transaction still open: a kill lands here often
+    return slow_write
+AuditFeed.prepare = prepare
 log = EventLog(loc["database_url"], loc["data_dir"])
 runner = ProjectionRunner(log, ViewDB(loc["database_url"], loc["data_dir"]),
                           default_projections(), batch=97)
