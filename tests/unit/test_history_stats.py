@@ -306,3 +306,33 @@ def test_estimate_scales_with_the_installation():
     assert two["total_bytes"] - 1000 == 2 * (one["total_bytes"] - 1000)
     longer = estimate(1000, 10, 365, bytes_per_row=bpr)
     assert longer["rows"]["vm_hourly_history"] == int(1000 * 24 * 60 * 1.1)  # 60 days kept
+
+
+def test_runner_feeds_config_samples_and_rollups(tmp_path):
+    from domain.datacenter import DataCenterAdded
+    from history.runner import HistoryRunner
+
+    dc = uuid.uuid4()
+    events = [
+        (
+            1,
+            DataCenterAdded(
+                originator_id=dc,
+                originator_version=1,
+                timestamp=datetime(2026, 1, 1, tzinfo=UTC),
+                name="dc",
+            ),
+        )
+    ]
+    vm = uuid.uuid4()
+    with Warehouse(tmp_path / "h.duckdb") as w:
+        r = HistoryRunner(w, lambda after, limit: [e for e in events if e[0] > after][:limit])
+        start = datetime(2026, 1, 1, 0, 0, 30, tzinfo=UTC)
+        for k in range(4 * 70):  # 70 minutes of telemetry every 15 s, ticking every 15 s
+            now = start + timedelta(seconds=15 * k)
+            r.observe(VmSample(time=now, vm_id=vm, cpu_usage_percent=k % 50))
+            r.tick(now)
+        assert w.position("config") == 1
+        n = w.query("SELECT count(*), count(DISTINCT history_datetime) FROM vm_samples_history")
+        assert n[1] == [(71, 71)]  # one row per minute, 00:00 to 01:10
+        assert w.query("SELECT sample_count FROM vm_hourly_history")[1] == [(60,)]
