@@ -32,6 +32,7 @@ MAX_BODY = 64 * 1024 * 1024
 VERSION = (4, 5, 0)
 PRODUCT = "Orrery"
 _JSON = "application/json"
+API_KEY: web.AppKey[Any] = web.AppKey("orrery_api", object)
 _XML = "application/xml"
 
 
@@ -108,7 +109,7 @@ class Api:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY, middlewares=[self._errors])
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        app["api"] = self
+        app[API_KEY] = self
         return app
 
     @web.middleware
