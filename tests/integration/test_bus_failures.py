@@ -197,3 +197,60 @@ def test_duplicate_command_in_flight_runs_once(store_location) -> None:
         assert bus.engine.get(DataCenter, dc).version == 2
     finally:
         bus.stop()
+
+
+def test_postgres_insert_failure_is_undone(pg_schema_url) -> None:
+    """A real failure inside PostgreSQL's transaction (a trigger refuses one row): the
+    whole batch is rolled back, its commands get the error, memory equals the log."""
+    import psycopg
+
+    loc = {"database_url": pg_schema_url, "data_dir": None}
+    bus = open_bus(**loc)
+    try:
+        dcs = [bus.execute(AddDataCenter(name=f"p{i}")).value for i in range(6)]
+        schema = pg_schema_url.rsplit("schema=", 1)[1]
+        with psycopg.connect(pg_schema_url.split("?")[0], autocommit=True) as conn:
+            conn.execute(
+                f"""CREATE FUNCTION "{schema}".refuse() RETURNS trigger LANGUAGE plpgsql AS
+                $$BEGIN RAISE EXCEPTION 'refused by test'; END$$"""
+            )
+            conn.execute(
+                f"""CREATE TRIGGER refuse BEFORE INSERT ON "{schema}".orrery_events
+                FOR EACH ROW WHEN (position('boom' in convert_from(NEW.state, 'UTF8')) > 0)
+                EXECUTE FUNCTION "{schema}".refuse()"""
+            )
+        futs = [
+            bus.submit(UpdateDataCenter(data_center_id=dc, description=f"d{i}"))
+            for i, dc in enumerate(dcs)
+        ]
+        futs.append(bus.submit(UpdateDataCenter(data_center_id=dcs[0], description="boom")))
+        errors = [f.exception(20) for f in futs]
+        assert errors[-1] is not None
+        assert "refused by test" in str(errors[-1])
+        assert bus.engine.digest() == _replayed_digest(loc)
+        # Afterwards the bus works on.
+        bus.execute(UpdateDataCenter(data_center_id=dcs[1], description="after"))
+        assert bus.engine.digest() == _replayed_digest(loc)
+    finally:
+        bus.stop()
+
+
+def test_postgres_dropped_connection_is_retried(pg_schema_url) -> None:
+    import psycopg
+
+    loc = {"database_url": pg_schema_url, "data_dir": None}
+    bus = open_bus(**loc)
+    try:
+        dc = bus.execute(AddDataCenter(name="conn")).value
+        with psycopg.connect(pg_schema_url.split("?")[0], autocommit=True) as conn:
+            killed = conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE query LIKE %s AND pid <> pg_backend_pid()",
+                (f"%{pg_schema_url.rsplit('schema=', 1)[1]}%orrery_events%INSERT%",),
+            ).fetchall()
+        assert killed, "the writer's connection was not found"
+        bus.execute(UpdateDataCenter(data_center_id=dc, description="after the drop"))
+        assert bus.engine.get(DataCenter, dc).description == "after the drop"
+        assert bus.engine.digest() == _replayed_digest(loc)
+    finally:
+        bus.stop()
