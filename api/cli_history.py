@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         if args.action == "estimate":
             return _estimate(args)
         return _rebuild(args, path)
-    except (wh.ReadOnlyError, FileNotFoundError, duckdb.Error, ValueError) as e:
+    except (wh.ReadOnlyError, wh.WarehouseBusy, FileNotFoundError, duckdb.Error, ValueError) as e:
         print(f"orrery history: {e}", file=sys.stderr)
         return 1
 
@@ -164,17 +164,28 @@ def _estimate(args: argparse.Namespace) -> int:
 def _rebuild(args: argparse.Namespace, path: Any) -> int:
     import time
 
-    from commands.store import EventLog
-    from history.warehouse import Warehouse
+    import duckdb
 
+    from commands.store import EventLog
+    from history.warehouse import Warehouse, WarehouseBusy
+
+    if path.exists():  # refuse while the Manager (or anyone) writes to it
+        try:
+            duckdb.connect(str(path)).close()
+        except duckdb.IOException as e:
+            raise WarehouseBusy(f"{path} is in use by another process; stop it first") from e
     log = EventLog(args.database_url or os.environ.get("ORRERY_DATABASE_URL"), args.data_dir)
-    for p in (path, path.with_name(path.name + ".wal")):
-        if p.exists():
-            p.unlink()
+    fresh = path.with_name(path.name + ".rebuild")
+    for p in (fresh, fresh.with_name(fresh.name + ".wal")):
+        p.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    with Warehouse(path) as w:
+    with Warehouse(fresh) as w:
         pos = w.catch_up(log.read, batch=5000)
         rows = w.con.execute("SELECT count(*) FROM config_history").fetchone()[0]
+        w.con.execute("CHECKPOINT")
+    # the old file (and its statistics, which are not in the log) is replaced
+    path.with_name(path.name + ".wal").unlink(missing_ok=True)
+    os.replace(fresh, path)
     out = {"position": pos, "config_rows": rows, "seconds": round(time.perf_counter() - t0, 3)}
     print(json.dumps(out) if args.json else f"rebuilt {path}: log at {pos}, {rows} rows")
     return 0

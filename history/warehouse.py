@@ -450,4 +450,16 @@ def open_read_only(path: Path | str) -> duckdb.DuckDBPyConnection:
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"no history warehouse at {p} (run `orrery history rebuild`)")
-    return duckdb.connect(str(p), read_only=True)
+    try:
+        return duckdb.connect(str(p), read_only=True)
+    except duckdb.IOException as e:
+        if "lock" in str(e).lower():
+            raise WarehouseBusy(
+                f"{p} is open for writing by another process (the running Manager): "
+                "query it through the Manager's API, or stop the Manager first"
+            ) from e
+        raise
+
+
+class WarehouseBusy(Exception):
+    """The DuckDB file is held by a writer in another process."""
