@@ -14,6 +14,7 @@ The walk upward only reads the contract attribute names (``cluster_id``,
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -44,6 +45,20 @@ PARENT_LINKS: dict[str, tuple[tuple[str, str], ...]] = {
     "template": (("data_center_id", "data_center"),),
     "quota": (("data_center_id", "data_center"),),
 }
+
+
+def _above_kinds(kind: str) -> frozenset[str]:
+    """The kinds that can stand above ``kind`` in the hierarchy (system included)."""
+    direct = {pk for _, pk in PARENT_LINKS.get(kind, ())}
+    if kind == "disk":
+        direct.add("vm")
+    out = {SYSTEM}
+    for pk in direct:
+        out |= {pk, *_above_kinds(pk)}
+    return frozenset(out)
+
+
+ABOVE_KINDS: dict[str, frozenset[str]] = {k: _above_kinds(k) for k in PARENT_LINKS}
 
 # The role that makes a creator the owner of what they created.
 OWNER_ROLES: dict[str, str] = {
@@ -153,6 +168,11 @@ class Permission(Aggregate, frozen=True, kw_only=True):
         return pid
 
 
+# Bumped whenever any engine applies a permission event: the per-engine lookup index
+# below is rebuilt on the next read. (A cache signal only; state is unaffected.)
+_GENERATION = [0]
+
+
 class PermissionAdded(Event, frozen=True, kw_only=True):
     CREATES = "Permission"
     role_id: UUID
@@ -162,9 +182,17 @@ class PermissionAdded(Event, frozen=True, kw_only=True):
     object_id: UUID | None = None
     created_at: str = ""
 
+    def evolve(self, agg: Any) -> Any:
+        _GENERATION[0] += 1
+        return super().evolve(agg)
+
 
 class PermissionRemoved(Event, frozen=True, kw_only=True):
     DELETES = True
+
+    def evolve(self, agg: Any) -> Any:
+        _GENERATION[0] += 1
+        return super().evolve(agg)
 
 
 class UserPermissionDenied(Event, frozen=True, kw_only=True):
@@ -265,11 +293,54 @@ def principal_ids(engine: Engine, user_id: UUID) -> frozenset[UUID]:
     return frozenset((user_id, *group_ids_of(engine, user_id)))
 
 
+class _Index:
+    """Permissions by principal for one engine, valid for one generation and count."""
+
+    __slots__ = ("by_principal", "count", "generation")
+
+    def __init__(self, engine: Engine) -> None:
+        self.generation = _GENERATION[0]
+        self.count = engine.count(Permission)
+        by: dict[UUID, list[Permission]] = {}
+        for p in list(engine.all(Permission)):
+            by.setdefault(p.principal_id, []).append(p)
+        self.by_principal = by
+
+
+_INDEXES: weakref.WeakKeyDictionary[Engine, _Index] = weakref.WeakKeyDictionary()
+
+
+def _index(engine: Engine, *, fresh: bool = False) -> _Index:
+    idx = _INDEXES.get(engine)
+    if (
+        fresh
+        or idx is None
+        or idx.generation != _GENERATION[0]
+        or idx.count != engine.count(Permission)
+    ):
+        for attempt in range(3):
+            try:
+                idx = _Index(engine)
+                break
+            except RuntimeError:  # the writer changed the engine under us: read again
+                if attempt == 2:
+                    raise
+        assert idx is not None
+        _INDEXES[engine] = idx
+    return idx
+
+
 def permissions_of(engine: Engine, user_id: UUID) -> list[Permission]:
     """Every permission that applies to the user directly or through a group."""
     if engine.find(User, user_id) is None:
         return []
     who = principal_ids(engine, user_id)
+    for fresh in (False, True):
+        idx = _index(engine, fresh=fresh)
+        out = [p for pid in who for p in idx.by_principal.get(pid, ())]
+        # An index entry must still be the live object (an undone batch leaves no event).
+        if all(engine.objects.get(p.id) is p for p in out):
+            return out
     return [p for p in engine.all(Permission) if p.principal_id in who]
 
 
@@ -357,13 +428,27 @@ def visible_object_ids(engine: Engine, user_id: UUID, kind: str) -> set[UUID]:
         role = engine.find(Role, p.role_id)
         if role is not None and role.view_children:
             inherited.add(p.object_id)
-    objects = list(_objects_of_kind(engine, kind))
+    above = ABOVE_KINDS.get(kind, frozenset((SYSTEM,)))
+    inherited = {
+        oid
+        for oid in inherited
+        if oid is None or getattr(engine.objects.get(oid), "KIND", None) in above
+    }
+    if not inherited:  # the common user-portal case: only what it holds directly
+        return {
+            oid
+            for oid in direct
+            if oid is not None and getattr(engine.objects.get(oid), "KIND", None) == kind
+        }
     if None in inherited:
-        return {o.id for o in objects}
+        return {o.id for o in _objects_of_kind(engine, kind)}
     walker = _Walker(engine)
     out = set()
-    for obj in objects:
-        if obj.id in direct or not inherited.isdisjoint(walker.ancestors(kind, obj.id)):
+    for obj in _objects_of_kind(engine, kind):
+        if obj.id in direct or any(
+            not inherited.isdisjoint(walker.ancestors(pkind, pid))
+            for pkind, pid in parents(engine, kind, obj.id)
+        ):
             out.add(obj.id)
     return out
 

@@ -370,3 +370,21 @@ def test_permit_for_rest_operations() -> None:
     assert permit_for("view", "vm") == "login"
     assert permit_for("create", "data_center") == "create_storage_pool"
     assert permit_for("frobnicate", "thing") == "configure_engine"
+
+
+def test_an_undone_batch_leaves_no_stale_grant(site: Site) -> None:
+    """The bus undoes an unsaved batch with engine.restore (no events): checks must follow."""
+    e = site.w.engine
+    assert not site.may(site.alice, "delete_vm", "vm", site.vm1)  # index built now
+    tx = Tx(e, Ctx(now=site.w.now, meta=Meta()), site.w.next_id)
+    from domain.permission import add_permission
+
+    pid = add_permission(
+        tx, role_id=ROLE["UserVmManager"], user_id=site.alice, object_kind="vm", object_id=site.vm1
+    )
+    e.apply_all(tx.events)
+    assert site.may(site.alice, "delete_vm", "vm", site.vm1)
+    assert visible_object_ids(e, site.alice, "vm") == {site.vm1}
+    e.restore(pid, None, None)  # the commit failed: undo
+    assert not site.may(site.alice, "delete_vm", "vm", site.vm1)
+    assert visible_object_ids(e, site.alice, "vm") == set()
