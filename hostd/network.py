@@ -28,6 +28,16 @@ def valid_name(name: str) -> str | None:
 
 
 def setup(b: BridgeSpec) -> NetworkState:
+    """Create (or complete) the bridge; a bridge created here is removed again when a later
+    step fails, so a failed setup leaves nothing half-done."""
+    created = not bridge_exists(b.network)
+    st = _setup(b)
+    if not st.ok and created and valid_name(b.network) is None and bridge_exists(b.network):
+        _ip("link", "del", b.network)
+    return st
+
+
+def _setup(b: BridgeSpec) -> NetworkState:
     name = b.network
     bad = valid_name(name)
     if bad:

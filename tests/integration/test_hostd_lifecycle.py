@@ -360,3 +360,27 @@ def test_storage_connect_errors(cluster, sd_path) -> None:
         await c.close()
 
     run(go())
+
+
+def test_bridge_failures_are_reported(cluster) -> None:
+    async def go() -> None:
+        c = await client_of(cluster, 1)
+        res = await c.call(
+            P.SetupNetworks(
+                bridges=[
+                    P.BridgeSpec(network="bad/name"),
+                    P.BridgeSpec(network="ovtnonic0", nic="nosuchnic0"),
+                ]
+            )
+        )
+        by = {n.network: n for n in res.networks}
+        assert not by["bad/name"].ok and "valid" in by["bad/name"].detail
+        assert not by["ovtnonic0"].ok and by["ovtnonic0"].detail
+        caps = await c.call(P.GetCapabilities())
+        nets = {n.network: n for n in caps.networks}
+        assert not nets["bad/name"].ok
+        assert not os.path.exists("/sys/class/net/ovtnonic0")  # rolled back
+        await c.call(P.SetupNetworks(remove=["bad/name"]))
+        await c.close()
+
+    run(go())
