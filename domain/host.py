@@ -581,6 +581,16 @@ def finish_maintenance(tx: Tx, host_id: UUID) -> None:
     set_host_status(tx, host_id, S.MAINTENANCE)
 
 
+def maybe_finish_maintenance(tx: Tx, host_id: UUID | None) -> bool:
+    """For the VM area / policies after a VM left a host: a host preparing for
+    maintenance with no VM left moves to ``maintenance``. Never raises; says whether."""
+    host = current(tx, Host, host_id)
+    if host is None or host.status != S.PREPARING_FOR_MAINTENANCE or vms_on_host(tx, host.id):
+        return False
+    set_host_status(tx, host.id, S.MAINTENANCE)
+    return True
+
+
 def activate_host(tx: Tx, host_id: UUID) -> None:
     """Activate: back to ``initializing``; the monitor's report brings it up."""
     host = tx.engine.get(Host, host_id)
@@ -634,6 +644,7 @@ __all__ = [
     "finish_install",
     "finish_maintenance",
     "mark_non_responsive",
+    "maybe_finish_maintenance",
     "remove_host",
     "report_capabilities",
     "set_non_operational",

@@ -256,6 +256,11 @@ def add_network(
         _add_profile_unchecked(tx, net_id, name)
     for cid in sorted(set(cluster_ids)):
         attach_network_unchecked(tx, net_id, cid)
+    if required and cluster_ids:
+        from domain.host import check_hosts_networks
+
+        for cid in sorted(set(cluster_ids)):
+            check_hosts_networks(tx, cid)
     return net_id
 
 
@@ -320,6 +325,11 @@ def update_network(
     if not changes:
         return
     tx.emit(NetworkUpdated, net_id, **changes)
+    if changes.get("required") is True or ("name" in changes and net.required):
+        from domain.host import check_hosts_networks
+
+        for cid in net.cluster_ids:
+            check_hosts_networks(tx, cid)
     if "usages" in changes:
         new_usages: tuple[str, ...] = tuple(usages) if usages is not UNSET else ()
         profiles = profiles_of(tx, net_id)

@@ -102,17 +102,20 @@ def test_new_required_network_makes_hosts_without_it_non_operational() -> None:
     w = World()
     d, c = _setup(w)
     h1 = host(w, c, "h1", port=1)
-    h2 = host(w, c, "h2", port=2, networks=("ovirtmgmt", "storage"))
+    h2 = host(w, c, "h2", port=2, networks=("ovirtmgmt", "storage", "backup"))
     w.run(AddNetwork(name="storage", data_center_id=d, cluster_ids=(c,), required=True))
-    # Adding with cluster_ids attaches without checking hosts; attach checks them.
-    from commands.network import AddNetwork as _A
-    from commands.network import AttachNetworkToCluster
-
-    net = w.run(_A(name="backup", data_center_id=d))
-    w.run(AttachNetworkToCluster(network_id=net, cluster_id=c))
     assert w.engine.get(Host, h1).status == HostStatus.NON_OPERATIONAL
-    assert w.engine.get(Host, h2).status == HostStatus.NON_OPERATIONAL  # lacks backup
     assert w.engine.get(Host, h1).status_detail == "network_unreachable"
+    assert w.engine.get(Host, h2).status == HostStatus.UP
+    from commands.network import AttachNetworkToCluster, UpdateNetwork
+
+    net = w.run(AddNetwork(name="backup", data_center_id=d, required=False))
+    w.run(AttachNetworkToCluster(network_id=net, cluster_id=c))
+    assert w.engine.get(Host, h2).status == HostStatus.UP  # optional network
+    extra = w.run(AddNetwork(name="extra", data_center_id=d, required=False, cluster_ids=(c,)))
+    assert w.engine.get(Host, h2).status == HostStatus.UP
+    w.run(UpdateNetwork(network_id=extra, required=True))
+    assert w.engine.get(Host, h2).status == HostStatus.NON_OPERATIONAL
 
 
 def test_duplicate_hardware_uuid_is_non_operational() -> None:

@@ -171,3 +171,18 @@ def test_storage_domain_with_disks_of_running_vms_cannot_be_deactivated() -> Non
     decide(w, vm_area.report_vm_status, vm, VmStatus.DOWN, hs[0])
     w.run(DeactivateStorageDomain(storage_domain_id=second))
     assert w.engine.get(StorageDomain, second).status == "maintenance"
+
+
+def test_maybe_finish_maintenance_after_the_last_vm_left() -> None:
+    from domain.host import maybe_finish_maintenance
+
+    w, _d, c, hs = setup()
+    vm = new_vm(w, c, "vm1")
+    h = run_vm(w, vm, hs[0])
+    w.run(DeactivateHost(host_id=h))
+    assert decide(w, maybe_finish_maintenance, h) is False
+    assert w.engine.get(Host, h).status == HostStatus.PREPARING_FOR_MAINTENANCE
+    decide(w, vm_area.report_vm_status, vm, VmStatus.DOWN, h)
+    assert decide(w, maybe_finish_maintenance, h) is True
+    assert w.engine.get(Host, h).status == HostStatus.MAINTENANCE
+    assert decide(w, maybe_finish_maintenance, h) is False
