@@ -30,6 +30,7 @@ UNIT = 10_000
 PREFERRED_HOST_PENALTY = 99 * UNIT
 VM_HOST_SOFT_PENALTY = 20 * UNIT
 VM_VM_SOFT_PENALTY = 1 * UNIT
+HA_RESERVATION_WEIGHT = 1000
 
 
 class HostScore(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -222,6 +223,11 @@ def _weigh(
         score = load if policy == SchedulingPolicy.EVENLY_DISTRIBUTED else -load
     elif policy == SchedulingPolicy.VM_EVENLY_DISTRIBUTED:
         score = len(on_host) * 100
+    if cluster.ha_reservation and getattr(vm, "highly_available", False):
+        # HaReservation: spread highly available VMs so a host failure hits few of them.
+        score += HA_RESERVATION_WEIGHT * sum(
+            1 for v in on_host if getattr(v, "highly_available", False)
+        )
     placement = getattr(vm, "placement_host_id", None)
     if placement is not None and placement != h.id:
         score += PREFERRED_HOST_PENALTY

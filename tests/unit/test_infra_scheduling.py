@@ -213,3 +213,14 @@ def test_rejects_helper_is_shared() -> None:
 
         parse_command(UpdateCluster, {"cluster_id": str(c), "scheduling_policy": "random"})
     rejects(w, UpdateCluster(cluster_id=c, memory_overcommit=50), "between 100 and 400")
+
+
+def test_ha_reservation_spreads_highly_available_vms() -> None:
+    w, _d, c, hs = world()
+    load = [fake_vm(c, memory=1, host_id=hs[0], highly_available=True)]
+    ha = fake_vm(c, highly_available=True)
+    assert schedule(w.engine, ha, vms=load).host_id == hs[0]  # reservation off: by name
+    w.run(UpdateCluster(cluster_id=c, ha_reservation=True))
+    assert schedule(w.engine, ha, vms=load).host_id == hs[1]
+    plain = fake_vm(c, highly_available=False)
+    assert schedule(w.engine, plain, vms=load).host_id == hs[0]
