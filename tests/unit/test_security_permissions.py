@@ -9,6 +9,7 @@ work from those names alone.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
@@ -19,11 +20,12 @@ from commands.datacenter import AddCluster, AddDataCenter
 from commands.permission import AddPermission, AddRole, RecordPermissionDenied, RemovePermission
 from commands.system import InitializeSystem
 from commands.user import AddGroup, AddUser, AddUserToGroup, RemoveUserFromGroup
-from domain.base import Aggregate, Ctx, DomainError, Meta, NotFound, Tx
+from domain.base import AGGREGATE_TYPES, Aggregate, Ctx, DomainError, Meta, NotFound, Tx
 from domain.permission import (
     Forbidden,
     Permission,
     UserPermissionDenied,
+    add_permission,
     ancestors,
     can_login,
     grant_owner,
@@ -88,6 +90,22 @@ class FakeTemplate(Aggregate, frozen=True, kw_only=True):
     KIND = "template"
     data_center_id: UUID | None = None
     cluster_id: UUID | None = None
+
+
+# The stand-ins are registered (so kind lookups find them) only while this module's tests
+# run: other modules' tests see the real aggregate registry.
+_STANDINS = [FakeVm, FakePool, FakeStorageDomain, FakeDisk, FakeNetwork, FakeProfile, FakeTemplate]
+for _cls in _STANDINS:
+    AGGREGATE_TYPES.pop(_cls.__name__, None)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _standins_registered() -> Iterator[None]:
+    for cls in _STANDINS:
+        AGGREGATE_TYPES[cls.__name__] = cls
+    yield
+    for cls in _STANDINS:
+        AGGREGATE_TYPES.pop(cls.__name__, None)
 
 
 class Site:
@@ -377,8 +395,6 @@ def test_an_undone_batch_leaves_no_stale_grant(site: Site) -> None:
     e = site.w.engine
     assert not site.may(site.alice, "delete_vm", "vm", site.vm1)  # index built now
     tx = Tx(e, Ctx(now=site.w.now, meta=Meta()), site.w.next_id)
-    from domain.permission import add_permission
-
     pid = add_permission(
         tx, role_id=ROLE["UserVmManager"], user_id=site.alice, object_kind="vm", object_id=site.vm1
     )

@@ -4,6 +4,7 @@ the hierarchy from how it was generated (not from the contract attribute names).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 
 from commands.permission import AddPermission, AddRole
 from commands.user import AddGroup, AddUser, AddUserToGroup
-from domain.base import Aggregate, Ctx, DomainError, Meta, Tx
+from domain.base import AGGREGATE_TYPES, Aggregate, Ctx, DomainError, Meta, Tx
 from domain.permission import is_permitted, visible_object_ids
 from domain.user import EVERYONE_GROUP_ID, add_everyone_group
 from tests.unit.helpers import World
@@ -78,6 +79,33 @@ class PropProfile(Aggregate, frozen=True, kw_only=True):
 class PropTemplate(Aggregate, frozen=True, kw_only=True):
     KIND = "template"
     data_center_id: UUID | None = None
+
+
+# The stand-ins are registered (so kind lookups find them) only while this module's tests
+# run: other modules' tests see the real aggregate registry.
+_STANDINS = [
+    PropDc,
+    PropCluster,
+    PropHost,
+    PropPool,
+    PropVm,
+    PropSd,
+    PropDisk,
+    PropNet,
+    PropProfile,
+    PropTemplate,
+]
+for _cls in _STANDINS:
+    AGGREGATE_TYPES.pop(_cls.__name__, None)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _standins_registered() -> Iterator[None]:
+    for cls in _STANDINS:
+        AGGREGATE_TYPES[cls.__name__] = cls
+    yield
+    for cls in _STANDINS:
+        AGGREGATE_TYPES.pop(cls.__name__, None)
 
 
 class Hierarchy:
