@@ -262,8 +262,10 @@ def update_data_center(
         from domain.cluster import Cluster
 
         for c in tx.engine.all(Cluster):
-            if c.data_center_id == dc_id and _version_key(c.compatibility_version) < (
-                _version_key(compatibility_version)
+            if (
+                c.data_center_id == dc_id
+                and c.compatibility_version  # "" on clusters recorded before versions
+                and _version_key(c.compatibility_version) < _version_key(compatibility_version)
             ):
                 raise DomainError(
                     "Cannot update Data Center compatibility version to a value that is "
