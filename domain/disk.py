@@ -107,6 +107,23 @@ def check_format(
         )
 
 
+def check_space(
+    sd: Any, size: int, sparse: bool, *, action: str = "add", type_: str = "Disk"
+) -> None:
+    """oVirt's low-space rules, once the domain's space is known (reported by a host):
+    a preallocated disk must fit, and nothing new goes on a domain below its critical
+    space blocker (GiB)."""
+    available = int(getattr(sd, "available", 0) or 0)
+    if available + int(getattr(sd, "used", 0) or 0) <= 0:
+        return  # space not reported yet
+    blocker = int(getattr(sd, "critical_space_blocker", 0) or 0) * GiB
+    if available < blocker or (not sparse and size > available):
+        raise DomainError(
+            f"Cannot {action} {type_}. Low disk space on Storage Domain {sd.name}.",
+            field="storage_domain",
+        )
+
+
 # -- the aggregate ---------------------------------------------------------------------------
 
 
@@ -245,6 +262,7 @@ def add_disk(
         tx.engine, storage_domain_id, action="add", type_="Disk", data_center_id=data_center_id
     )
     check_format(sd, format, sparse)
+    check_space(sd, provisioned_size, sparse)
     if shareable and format == DiskFormat.COW:
         raise DomainError(
             "Cannot add Disk. Shareable disks must use the raw format.", field="shareable"

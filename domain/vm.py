@@ -770,17 +770,22 @@ def _check_mac(mac: str, taken: set[str], action: str) -> str:
     return mac
 
 
-def _check_profile(tx: Tx, action: str, profile_id: UUID | None, dc_id: UUID) -> None:
+def _check_profile(tx: Tx, action: str, profile_id: UUID | None, vm: Vm) -> None:
     if profile_id is None:
         return  # an empty profile: the NIC is not connected to any network
     profile = get_of_kind(
         tx.engine, "vnic_profile", profile_id, label="VNIC Profile", field="vnic_profile"
     )
     net = find_of_kind(tx.engine, "network", profile.network_id)
-    if net is None or net.data_center_id != dc_id:
+    if net is None or net.data_center_id != cluster_dc(tx, vm.cluster_id):
         raise DomainError(
             f"Cannot {action} Network Interface. The vNIC profile's network is not in the "
             "VM's Data Center.",
+            field="vnic_profile",
+        )
+    if vm.cluster_id not in getattr(net, "cluster_ids", (vm.cluster_id,)):
+        raise DomainError(
+            f"Cannot {action} Network Interface. The Network is not attached to the VM's Cluster.",
             field="vnic_profile",
         )
 
@@ -1085,7 +1090,7 @@ def add_nic(
             "Cannot add Network Interface. Hot plug is supported only for virtio interfaces.",
             field="interface",
         )
-    _check_profile(tx, "add", vnic_profile_id, cluster_dc(tx, vm.cluster_id))
+    _check_profile(tx, "add", vnic_profile_id, vm)
     taken = macs_in_use(tx.engine)
     if mac is not None:
         mac = _check_mac(mac, taken, "add")
@@ -1142,7 +1147,7 @@ def update_nic(
         changes["interface"] = interface
     if vnic_profile_id is not UNSET and vnic_profile_id != nic.vnic_profile_id:
         assert not isinstance(vnic_profile_id, UnsetType)
-        _check_profile(tx, "update", vnic_profile_id, cluster_dc(tx, vm.cluster_id))
+        _check_profile(tx, "update", vnic_profile_id, vm)
         changes["vnic_profile_id"] = vnic_profile_id
     if mac is not UNSET and mac.lower() != nic.mac:
         if vm.status != VmStatus.DOWN:
@@ -1682,6 +1687,17 @@ def vms_on_host_down(tx: Tx, host_id: UUID, *, reason: str = "") -> list[UUID]:
             tx.emit(VmMigrationFailed, vm.id, reason="The destination host went down")
             touched.append(vm.id)
     return touched
+
+
+def ha_restart_candidates(engine: Any) -> list[Vm]:
+    """Highly available VMs that went down abnormally, highest priority first (for the HA
+    policy, which restarts them with ``start_vm``)."""
+    vms = [
+        v
+        for v in engine.all(Vm)
+        if v.highly_available and v.status == VmStatus.DOWN and v.exit_status == "error"
+    ]
+    return sorted(vms, key=lambda v: (-v.ha_priority, v.name, str(v.id)))
 
 
 def vms_running_on(engine: Any, host_id: UUID) -> list[Vm]:

@@ -21,6 +21,8 @@ from domain.template import Template
 from domain.vm import VmUpdated, _locked, add_vm, cluster_dc, get_vm, remove_vm, start_vm
 
 MAX_POOL_SIZE = 1000
+# The statuses of a VM that can be handed out, best first.
+_ALLOCATABLE = (VmStatus.UP, VmStatus.POWERING_UP, VmStatus.WAIT_FOR_LAUNCH, VmStatus.DOWN)
 
 
 class PoolType(StrEnum):
@@ -290,19 +292,37 @@ def allocate_vm(tx: Tx, pool_id: UUID, user_id: UUID, *, start: bool = True) -> 
         for vm_id in pool.vm_ids
         if vm_id not in assigned
         and (vm := tx.engine.find(Vm, vm_id)) is not None
-        and vm.status in (VmStatus.DOWN, VmStatus.UP)
+        and vm.status in _ALLOCATABLE
         and not vm.snapshot_locked()
     ]
     if not free:
         raise DomainError(
             "Cannot allocate and run VM from VM-Pool. There are no available VMs in the VM-Pool."
         )
-    # A prestarted (up) VM first, then the pool's order.
-    chosen = sorted(free, key=lambda v: v.status != VmStatus.UP)[0]
+    # A prestarted VM first (up, then on its way up), then the pool's order.
+    chosen = sorted(free, key=lambda v: _ALLOCATABLE.index(v.status))[0]
     if start and chosen.status == VmStatus.DOWN:
         start_vm(tx, chosen.id)
     tx.emit(VmPoolVmAllocated, pool_id, vm_id=chosen.id, user_id=user_id)
     return chosen.id
+
+
+def vms_to_prestart(engine: Any, pool_id: UUID) -> list[UUID]:
+    """The pool's down, unassigned VMs the prestart policy should run so that
+    ``prestarted_vms`` of them are up (or on their way up)."""
+    from domain.statuses import VM_RUNNING
+    from domain.vm import Vm
+
+    pool = engine.get(VmPool, pool_id, field="vm_pool")
+    assigned = pool.assigned()
+    free = [
+        v
+        for vm_id in pool.vm_ids
+        if vm_id not in assigned and (v := engine.find(Vm, vm_id)) is not None
+    ]
+    running = sum(1 for v in free if v.status in VM_RUNNING)
+    down = [v.id for v in free if v.status == VmStatus.DOWN]
+    return down[: max(0, pool.prestarted_vms - running)]
 
 
 def return_vm(tx: Tx, pool_id: UUID, vm_id: UUID) -> None:

@@ -186,3 +186,20 @@ def test_disk_on_a_vm_is_attached_and_created(w: ComputeWorld) -> None:
     assert w.vm(vm_id).status == VmStatus.DOWN
     w.run(c.ReportDiskOperation(disk_id=d))
     assert not any(isinstance(e, VmImagesReady) for e in w.log[n:])
+
+
+def test_low_space_rules_once_space_is_known(w: ComputeWorld) -> None:
+    # Not reported yet: anything goes.
+    w.run(c.AddDisk(name="a", provisioned_size=GiB, storage_domain_id=w.sd, sparse=False))
+    w.do(storage.report_space, w.sd, available=8 * GiB, used=GiB)
+    w.rejects(
+        c.AddDisk(name="big", provisioned_size=10 * GiB, storage_domain_id=w.sd, sparse=False),
+        "Low disk space on Storage Domain nfs1",
+        field="storage_domain",
+    )
+    w.run(c.AddDisk(name="thin", provisioned_size=10 * GiB, storage_domain_id=w.sd))
+    w.do(storage.report_space, w.sd, available=4 * GiB, used=5 * GiB)  # below the 5 GiB blocker
+    w.rejects(
+        c.AddDisk(name="thin2", provisioned_size=GiB, storage_domain_id=w.sd),
+        "Low disk space",
+    )

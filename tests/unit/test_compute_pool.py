@@ -181,3 +181,15 @@ def test_template_used_by_a_pool_cannot_be_removed(w: ComputeWorld) -> None:
         c.AddVmPool(name="p", cluster_id=w.cluster, template_id=t, size=1),
     )
     w.rejects(RemoveTemplate(template_id=t), "Template is being used by the following VMs: p-1.")
+
+
+def test_vms_to_prestart(w: ComputeWorld) -> None:
+    from domain.vmpool import vms_to_prestart
+
+    p = _pool(w, 4, prestarted_vms=2)
+    vms = pool(w, p).vm_ids
+    assert vms_to_prestart(w.engine, p) == list(vms[:2])
+    w.run(vm_cmd.StartVm(vm_id=vms[0]))
+    assert vms_to_prestart(w.engine, p) == [vms[1]]
+    w.run(c.AllocateVm(vm_pool_id=p, user_id=ALICE))  # takes the running one
+    assert vms_to_prestart(w.engine, p) == list(vms[1:3])

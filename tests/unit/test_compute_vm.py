@@ -558,3 +558,34 @@ def test_custom_property_names_are_checked(w: ComputeWorld) -> None:
     assert info.value.field == "custom_properties"
     vm_id = w.add_vm("a", custom_properties={"sap_agent": "true"})
     assert w.vm(vm_id).custom_properties == {"sap_agent": "true"}
+
+
+def test_nic_network_must_be_attached_to_the_vms_cluster(w: ComputeWorld) -> None:
+    from domain import network
+
+    net = w.do(network.add_network, name="backend", data_center_id=w.dc)
+    profile = next(p.id for p in w.engine.all(network.VnicProfile) if p.network_id == net)
+    vm_id = w.add_vm()
+    w.rejects(
+        c.AddVmNic(vm_id=vm_id, name="nic1", vnic_profile_id=profile),
+        "The Network is not attached to the VM's Cluster",
+        field="vnic_profile",
+    )
+    w.do(network.attach_network, net, w.cluster)
+    w.run(c.AddVmNic(vm_id=vm_id, name="nic1", vnic_profile_id=profile))
+
+
+def test_ha_restart_candidates_are_abnormally_down_ha_vms_by_priority(w: ComputeWorld) -> None:
+    from domain.vm import ha_restart_candidates
+
+    low = w.running_vm("low", highly_available=True, ha_priority=1)
+    high = w.running_vm("high", highly_available=True, ha_priority=100)
+    plain = w.running_vm("plain")
+    clean = w.running_vm("clean", highly_available=True)
+    for v in (low, high, plain):
+        w.report(v, S.DOWN, reason="crashed")
+    w.run(c.ShutdownVm(vm_id=clean))
+    w.report(clean, S.DOWN)
+    assert [v.id for v in ha_restart_candidates(w.engine)] == [high, low]
+    w.run(c.StartVm(vm_id=high))
+    assert [v.id for v in ha_restart_candidates(w.engine)] == [low]
