@@ -412,6 +412,7 @@ class AuditFeed(Projection):
         self._recent: OrderedDict[tuple[Any, ...], tuple[int, datetime, dict[str, Any]]] = (
             OrderedDict()
         )
+        self._entries: OrderedDict[int, dict[str, Any]] = OrderedDict()
         self._by_command: OrderedDict[tuple[Any, ...], int] = OrderedDict()
 
     def create_tables(self, db: ViewDB) -> None:
@@ -428,6 +429,7 @@ class AuditFeed(Projection):
     def load(self, db: ViewDB) -> None:
         self._new, self._changed = {}, {}
         self._recent.clear()
+        self._entries.clear()
         self._by_command.clear()
         rows = db.query("SELECT MAX(id) FROM {events}")
         self._next = int(rows[0][0] or 0) + 1
@@ -446,6 +448,10 @@ class AuditFeed(Projection):
         self._recent.move_to_end(key)
         if len(self._recent) > 5000:
             self._recent.popitem(last=False)
+        self._entries[entry["id"]] = entry
+        self._entries.move_to_end(entry["id"])
+        if len(self._entries) > 5000:
+            self._entries.popitem(last=False)
         if entry.get("command_id"):
             ck = (entry["command_id"], entry["object_id"], entry["code"])
             self._by_command[ck] = entry["id"]
@@ -500,12 +506,7 @@ class AuditFeed(Projection):
         self._remember(entry)
 
     def _entry(self, eid: int) -> dict[str, Any] | None:
-        if eid in self._new:
-            return self._new[eid]
-        for _, _, e in self._recent.values():
-            if e["id"] == eid:
-                return e
-        return None
+        return self._new.get(eid) or self._entries.get(eid)
 
     def prepare(self) -> Callable[[ViewDB], None]:
         new, changed = self._new, self._changed

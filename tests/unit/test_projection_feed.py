@@ -169,3 +169,22 @@ def test_repeats_within_30_seconds_fold_into_one(world, tmp_path: Path) -> None:
     starts = [e for e in events(db, vm_id=ids["vm"]) if e["code"] == 150]
     assert [e["repeat_count"] for e in starts] == [3, 1, 2]
     runner2.close()
+
+
+def test_events_of_one_command_share_an_entry(world, tmp_path: Path) -> None:
+    from commands.vm import UpdateVm
+
+    w, ids = world
+    emit(w, VmStartRequested, ids["vm"], cid="cmd-7")
+    w.run(UpdateVm(vm_id=ids["vm"], name="web2", actor="admin@internal"))
+    w.tick(45)  # beyond the fold window: only the command id joins them
+    emit(w, VmStartRequested, ids["vm"], cid="cmd-7")
+    w.tick(40)
+    emit(w, VmStartRequested, ids["vm"], cid="cmd-8")
+    db, _ = feed_of(w, tmp_path, batch=1)
+    starts = [e for e in events(db, vm_id=ids["vm"]) if e["code"] == 150]
+    assert [(e["command_id"], e["description"]) for e in starts] == [
+        ("cmd-7", "Starting VM web2 was initiated by admin@internal."),
+        ("cmd-8", "Starting VM web2 was initiated by admin@internal."),
+    ]
+    assert starts[0]["last_time"] > starts[0]["time"]
