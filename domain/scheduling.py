@@ -50,6 +50,10 @@ class ScheduleResult(msgspec.Struct, frozen=True, kw_only=True):
     def rejected(self) -> list[HostScore]:
         return [s for s in self.scores if s.score is None]
 
+    def score_map(self) -> dict[UUID, int]:
+        """The hosts that passed and their scores (the shape ``VmScheduled`` records)."""
+        return {s.host_id: s.score for s in self.scores if s.score is not None}
+
 
 def vcpus_of(vm: Any) -> int:
     return int(

@@ -224,3 +224,11 @@ def test_ha_reservation_spreads_highly_available_vms() -> None:
     assert schedule(w.engine, ha, vms=load).host_id == hs[1]
     plain = fake_vm(c, highly_available=False)
     assert schedule(w.engine, plain, vms=load).host_id == hs[0]
+
+
+def test_score_map_lists_only_passing_hosts() -> None:
+    w, _d, c, hs = world()
+    w.run(ReportHostConnectionLost(host_id=hs[1]))
+    r = schedule(w.engine, fake_vm(c), vms=[])
+    assert r.score_map() == {hs[0]: 0, hs[2]: 0}
+    assert [x.host_id for x in r.rejected()] == [hs[1]]
