@@ -122,6 +122,20 @@ def ident(path: str) -> Callable[[Any, Any], Any]:
     return get
 
 
+def first_of(*extractors: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """The first extractor that finds something (``alias``, else ``name``)."""
+
+    def get(body: Any, env: Any) -> Any:
+        for ex in extractors:
+            v = ex(body, env)
+            if v is not MISSING:
+                return v
+        return MISSING
+
+    get.path = getattr(extractors[0], "path", "")  # type: ignore[attr-defined]
+    return get
+
+
 def current_user(body: Any, env: Any) -> Any:
     return env.user_id if env.user_id is not None else MISSING
 
@@ -252,11 +266,13 @@ class Input:
         for field, param in self.query.items():
             if field in known and query and param in query:
                 data[field] = query[param].lower() in ("true", "1")
-        for field, v in ((self.id_field, obj_id), (self.parent_field, parent_id)):
-            if field and v is not None:
+        for field, v in (
+            (self.id_field, obj_id),
+            (self.parent_field, parent_id),
+            (self.item_field, item_id),
+        ):
+            if field and v is not None and field in known:
                 data[field] = v
-        if self.item_field and item_id is not None:
-            data[self.item_field] = item_id
         for field, v in (extra or {}).items():
             if field in known:
                 data[field] = v
@@ -1009,7 +1025,7 @@ def _first_sd_of_disks(body: Any, env: Any) -> Any:
 _ADD_VM_DISK = Input(
     "AddVmDisk",
     {
-        "name": _in_disk(text("alias")),
+        "name": _in_disk(first_of(text("alias"), text("name"))),
         "description": _in_disk(text("description")),
         "provisioned_size": _in_disk(number("provisioned_size")),
         "format": _in_disk(text("format")),
@@ -1056,6 +1072,24 @@ VM_SNAPSHOTS = Sub(
     ),
     remove=Input("RemoveSnapshot", parent_field="vm_id", item_field="snapshot_id"),
 )
+
+
+def _ticket_result(v: Any) -> dict[str, Any]:
+    """<ticket><value/><expiry/></ticket>: expiry in seconds from now, as oVirt gives it."""
+    if not isinstance(v, dict):
+        return {}
+    expiry = None
+    at = v.get("expires_at")
+    if at:
+        from datetime import UTC
+
+        try:
+            when = datetime.fromisoformat(str(at))
+            expiry = max(0, int((when - datetime.now(UTC)).total_seconds()))
+        except (TypeError, ValueError):
+            expiry = None
+    return {"ticket": {"value": v.get("ticket"), "expiry": expiry}}
+
 
 _VM_FIELDS: list[tuple[str, Callable[[Any], Any]]] = [
     ("name", attr("name")),
@@ -1149,11 +1183,7 @@ VM = Resource(
             "SetVmConsoleTicket",
             {"expiry": number("ticket.expiry")},
             id_field="vm_id",
-            result=lambda v: (
-                {"ticket": {"value": v.get("ticket"), "expiry": v.get("expires_at")}}
-                if isinstance(v, dict)
-                else {}
-            ),
+            result=_ticket_result,
         ),
         "previewsnapshot": Input(
             "PreviewSnapshot", {"snapshot_id": ident("snapshot")}, id_field="vm_id"
@@ -1183,6 +1213,7 @@ VM = Resource(
             "graphicsconsoles",
             "embedded",
             tag="graphics_console",
+            tags="graphics_consoles",
             items=lambda o, reads: [_Console(o, p) for p in _graphics(o)],
             fields=[("protocol", attr("protocol"))],
         ),
@@ -1254,7 +1285,7 @@ DISK = Resource(
     add=Input(
         "AddDisk",
         {
-            "name": text("alias"),
+            "name": first_of(text("alias"), text("name")),
             "description": text("description"),
             "provisioned_size": number("provisioned_size"),
             "format": text("format"),
@@ -1267,7 +1298,7 @@ DISK = Resource(
     update=Input(
         "UpdateDisk",
         {
-            "name": text("alias"),
+            "name": first_of(text("alias"), text("name")),
             "description": text("description"),
             "provisioned_size": number("provisioned_size"),
             "shareable": flag("shareable"),

@@ -416,28 +416,44 @@ class Api:
         return n
 
     def _follow(self, res: Resource, obj: Any, tree: dict, follow: str, env: Env) -> None:
+        """Inlines sub-collections (``nics``, ``disk_attachments``) and referenced objects
+        (``cluster``, ``cluster.data_center``, ``disk_attachments.disk``)."""
         for path in follow.split(","):
             head, _, rest = path.strip().partition(".")
             if not head:
                 continue
             sub = res.subs.get(head.replace("_", ""))
             if sub is not None:
-                items = self.sub_items(env, obj, sub)
                 tag, _ = self._sub_tags(sub)
-                tree[sub.tags] = {tag: [self.render_sub_item(res, obj, sub, i, env) for i in items]}
+                items = [
+                    self.render_sub_item(res, obj, sub, i, env)
+                    for i in self.sub_items(env, obj, sub)
+                ]
+                if rest:
+                    for item in items:
+                        self._follow_ref(item, rest, env)
+                tree[sub.tags] = {tag: items}
                 continue
-            ref = tree.get(head)
-            if isinstance(ref, dict) and ref.get("href") and ref.get("id"):
-                target_path = ref["href"][len(BASE) + 1 :].split("/")[0]
-                tres = RESOURCES.get(target_path)
-                if tres is None:
-                    continue
-                tobj = env.reads.get(tres.cls, UUID(ref["id"]))
-                if tobj is not None:
-                    new = tres.render(tobj)
-                    if rest:
-                        self._follow(tres, tobj, new, rest, env)
-                    tree[head] = new
+            self._follow_ref(tree, path.strip(), env)
+
+    def _follow_ref(self, tree: dict, path: str, env: Env) -> None:
+        head, _, rest = path.partition(".")
+        ref = tree.get(head)
+        if not (isinstance(ref, dict) and ref.get("href") and ref.get("id")):
+            return
+        tres = RESOURCES.get(ref["href"][len(BASE) + 1 :].split("/")[0])
+        if tres is None or not tres.available():
+            return
+        try:
+            tobj = env.reads.get(tres.cls, UUID(ref["id"]))
+        except ValueError:
+            return
+        if tobj is None:
+            return
+        new = tres.render(tobj)
+        if rest:
+            self._follow(tres, tobj, new, rest, env)
+        tree[head] = new
 
     def list(self, res: Resource, env: Env, objs: list[Any]) -> web.Response:
         q = env.query

@@ -186,7 +186,7 @@ async def operatingsystems(
         raise _method(request.method, "GET")
     items = [_os(*t) for t in OPERATING_SYSTEMS]
     if not rest:
-        return _collection(env, "operating_systems", "operating_system", items)
+        return _collection(env, "operation_systems", "operating_system", items)
     for it in items:
         if it["id"] == rest[0] and len(rest) == 1:
             return _one(env, "operating_system", it)
@@ -202,18 +202,9 @@ async def jobs(api: Any, request: web.Request, env: Any, rest: list[str]) -> web
     raise not_found(f"No job {rest[0][:40]}.")
 
 
-async def capabilities(api: Any, request: web.Request, env: Any, rest: list[str]) -> web.Response:
-    if request.method not in ("GET", "HEAD"):
-        raise _method(request.method, "GET")
-    if rest:
-        raise not_found("No such capability.")
-    return _collection(env, "capabilities", "version", [])
-
-
 SPECIAL = {
     "events": events,
     "clusterlevels": clusterlevels,
     "operatingsystems": operatingsystems,
     "jobs": jobs,
-    "capabilities": capabilities,
 }
