@@ -511,6 +511,8 @@ def _dc_of_cluster(o: Any, reads: Any) -> list[str]:
     c = reads.any(getattr(o, "cluster_id", None)) if getattr(o, "cluster_id", None) else None
     dc_id = getattr(o, "data_center_id", None) or getattr(c, "data_center_id", None)
     if dc_id is None:
+        if str(o.id) == BLANK_TEMPLATE_ID:  # Blank belongs to every data center
+            return [x for d in reads.list("DataCenter") for x in (str(d.id), d.name)]
         return [""]
     dc = reads.any(dc_id)
     return [str(dc_id), getattr(dc, "name", "")]

@@ -512,6 +512,14 @@ class Api:
     async def run(self, cmd: Any) -> Any:
         from domain.base import DomainError
 
+        if getattr(cmd, "password", None) is not None:
+            # Hash off the writer thread and off the event loop (argon2 takes ~0.3 s).
+            try:
+                from commands.user import prehashed
+            except ImportError:
+                prehashed = None
+            if prehashed is not None:
+                cmd = await asyncio.get_running_loop().run_in_executor(None, prehashed, cmd)
         try:
             return await self.bus.execute_async(cmd)
         except DomainError as e:
