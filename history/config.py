@@ -126,7 +126,7 @@ def config_of(obj: Any) -> dict[str, Any]:
 def columns_of(kind: str, obj: Any, parent_id: UUID | None = None) -> dict[str, Any]:
     """The common report columns, read by attribute name (missing ones are NULL)."""
     g = lambda name: getattr(obj, name, None)  # noqa: E731
-    memory = g("memory") if kind == "vm" else g("memory_total")
+    memory = _int(g("memory") if kind == "vm" else g("memory_total"))
     if kind == "vm":
         sockets, cores, threads = g("cpu_sockets"), g("cpu_cores"), g("cpu_threads")
         otype, os_type, host = g("vm_type"), g("os_type"), g("placement_host_id")
@@ -150,7 +150,7 @@ def columns_of(kind: str, obj: Any, parent_id: UUID | None = None) -> dict[str, 
         "storage_domain_id": _uuid(g("storage_domain_id")),
         "vm_id": parent_id if kind == CHILD_KIND else None,
         "template_id": _uuid(g("template_id")),
-        "memory_mb": (_int(memory) >> 20) if _int(memory) is not None else None,
+        "memory_mb": memory >> 20 if memory is not None else None,
         "cpu_sockets": _int(sockets),
         "cpu_cores": _int(cores),
         "cpu_threads": _int(threads),
@@ -242,8 +242,8 @@ class ConfigTracker:
             return
         for nid, nic in after.items():
             cfg = config_of(nic)
-            profile = self.engine.objects.get(getattr(nic, "vnic_profile_id", None))
-            net = self.engine.objects.get(getattr(profile, "network_id", None))
+            profile = self.engine.find(Aggregate, getattr(nic, "vnic_profile_id", None))
+            net = self.engine.find(Aggregate, getattr(profile, "network_id", None))
             if net is not None:
                 cfg["network_name"] = getattr(net, "name", None)
             cols = columns_of(CHILD_KIND, nic, parent_id=new.id)

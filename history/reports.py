@@ -30,7 +30,8 @@ class Report:
 
 def _run(db: Any, sql: str, params: list[Any]) -> tuple[list[str], list[tuple]]:
     if hasattr(db, "query") and hasattr(db, "con"):
-        return db.query(sql, params)  # type: ignore[no-any-return]
+        cols, rows = db.query(sql, params)
+        return cols, rows
     cur = db.cursor()
     try:
         res = cur.execute(sql, params)

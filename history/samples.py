@@ -201,7 +201,7 @@ class Sampler:
                 self.forget(key)
                 continue
             fields: dict[str, Any] = {"time": b}
-            if hasattr(s, "seconds_in_status") and s.seconds_in_status is None:  # type: ignore[union-attr]
+            if getattr(s, "seconds_in_status", 0) is None:
                 since = self._since[key][1]
                 ref = max(b, t)  # telemetry a little past the boundary still counts
                 fields["seconds_in_status"] = max(0, min(step, int((ref - since).total_seconds())))
@@ -310,7 +310,7 @@ def _row_disk(s: DiskSample, v: dict[UUID, int]) -> tuple:
     )
 
 
-_ROW = {
+_ROW: dict[str, Any] = {
     "vm": _row_vm,
     "host": _row_host,
     "storage_domain": _row_sd,

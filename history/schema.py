@@ -8,6 +8,7 @@ so a query written against ``ovirt_engine_history`` keeps working. Times are nai
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 # -- status buckets ----------------------------------------------------------------------
 VM_BUCKET_CODES = {"Down": 0, "Up": 1, "Paused": 2, "Problematic": 3}
@@ -398,24 +399,24 @@ def views_ddl() -> list[str]:
             f"SELECT {', '.join(sel)} FROM {spec.samples}"
         )
         for period, table in (("hourly", spec.hourly), ("daily", spec.daily)):
-            cols = [c for c, _ in spec.rollup_columns()]
+            rcols = [c for c, _ in spec.rollup_columns()]
             if spec.status:
-                i = cols.index("minutes_in_status")
-                cols.insert(
+                i = rcols.index("minutes_in_status")
+                rcols.insert(
                     i, "CAST(round(minutes_in_status * 60) AS INTEGER) AS seconds_in_status"
                 )
             out.append(
                 f"CREATE OR REPLACE VIEW v4_4_statistics_{spec.view}_resources_usage_{period} AS\n"
-                f"SELECT {', '.join(cols)} FROM {table}"
+                f"SELECT {', '.join(rcols)} FROM {table}"
             )
     return out
 
 
-def create_all(con) -> None:  # type: ignore[no-untyped-def]
+def create_all(con: Any) -> None:
     """Creates missing tables and (re)creates the views; idempotent."""
     for stmt in tables_ddl():
         con.execute(stmt)
-    if con.execute("SELECT count(*) FROM enum_translator").fetchone()[0] == 0:
+    if con.execute("SELECT count(*) FROM enum_translator").fetchall()[0][0] == 0:
         con.executemany(
             "INSERT INTO enum_translator VALUES (?, ?, ?, 'en_US')", [list(e) for e in ENUMS]
         )

@@ -66,6 +66,12 @@ def _from_us(us: int) -> datetime:
     return EPOCH + timedelta(microseconds=us)
 
 
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> Any:
+    """The first column of the first row (the result is fully consumed)."""
+    rows = con.execute(sql, list(params)).fetchall()
+    return rows[0][0] if rows else None
+
+
 def _floor(t: datetime, unit: str) -> datetime:
     t = naive_utc(t)
     if unit == "hour":
@@ -152,9 +158,7 @@ class Warehouse:
                     "INSERT INTO history_tracking VALUES (?, 0) ON CONFLICT DO NOTHING", [n]
                 )
         self._sample_ids = {
-            s.base: self.con.execute(
-                f"SELECT coalesce(max(history_id), 0) FROM {s.samples}"
-            ).fetchone()[0]
+            s.base: _scalar(self.con, f"SELECT coalesce(max(history_id), 0) FROM {s.samples}")
             for s in STATS
         }
         self._versions: dict[UUID, int] = dict(
@@ -212,10 +216,18 @@ class Warehouse:
         rows = self.con.execute(
             f"SELECT {cols} FROM config_history WHERE valid_to IS NULL AND NOT deleted"
         ).fetchall()
-        nxt = self.con.execute("SELECT coalesce(max(history_id), 0) + 1 FROM config_history")
-        tracker = ConfigTracker(next_id=nxt.fetchone()[0])
-        base = ("history_id", "kind", "object_id", "create_date", "valid_from", "valid_to")
-        base += ("deleted", "parent_version")
+        nxt = _scalar(self.con, "SELECT coalesce(max(history_id), 0) + 1 FROM config_history")
+        tracker = ConfigTracker(next_id=nxt)
+        base = (
+            "history_id",
+            "kind",
+            "object_id",
+            "create_date",
+            "valid_from",
+            "valid_to",
+            "deleted",
+            "parent_version",
+        )
         for r in rows:
             d = dict(zip(CONFIG_COLUMN_NAMES, r, strict=True))
             config = d.pop("config")
@@ -383,9 +395,9 @@ class Warehouse:
                     with self._tx() as con:
                         mark = self.position(name)
                         if mark == 0:
-                            first = con.execute(
-                                f"SELECT min(history_datetime) FROM {src_of(spec)}"
-                            ).fetchone()[0]
+                            first = _scalar(
+                                con, f"SELECT min(history_datetime) FROM {src_of(spec)}"
+                            )
                             if first is None:
                                 continue
                             start = _floor(first, unit)
@@ -394,12 +406,13 @@ class Warehouse:
                         if start >= end:
                             continue
                         con.execute(self._rollup_sql(spec, level), [start, end])
-                        n = con.execute(
+                        n = _scalar(
+                            con,
                             f"SELECT count(*) FROM "
                             f"{spec.hourly if level == 'hourly' else spec.daily} "
                             "WHERE history_datetime >= ? AND history_datetime < ?",
                             [start, end],
-                        ).fetchone()[0]
+                        )
                         self._advance(name, _us(end))
                         done[name] = n
         return done
@@ -421,9 +434,7 @@ class Warehouse:
                     cutoff = now - keep
                     if guard is not None:
                         cutoff = min(cutoff, _from_us(self.position(guard)))
-                    n = con.execute(
-                        f"DELETE FROM {table} WHERE history_datetime < ?", [cutoff]
-                    ).fetchone()[0]
+                    n = _scalar(con, f"DELETE FROM {table} WHERE history_datetime < ?", [cutoff])
                     if n:
                         deleted[table] = n
         return deleted
