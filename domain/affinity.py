@@ -190,6 +190,19 @@ def remove_affinity_group(tx: Tx, group_id: UUID) -> None:
     tx.emit(AffinityGroupRemoved, group_id)
 
 
+def drop_member(tx: Tx, object_id: UUID) -> None:
+    """Takes a VM or host out of every group (call before the VM or host is removed)."""
+    for g in current_all(tx, AffinityGroup):
+        if object_id in g.vm_ids:
+            tx.emit(AffinityGroupUpdated, g.id, vm_ids=tuple(v for v in g.vm_ids if v != object_id))
+        elif object_id in g.host_ids:
+            tx.emit(
+                AffinityGroupUpdated,
+                g.id,
+                host_ids=tuple(h for h in g.host_ids if h != object_id),
+            )
+
+
 def groups_of_vm(engine: object, vm_id: UUID) -> list[AffinityGroup]:
     return sorted(
         (g for g in engine.all(AffinityGroup) if vm_id in g.vm_ids),  # type: ignore[attr-defined]
@@ -203,6 +216,7 @@ __all__ = [
     "AffinityGroupRemoved",
     "AffinityGroupUpdated",
     "add_affinity_group",
+    "drop_member",
     "groups_of_vm",
     "remove_affinity_group",
     "update_affinity_group",

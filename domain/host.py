@@ -324,7 +324,7 @@ def update_host(
 
 
 def remove_host(tx: Tx, host_id: UUID) -> None:
-    from domain.affinity import AffinityGroup, AffinityGroupUpdated
+    from domain.affinity import drop_member
     from domain.tag import detach_everywhere
 
     host = tx.engine.get(Host, host_id)
@@ -343,13 +343,7 @@ def remove_host(tx: Tx, host_id: UUID) -> None:
             + ", ".join(sorted(pinned))
             + "."
         )
-    for g in current_all(tx, AffinityGroup):
-        if host_id in g.host_ids:
-            tx.emit(
-                AffinityGroupUpdated,
-                g.id,
-                host_ids=tuple(h for h in g.host_ids if h != host_id),
-            )
+    drop_member(tx, host_id)
     detach_everywhere(tx, host_id)
     tx.emit(HostRemoved, host_id)
 

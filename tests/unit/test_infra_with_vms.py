@@ -186,3 +186,13 @@ def test_maybe_finish_maintenance_after_the_last_vm_left() -> None:
     assert decide(w, maybe_finish_maintenance, h) is True
     assert w.engine.get(Host, h).status == HostStatus.MAINTENANCE
     assert decide(w, maybe_finish_maintenance, h) is False
+
+
+def test_drop_member_takes_a_vm_out_of_its_groups() -> None:
+    from domain.affinity import AffinityGroup, drop_member
+
+    w, _d, c, _hs = setup()
+    a, b = new_vm(w, c, "a"), new_vm(w, c, "b")
+    g = w.run(AddAffinityGroup(name="g", cluster_id=c, vm_ids=(a, b)))
+    decide(w, drop_member, a)
+    assert w.engine.get(AffinityGroup, g).vm_ids == (b,)
