@@ -8,6 +8,8 @@ checks and records.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from typing import TYPE_CHECKING, Annotated, TypeVar
 from uuid import UUID
 
@@ -226,14 +228,14 @@ class LoginOutcome(msgspec.Struct, frozen=True, kw_only=True):
         return self.failure is None
 
 
-def authenticate(
+def check_login(
     bus: CommandBus, user_name: str, password: str, *, source: str = ""
-) -> LoginOutcome:
-    """Checks an internal user's password and login permit, and records the outcome
-    (UserLoggedIn / UserLoginFailed with the reason) through the bus.
+) -> tuple[LoginOutcome, Command]:
+    """Decides a login without recording it: the outcome and the command that records it
+    (RecordLoginSuccess or RecordLoginFailure). Runs the slow hash on the calling thread.
 
-    The slow hash runs on the calling thread, never on the writer. Unknown names and
-    users without a password cost one hash too, so timing does not reveal them.
+    Unknown names and users without a password cost one hash too, so timing does not
+    reveal them. The login permit is checked only after the password.
     """
     full = users.normalize_user_name(user_name)
     with bus.lock:
@@ -253,13 +255,33 @@ def authenticate(
         if not allowed:
             failure = LoginFailure.NOT_PERMITTED
     if failure is not None:
-        bus.execute(RecordLoginFailure(user_name=full[:255], reason=failure, source=source))
-        return LoginOutcome(user_name=full, failure=failure)
+        record: Command = RecordLoginFailure(user_name=full[:255], reason=failure, source=source)
+        return LoginOutcome(user_name=full, failure=failure), record
     assert user is not None
-    bus.execute(
-        RecordLoginSuccess(user_id=user.id, source=source, rehash=verdict.rehash, actor=full)
+    record = RecordLoginSuccess(user_id=user.id, source=source, rehash=verdict.rehash, actor=full)
+    return LoginOutcome(user_id=user.id, user_name=full), record
+
+
+def authenticate(
+    bus: CommandBus, user_name: str, password: str, *, source: str = ""
+) -> LoginOutcome:
+    """Checks an internal user's password and login permit, and records the outcome
+    (UserLoggedIn / UserLoginFailed with the reason) through the bus."""
+    outcome, record = check_login(bus, user_name, password, source=source)
+    bus.execute(record)
+    return outcome
+
+
+async def authenticate_async(
+    bus: CommandBus, user_name: str, password: str, *, source: str = ""
+) -> LoginOutcome:
+    """``authenticate`` for an event loop: the hash runs in the default executor."""
+    loop = asyncio.get_running_loop()
+    outcome, record = await loop.run_in_executor(
+        None, functools.partial(check_login, bus, user_name, password, source=source)
     )
-    return LoginOutcome(user_id=user.id, user_name=full)
+    await bus.execute_async(record)
+    return outcome
 
 
 __all__ = [
@@ -275,5 +297,7 @@ __all__ = [
     "RemoveUserFromGroup",
     "UpdateUser",
     "authenticate",
+    "authenticate_async",
+    "check_login",
     "prehashed",
 ]

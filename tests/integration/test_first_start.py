@@ -3,6 +3,7 @@ installation once, survives restarts, races safely, and admin@internal can log i
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from commands.bootstrap import open_bus
 from commands.passwords import verify_password
 from commands.system import ADMIN_PASSWORD_ENV, InitializeSystem, ensure_initialized
-from commands.user import AddUser, authenticate
+from commands.user import AddUser, authenticate, authenticate_async
 from domain.cluster import Cluster
 from domain.datacenter import DataCenter
 from domain.permission import Permission
@@ -102,6 +103,12 @@ def test_password_from_the_environment(store_location, monkeypatch) -> None:
     try:
         assert ensure_initialized(bus) is None
         assert authenticate(bus, "admin@internal", "from-the-env").ok
+        # The event-loop form, as the SSO endpoint uses it.
+        ok = asyncio.run(authenticate_async(bus, "admin", "from-the-env", source="::1"))
+        assert ok.ok and ok.user_id == find_user(bus.engine, "admin").id
+        bad = asyncio.run(authenticate_async(bus, "admin", "nope"))
+        assert bad.failure == LoginFailure.WRONG_PASSWORD
+        assert find_user(bus.engine, "admin").failed_logins == 1
     finally:
         bus.stop()
 
