@@ -56,6 +56,7 @@ MAX_CPU_COUNT = 384
 MAX_HA_PRIORITY = 100
 CONSOLE_TICKET_SECONDS = 120
 MAC_PREFIX = "56:6f"
+MAX_RERUNS = 3  # oVirt's MaxRerunVmOnVdsCount
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _PROPERTY_KEY = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 
@@ -164,6 +165,8 @@ class Vm(Aggregate, frozen=True, kw_only=True):
     exit_reason: str = ""
     exit_status: str = ""
     last_migration_downtime_ms: int | None = None
+    # Hosts tried by the current start (oVirt reruns a failed launch elsewhere).
+    run_attempts: tuple[UUID, ...] = ()
 
     @property
     def vcpus(self) -> int:
@@ -300,7 +303,7 @@ class VmStartRequested(Event, frozen=True, kw_only=True):
     start_paused: bool = False
 
     def evolve(self, agg: Any) -> Any:
-        return _set(self, agg)
+        return _set(self, agg, run_attempts=())
 
 
 class VmScheduled(Event, frozen=True, kw_only=True):
@@ -310,6 +313,7 @@ class VmScheduled(Event, frozen=True, kw_only=True):
     scores: tuple[HostScoreRow, ...] = ()
     status: VmStatus = VmStatus.WAIT_FOR_LAUNCH
     start_paused: bool = False
+    rerun: bool = False  # a retry on another host after a failed launch
 
     def evolve(self, agg: Any) -> Any:
         return _set(
@@ -320,6 +324,7 @@ class VmScheduled(Event, frozen=True, kw_only=True):
             migrating_to_host_id=None,
             exit_reason="",
             exit_status="",
+            run_attempts=(*agg.run_attempts, self.host_id),
         )
 
 
@@ -348,7 +353,7 @@ class VmStopRequested(Event, frozen=True, kw_only=True):
     reason: str = ""
 
     def evolve(self, agg: Any) -> Any:
-        return _set(self, agg)
+        return _set(self, agg, run_attempts=())  # a stopped launch is not retried
 
 
 class VmSavedStateDiscarded(Event, frozen=True, kw_only=True):
@@ -1651,10 +1656,26 @@ def report_vm_status(
         reason=reason,
         exit_status=exit_status,
     )
+    if status == VmStatus.DOWN and _rerun(tx, vm, exit_status):
+        return True
     if status == VmStatus.DOWN and vm.pool_id is not None:
         from domain.vmpool import vm_went_down
 
         vm_went_down(tx, vm.pool_id, vm_id)
+    return True
+
+
+def _rerun(tx: Tx, vm: Vm, exit_status: str) -> bool:
+    """A launch that failed is retried on another host, up to ``MAX_RERUNS`` hosts."""
+    if vm.status != VmStatus.WAIT_FOR_LAUNCH or exit_status == "normal":
+        return False
+    if not vm.run_attempts or len(vm.run_attempts) >= MAX_RERUNS:
+        return False
+    try:
+        host_id, scores = choose_host(tx, vm, action="run", exclude=vm.run_attempts)
+    except DomainError:
+        return False
+    tx.emit(VmScheduled, vm.id, host_id=host_id, scores=scores, rerun=True)
     return True
 
 

@@ -80,7 +80,7 @@ def busy_world() -> ComputeWorld:
     )
     w.run(pool_cmd.UpdateVmPool(vm_pool_id=p, description="pool", size=3))
     alloc = w.run(pool_cmd.AllocateVm(vm_pool_id=p, user_id=w.next_id()))
-    w.report(alloc, VmStatus.DOWN)
+    w.power_off(alloc)
     pool = w.engine.get(vmpool.VmPool, p)
     w.run(pool_cmd.DetachVmFromPool(vm_pool_id=p, vm_id=pool.vm_ids[-1]))
     w.run(pool_cmd.RemoveVmPool(vm_pool_id=p))

@@ -163,7 +163,7 @@ def test_remove_not_while_attached_to_a_running_vm(w: ComputeWorld) -> None:
     d = w.add_vm_disk(vm_id)
     w.run(vm_cmd.StartVm(vm_id=vm_id))
     w.rejects(c.RemoveDisk(disk_id=d), "attached to a running VM")
-    w.report(vm_id, VmStatus.DOWN)
+    w.power_off(vm_id)
     w.run(c.RemoveDisk(disk_id=d))
     assert w.vm(vm_id).disk_attachments == ()
     assert w.engine.objects.get(d) is None

@@ -132,7 +132,7 @@ def test_manual_pool_keeps_the_assignment_until_returned(w: ComputeWorld) -> Non
     p = _pool(w, 1, pool_type="manual")
     vm_id = w.run(c.AllocateVm(vm_pool_id=p, user_id=ALICE))
     w.rejects(c.ReturnVmToPool(vm_pool_id=p, vm_id=vm_id), "VM is running")
-    w.report(vm_id, VmStatus.DOWN)
+    w.power_off(vm_id)
     assert pool(w, p).assigned() == {vm_id: ALICE}
     w.run(c.ReturnVmToPool(vm_pool_id=p, vm_id=vm_id))
     assert pool(w, p).assignments == ()
@@ -165,7 +165,7 @@ def test_remove_pool_needs_all_vms_down_and_removes_them(w: ComputeWorld) -> Non
     vms = pool(w, p).vm_ids
     w.run(vm_cmd.StartVm(vm_id=vms[0]))
     w.rejects(c.RemoveVmPool(vm_pool_id=p), "Cannot remove VM-Pool. VM is running.")
-    w.report(vms[0], VmStatus.DOWN)
+    w.power_off(vms[0])
     w.run(c.RemoveVmPool(vm_pool_id=p))
     assert w.engine.objects.get(p) is None
     assert not any(w.engine.find(Vm, v) for v in vms)

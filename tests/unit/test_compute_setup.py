@@ -133,6 +133,11 @@ class ComputeWorld(World):
         assert hid is not None
         return self.run(vm_cmd.ReportVmStatus(vm_id=vm_id, host_id=hid, status=status, **kw))
 
+    def power_off(self, vm_id: UUID) -> None:
+        """Stop, and the host reports the VM down."""
+        self.run(vm_cmd.StopVm(vm_id=vm_id))
+        self.report(vm_id, VmStatus.DOWN)
+
     def running_vm(self, name: str = "vm1", **kw: Any) -> UUID:
         vm_id = self.add_vm(name, **kw)
         self.run(vm_cmd.StartVm(vm_id=vm_id))

@@ -75,7 +75,7 @@ def test_preview_needs_a_down_vm_and_blocks_other_snapshot_work(w: ComputeWorld)
     w.rejects(
         c.PreviewSnapshot(vm_id=vm_id, snapshot_id=snap), "At least one of the VMs is not down"
     )
-    w.report(vm_id, VmStatus.DOWN)
+    w.power_off(vm_id)
     w.run(c.PreviewSnapshot(vm_id=vm_id, snapshot_id=snap))
     vm = w.vm(vm_id)
     assert vm.snapshot(snap).status == SnapshotStatus.IN_PREVIEW  # type: ignore[union-attr]

@@ -127,7 +127,7 @@ def test_remove_only_when_down_and_with_disks(w: ComputeWorld) -> None:
     d = w.add_vm_disk(vm_id)
     w.run(c.StartVm(vm_id=vm_id))
     w.rejects(c.RemoveVm(vm_id=vm_id), "Cannot remove VM. VM is running.")
-    w.report(vm_id, S.DOWN)
+    w.power_off(vm_id)
     w.run(c.RemoveVm(vm_id=vm_id))
     assert not w.engine.objects.get(vm_id)
     assert not w.engine.objects.get(d)
@@ -202,7 +202,7 @@ def test_nic_update_and_remove(w: ComputeWorld) -> None:
     w.run(c.StartVm(vm_id=vm_id))
     w.rejects(c.RemoveVmNic(vm_id=vm_id, nic_id=nic), "VM is running")
     w.rejects(c.UpdateVmNic(vm_id=vm_id, nic_id=nic, interface="virtio"), "VM is running")
-    w.report(vm_id, S.DOWN)
+    w.power_off(vm_id)
     w.run(c.RemoveVmNic(vm_id=vm_id, nic_id=nic))
     assert w.vm(vm_id).nics == ()
     w.assert_replays()
@@ -338,7 +338,7 @@ def test_image_locked_vm_cannot_run(w: ComputeWorld) -> None:
         [S.UP],
         [S.PAUSED, S.UP],
         [S.POWERING_UP, S.REBOOT_IN_PROGRESS, S.UP],
-        [S.DOWN],
+        [S.POWERING_UP, S.DOWN],
         [S.NOT_RESPONDING, S.UP],
     ],
 )
@@ -349,6 +349,36 @@ def test_host_reports_follow_the_transitions(w: ComputeWorld, path: list[VmStatu
         assert w.report(vm_id, status, h) is True
         assert w.vm(vm_id).status == status
     w.assert_replays()
+
+
+def test_failed_launch_is_rerun_on_other_hosts_up_to_three() -> None:
+    w = ComputeWorld(hosts=4)
+    vm_id = w.add_vm()
+    tried = [w.run(c.StartVm(vm_id=vm_id))]
+    for _ in range(2):
+        n = len(w.log)
+        w.report(vm_id, S.DOWN, reason="libvirt error")
+        assert w.topics(n) == ["VmStatusReported", "VmScheduled"]
+        assert w.log[-1].rerun is True
+        vm = w.vm(vm_id)
+        assert vm.status == S.WAIT_FOR_LAUNCH and vm.run_on_host_id not in tried
+        tried.append(vm.run_on_host_id)
+    w.report(vm_id, S.DOWN, reason="libvirt error")  # the third host failed too: down
+    assert (w.vm(vm_id).status, w.vm(vm_id).exit_reason) == (S.DOWN, "libvirt error")
+    assert len(set(tried)) == 3
+    w.assert_replays()
+
+
+def test_no_rerun_after_a_stop_or_without_another_host(w: ComputeWorld) -> None:
+    vm_id = w.add_vm()
+    w.run(c.StartVm(vm_id=vm_id))
+    w.run(c.StopVm(vm_id=vm_id))
+    w.report(vm_id, S.DOWN)
+    assert w.vm(vm_id).status == S.DOWN
+    w.do(host.connection_lost, w.hosts[1])
+    w.run(c.StartVm(vm_id=vm_id))
+    w.report(vm_id, S.DOWN)
+    assert w.vm(vm_id).status == S.DOWN
 
 
 def test_nonsense_reports_are_refused(w: ComputeWorld) -> None:
