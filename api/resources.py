@@ -442,7 +442,38 @@ class Resource:
         self.source = source
         self.lookup = lookup
         self.cache = cache and source is None
-        self._action_links = [(verb, f"{{href}}/{verb}") for verb in sorted(self.actions)]
+        self._actions_tpl = (
+            "<actions>"
+            + "".join(f'<link href="\x00/{v}" rel="{v}"/>' for v in sorted(self.actions))
+            + "</actions>"
+            if self.actions
+            else ""
+        )
+        self._links_tpl = "".join(f'<link href="\x00/{p}" rel="{p}"/>' for p in self.subs)
+
+    def render_xml(self, obj: Any) -> str:
+        """The same as ``xmlio.element(tag, render(obj))``, faster: the action and link
+        lists are pre-serialized templates with the object's href spliced in."""
+        from api.xmlio import _write
+
+        href = f"{BASE}/{self.path}/{obj.id}"
+        tag = self.tag
+        out = [f'<{tag} href="{href}" id="{obj.id}">']
+        if self._actions_tpl:
+            out.append(self._actions_tpl.replace("\x00", href))
+        for ftag, fn in self.fields:
+            v = fn(obj)
+            if v is None:
+                continue
+            if ftag == "+":
+                for k, vv in v.items():
+                    _write(k, vv, out)
+            else:
+                _write(ftag, v, out)
+        if self._links_tpl:
+            out.append(self._links_tpl.replace("\x00", href))
+        out.append(f"</{tag}>")
+        return "".join(out)
 
     def available(self) -> bool:
         if self.source is not None:

@@ -103,7 +103,7 @@ class Api:
         self.auth = auth or Authenticator(self.reads, bus=bus, fallback_password=admin_password)
         self.feed = feed or Feed(bus)
         self.started = datetime.now(UTC)
-        self._cache: dict[tuple[str, UUID, int, str], bytes] = {}
+        self._cache: dict[tuple[str, UUID, str], tuple[int, bytes]] = {}
 
     # -- the app -------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -388,19 +388,19 @@ class Api:
 
     def cached(self, res: Resource, obj: Any, fmt: str) -> bytes:
         """One object's serialized form; objects are immutable per version, so the
-        rendering is kept by (collection, id, version, format)."""
-        key = (res.path, obj.id, obj.version, fmt)
+        rendering is kept by (collection, id, format) with the version it shows."""
+        key = (res.path, obj.id, fmt)
         hit = self._cache.get(key)
-        if hit is None:
-            tree = res.render(obj)
-            if fmt == "json":
-                hit = jsonio.encode_value(tree)
-            else:
-                hit = xmlio.element(res.tag, tree).encode()
-            if len(self._cache) > 400_000:
-                self._cache.clear()
-            self._cache[key] = hit
-        return hit
+        if hit is not None and hit[0] == obj.version:
+            return hit[1]
+        if fmt == "json":
+            data = jsonio.encode_value(res.render(obj))
+        else:
+            data = res.render_xml(obj).encode()
+        if len(self._cache) > 300_000:
+            self._cache.clear()
+        self._cache[key] = (obj.version, data)
+        return data
 
     def prewarm(self) -> int:
         """Renders every object once (run in a thread at start) so the first big list is

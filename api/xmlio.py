@@ -1,7 +1,7 @@
 """XML in and out: the value trees the API renders, and request bodies parsed into dicts.
 
-A value tree is plain data: a dict is an element (its ``id`` and ``href`` keys become
-attributes, the rest child elements in order), a list repeats its tag, ``None`` is left
+A value tree is plain data: a dict is an element (its ``id`` and ``href`` keys, and a
+link's ``rel``, become attributes, the rest child elements in order), a list repeats its tag, ``None`` is left
 out, booleans are ``true``/``false``, anything else is text.
 """
 
@@ -34,10 +34,13 @@ def _write(tag: str, val: Any, out: list[str]) -> None:
         oid = val.get("id")
         if oid is not None:
             head += ' id="' + esc(str(oid)) + '"'
+        rel = val.get("rel") if tag == "link" else None
+        if rel is not None:
+            head += ' rel="' + esc(rel) + '"'
         n = len(out)
         out.append(head + ">")
         for k, v in val.items():
-            if k == "href" or k == "id":
+            if k == "href" or k == "id" or (k == "rel" and rel is not None):
                 continue
             _write(k, v, out)
         if len(out) == n + 1:

@@ -126,3 +126,30 @@ def test_render_has_href_actions_and_links():
     assert tree["href"] == f"/ovirt-engine/api/datacenters/{UUID(int=7)}"
     assert tree["version"] == {"major": "4", "minor": "7"}
     assert {link["rel"] for link in tree["link"]} >= {"clusters", "storagedomains", "networks"}
+
+
+def test_links_carry_rel_as_attribute_and_fast_xml_matches_tree():
+    from api.resources import VM
+    from domain.base import AGGREGATE_TYPES
+
+    vm = AGGREGATE_TYPES["Vm"](
+        id=UUID(int=9), name="v", cluster_id=UUID(int=1), template_id=UUID(int=0), memory=1
+    )
+    out = VM.render_xml(vm)
+    assert out == xmlio.element("vm", VM.render(vm))
+    assert f'<link href="/ovirt-engine/api/vms/{UUID(int=9)}/nics" rel="nics"/>' in out
+    assert f'<link href="/ovirt-engine/api/vms/{UUID(int=9)}/start" rel="start"/>' in out
+
+
+def test_sdk_reads_links_and_actions():
+    sdk_reader = pytest.importorskip("ovirtsdk4.reader")
+    pytest.importorskip("ovirtsdk4.readers")
+    from api.resources import VM
+    from domain.base import AGGREGATE_TYPES
+
+    vm = AGGREGATE_TYPES["Vm"](
+        id=UUID(int=9), name="v", cluster_id=UUID(int=1), template_id=UUID(int=0), memory=1
+    )
+    got = sdk_reader.Reader.read(VM.render_xml(vm).encode())
+    assert got.nics.href.endswith("/nics")
+    assert got.name == "v" and got.cluster.id == str(UUID(int=1))
