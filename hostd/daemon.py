@@ -15,6 +15,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -151,6 +152,10 @@ class Hostd:
         log.info("connected to %s", self.cfg.libvirt_uri)
 
     def _on_close(self, conn: libvirt.virConnect, reason: int, opaque: Any) -> None:
+        # libvirt may call this from whichever thread noticed the broken connection.
+        self.loop.call_soon_threadsafe(self._connection_lost, conn)
+
+    def _connection_lost(self, conn: libvirt.virConnect) -> None:
         if self.conn is conn:
             self.conn = None
             self.emit(P.HostError(code="libvirt_unreachable", message="libvirt connection lost"))
@@ -183,6 +188,9 @@ class Hostd:
     def _on_lifecycle(
         self, conn: libvirt.virConnect, dom: libvirt.virDomain, event: int, detail: int, _: Any
     ) -> None:
+        if threading.get_ident() != self.loop_thread:
+            self.loop.call_soon_threadsafe(self._on_lifecycle, conn, dom, event, detail, _)
+            return
         mapped = virt.event_status(event, detail)
         if mapped is None:
             return
@@ -218,7 +226,11 @@ class Hostd:
     # -- server -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        libvirtaio.virEventRegisterAsyncIOImpl(loop=asyncio.get_running_loop())
+        self.loop = asyncio.get_running_loop()
+        self.loop_thread = threading.get_ident()
+        libvirtaio.virEventRegisterAsyncIOImpl(loop=self.loop)
+        # Errors reach callers as exceptions; keep libvirt from also printing them.
+        libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
         try:
             await self.connect_libvirt()
         except libvirt.libvirtError as e:

@@ -304,8 +304,15 @@ class Host:
                 pids.append(int(pidfile.read_text().strip()))
         return pids
 
-    def stop_libvirtd(self, timeout: float = 10.0) -> None:
-        self.destroy_domains()
+    def restart_libvirtd(self) -> None:
+        """Stop libvirtd but leave its guests running, then start it again (same port,
+        same state directories): libvirt reattaches to the running QEMU processes."""
+        self.stop_libvirtd(keep_domains=True)
+        self.start_libvirtd()
+
+    def stop_libvirtd(self, timeout: float = 10.0, keep_domains: bool = False) -> None:
+        if not keep_domains:
+            self.destroy_domains()
         p, self.libvirtd = self.libvirtd, None
         if p is not None and p.poll() is None:
             p.send_signal(signal.SIGTERM)
@@ -314,6 +321,8 @@ class Host:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        if keep_domains:
+            return
         for pid in self.qemu_pids():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()

@@ -3,6 +3,7 @@ on a posixfs-style directory and a NIC on a bridge."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import uuid
@@ -381,6 +382,35 @@ def test_bridge_failures_are_reported(cluster) -> None:
         assert not nets["bad/name"].ok
         assert not os.path.exists("/sys/class/net/ovtnonic0")  # rolled back
         await c.call(P.SetupNetworks(remove=["bad/name"]))
+        await c.close()
+
+    run(go())
+
+
+def test_libvirtd_restart_is_survived(cluster) -> None:
+    h0 = cluster.hosts[0]
+
+    async def go() -> None:
+        c = await client_of(cluster, 0)
+        spec = tiny_spec("survivor")
+        await c.call(P.CreateVm(spec=spec))
+        await asyncio.to_thread(h0.restart_libvirtd)
+        lost = await c.wait_fact(
+            lambda f: isinstance(f, P.HostError) and f.code == "libvirt_unreachable", 30
+        )
+        assert "lost" in lost.message
+        back = await c.wait_fact(
+            lambda f: (
+                isinstance(f, P.VmStatusChanged) and f.vm_id == spec.id and f.event == "recovered"
+            ),
+            30,
+        )
+        assert back.status == "up"
+        vms = [v for v in (await c.call(P.ListVms())).vms if v.id == spec.id]
+        assert len(vms) == 1 and vms[0].status == "up"
+        await c.call(P.PauseVm(vm_id=spec.id))  # events flow again
+        await _status(c, spec.id, "paused")
+        await c.call(P.DestroyVm(vm_id=spec.id, undefine=True))
         await c.close()
 
     run(go())
