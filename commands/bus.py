@@ -293,6 +293,7 @@ class CommandBus:
         batch = _Batch()
         engine = self.engine
         undo = batch.undo
+        objects = engine.objects
         done = self._done
         in_progress = self._in_progress
         now = self.clock()
@@ -333,24 +334,40 @@ class CommandBus:
                 batch.rejected.append((item, e))
                 continue
             events = tx.events
-            before: _Undo = {}
             try:
-                for ev in events:
-                    oid = ev.originator_id
-                    if oid not in before:
-                        before[oid] = (engine.objects.get(oid), engine.tombstone_of(oid))
-                    engine.apply(ev)
+                if len(events) == 1:  # the common case: Engine.apply changes nothing if it raises
+                    oid = events[0].originator_id
+                    old = (objects.get(oid), engine.tombstone_of(oid))
+                    engine.apply(events[0])
+                    if oid not in undo:
+                        undo[oid] = old
+                else:
+                    self._apply_all(events, undo)
             except Exception as e:  # a decision emitted something the Engine refuses
                 log.exception("applying %s failed", cmd.NAME)
-                self._undo(before)
                 batch.rejected.append((item, e))
                 continue
-            for oid, old in before.items():
-                undo.setdefault(oid, old)
             batch.decided.append((item, events, value, tx.created))
         to_stored = self.log.mapper.to_stored_event
         batch.stored = [to_stored(e) for _, evs, _, _ in batch.decided for e in evs]
         return batch
+
+    def _apply_all(self, events: list[Event], undo: _Undo) -> None:
+        """Applies one command's events; if one fails, puts back what the others did."""
+        engine = self.engine
+        before: _Undo = {}
+        try:
+            for ev in events:
+                oid = ev.originator_id
+                if oid not in before:
+                    before[oid] = (engine.objects.get(oid), engine.tombstone_of(oid))
+                engine.apply(ev)
+        except Exception:
+            self._undo(before)
+            raise
+        for oid, old in before.items():
+            if oid not in undo:
+                undo[oid] = old
 
     def _deliver_rejections(self, batch: _Batch) -> None:
         """Reports the batch's refusals: the state they saw is committed (but their own
@@ -429,14 +446,19 @@ class CommandBus:
         results = []
         for item, evs, value, created in batch.decided:
             n = len(evs)
-            my_ids = ids[k : k + n]
-            pairs.extend(zip(my_ids, evs, strict=True))
+            if n == 1:
+                position = ids[k]
+                pairs.append((position, evs[0]))
+            else:
+                my_ids = ids[k : k + n]
+                pairs.extend(zip(my_ids, evs, strict=True))
+                position = max(my_ids) if my_ids else engine.position
             k += n
             result = CommandResult(
                 command=item.cmd.NAME,
                 value=value,
                 created=created,
-                position=max(my_ids) if my_ids else engine.position,
+                position=position,
                 events=n,
             )
             cid = item.cmd.command_id
