@@ -153,44 +153,50 @@ def _clients_async(bus: Any, dcs: list[UUID], per: int, ids: bool) -> list[Laten
 
 
 def run_bus(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    from commands import bus as bus_module
     from commands.bootstrap import open_bus
-    from commands.bus import IDEMPOTENCY_WINDOW
     from commands.datacenter import AddDataCenter
 
     options: dict[str, Any] = {}
     if args.max_batch:
         options["max_batch"] = args.max_batch
     bus = open_bus(url, **options)
+    window = bus_module.IDEMPOTENCY_WINDOW
     try:
         dcs = [bus.execute(AddDataCenter(name=f"bench-dc-{i}")).value for i in range(args.clients)]
         per = max(1, args.events // args.clients)
-        samples: list[float] = []
+        samples: list[tuple[int, float]] = []  # (commands done, rss)
         done = threading.Event()
+        progress = bus.log.head
 
         def sample() -> None:
             while not done.wait(1.0):
-                samples.append(rss_mb())
+                samples.append((progress() - head0, rss_mb()))
 
         sampler = threading.Thread(target=sample, daemon=True)
         rss_start = rss_mb()
         batches0, head0 = bus.batches, bus.log.head()
+        cpu0 = time.process_time()
         sampler.start()
         t0 = time.perf_counter()
         drive = _clients_async if args.mode == "async" else _clients_threads
         hists = drive(bus, dcs, per, not args.no_command_ids)
         elapsed = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
         done.set()
         sampler.join()
         rss_end = rss_mb()
         events = bus.log.head() - head0
         batches = bus.batches - batches0
+        remembered = len(bus._done)
     finally:
         bus.stop()
         bus.log.close()
     hist = LatencyHistogram()
     for h in hists:
         hist.merge(h)
-    mid = samples[len(samples) // 2] if samples else rss_end
+    # Memory once the idempotency window is full (it grows until then, by design).
+    full = next((rss for n, rss in samples if n >= window), None)
     return {
         "commands": per * args.clients,
         "events": events,
@@ -201,11 +207,14 @@ def run_bus(url: str, args: argparse.Namespace) -> dict[str, Any]:
         "max_ms": round(hist.max_s * 1000, 3),
         "batches": batches,
         "events_per_batch": round(events / max(1, batches), 2),
+        "cpu_us_per_event": round(cpu / max(1, events) * 1e6, 1),
         "rss_mb_start": rss_start,
-        "rss_mb_mid": mid,
-        "rss_mb_peak": max([rss_start, rss_end, *samples]),
+        "rss_mb_window_full": full,
+        "rss_mb_peak": max([rss_start, rss_end, *(r for _, r in samples)]),
         "rss_mb_end": rss_end,
-        "idempotency_window": IDEMPOTENCY_WINDOW,
+        "rss_growth_after_window_full_mb": round(rss_end - full, 1) if full else None,
+        "idempotency_window": window,
+        "remembered_command_ids": remembered,
     }
 
 
