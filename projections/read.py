@@ -22,7 +22,10 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import msgspec
+
 from commands.store import EventLog
+from domain.base import AGGREGATE_TYPES, Aggregate
 from projections import engine_view, feed, history, search, timetravel
 from projections.db import DEFAULT_PREFIX, ViewDB
 from projections.replay import default_projections
@@ -95,7 +98,7 @@ class ReadSide:
     # -- objects ----------------------------------------------------------------------
     def get(self, kind: str | None, obj_id: UUID | str) -> dict[str, Any] | None:
         """The live object (plain dict as the aggregate's fields) or None."""
-        return engine_view.get_object(self.db(), kind, obj_id)
+        return engine_view.get_object(self.db(), kind_name(kind), obj_id)
 
     def get_deleted(self, obj_id: UUID | str) -> dict[str, Any] | None:
         """A deleted object's tombstone: kind, name, version, deleted_at, last_state."""
@@ -113,7 +116,41 @@ class ReadSide:
         case_sensitive: bool = False,
     ) -> list[dict[str, Any]]:
         """Objects of a kind matching an oVirt search; raises SearchError (400)."""
-        return _search(self.db(), kind, search, max, page, case_sensitive)
+        return _search(self.db(), kind_name(kind), search, max, page, case_sensitive)
+
+    # -- typed reads: the domain's own aggregate objects ----------------------------------
+    def get_aggregate(self, kind: str | None, obj_id: UUID | str) -> Aggregate | None:
+        """Like ``get`` but the aggregate object (``Vm``, ``Host`` ...). ``kind`` is the
+        REST kind ("vm") or the class name ("Vm"); None accepts any."""
+        try:
+            key = str(UUID(str(obj_id)))
+        except ValueError:
+            return None
+        k = kind_name(kind)
+        if k is None:
+            rows = self.db().query("SELECT type, data FROM {objects} WHERE id = ?", (key,))
+        else:
+            rows = self.db().query(
+                "SELECT type, data FROM {objects} WHERE id = ? AND kind = ?", (key, k)
+            )
+        return _typed(*rows[0]) if rows else None
+
+    def list_aggregates(
+        self,
+        kind: str | None,
+        search: str | None = None,
+        max: int | None = None,
+        page: int | None = None,
+        case_sensitive: bool = False,
+    ) -> list[Aggregate]:
+        """Like ``list`` but aggregate objects; raises SearchError (400)."""
+        rows = _search_rows(self.db(), kind_name(kind), search, max, page, case_sensitive)
+        out = []
+        for type_name, data in rows:
+            obj = _typed(type_name, data)
+            if obj is not None:
+                out.append(obj)
+        return out
 
     def find_by_name(self, kind: str, name: str) -> dict[str, Any] | None:
         """The object of ``kind`` named exactly ``name`` (case-sensitive), or None."""
@@ -169,6 +206,32 @@ class ReadSide:
         when: str | datetime | None = None,
     ) -> dict[str, Any] | None:
         return timetravel.object_at(self.log, obj_id, position, when=when)
+
+
+def kind_name(kind: str | None) -> str | None:
+    """The REST kind for a kind or an aggregate class name ("Vm" -> "vm")."""
+    if kind is None:
+        return None
+    cls = AGGREGATE_TYPES.get(kind)
+    return cls.KIND if cls is not None else kind
+
+
+def _typed(type_name: str, data: str) -> Aggregate | None:
+    cls = AGGREGATE_TYPES.get(type_name)
+    if cls is None:
+        return None
+    return msgspec.json.decode(data, type=cls)
+
+
+def _search_rows(
+    db: ViewDB,
+    kind: str | None,
+    text: str | None,
+    max: int | None,
+    page: int | None,
+    case_sensitive: bool,
+) -> list[tuple[str, str]]:
+    return search.search_rows(db, kind, text, max=max, page=page, case_sensitive=case_sensitive)
 
 
 def _search(

@@ -446,6 +446,20 @@ def search_objects(
     """The objects of ``kind`` matching ``search``, as plain dicts, in list order."""
     from projections.engine_view import decode_row_data
 
+    rows = search_rows(db, kind, search, max=max, page=page, case_sensitive=case_sensitive)
+    return [decode_row_data(data) for _, data in rows]
+
+
+def search_rows(
+    db: ViewDB,
+    kind: str | None,
+    search: str | None = None,
+    *,
+    max: int | None = None,
+    page: int | None = None,
+    case_sensitive: bool = False,
+) -> list[tuple[str, str]]:
+    """(aggregate class name, object JSON) of the matching objects, in list order."""
     q = parse(search)
     comp = Compiler(db, kind, case_sensitive)
     clauses = []
@@ -458,7 +472,7 @@ def search_objects(
     where_params = comp.params
     comp.params = []
     order = comp.order(q.sort)
-    sql = "SELECT data FROM {objects}"
+    sql = "SELECT type, data FROM {objects}"
     if clauses:
         sql += " WHERE " + " AND ".join(clauses)
     sql += f" ORDER BY {order}"
@@ -476,4 +490,4 @@ def search_objects(
             sql += " OFFSET ?"
             tail.append((page - 1) * limit)
     rows = db.query(sql, [*params, *where_params, *comp.params, *tail])
-    return [decode_row_data(r[0]) for r in rows]
+    return [(r[0], r[1]) for r in rows]

@@ -225,3 +225,21 @@ def test_engine_view_restores_engine_equal_to_replay(tmp_path: Path) -> None:
         assert engine.version_of(oid) == obj.version
     runner.close()
     db.close()
+
+
+def test_typed_reads_return_aggregates(tmp_path: Path) -> None:
+    from domain.cluster import Cluster
+    from domain.datacenter import DataCenter
+
+    w, ids = _world()
+    read = ReadSide(_log_of(w, tmp_path), None, tmp_path)
+    read.runner.catch_up()
+    try:
+        dc = read.get_aggregate("DataCenter", ids["dc"])
+        assert dc == w.engine.get(DataCenter, ids["dc"])
+        assert read.get_aggregate("cluster", ids["dc"]) is None
+        cls = read.list_aggregates("Cluster", "datacenter=dc1")
+        assert cls == [w.engine.get(Cluster, ids["cluster"])]
+        assert read.list("Cluster", "name=c1")[0]["id"] == str(ids["cluster"])
+    finally:
+        read.close()
