@@ -39,9 +39,11 @@ from domain.base import DomainError, Event
 from domain.disk import Disk, DiskAdded, DiskRemoved
 from domain.host import Host, HostAdded, HostStatusChanged
 from domain.network import LogicalNetwork, VnicProfile
-from domain.statuses import HostStatus, StorageDomainStatus, VmStatus
+from domain.statuses import HostStatus, SnapshotStatus, StorageDomainStatus, VmStatus
 from domain.storage import StorageDomain, StorageDomainStatusChanged
 from domain.vm import (
+    Snapshot,
+    SnapshotType,
     Vm,
     VmMigrationCanceled,
     VmMigrationStarted,
@@ -50,6 +52,8 @@ from domain.vm import (
     VmResumeRequested,
     VmScheduled,
     VmShutdownRequested,
+    VmSnapshotAdded,
+    VmSnapshotRemoveStarted,
     VmStopRequested,
     VmSuspendRequested,
 )
@@ -132,6 +136,7 @@ class HostLink:
         heartbeat_timeout: float = 30.0,
         non_responsive_after: float = 60.0,
         reconnect_every: float = 2.0,
+        shutdown_timeout: float = 30.0,
         telemetry: Callable[[UUID, P.StatsSample], None] | None = None,
         libvirt_uris: dict[UUID, str] | None = None,
     ) -> None:
@@ -140,6 +145,7 @@ class HostLink:
         self.heartbeat_timeout = heartbeat_timeout
         self.non_responsive_after = non_responsive_after
         self.reconnect_every = reconnect_every
+        self.shutdown_timeout = shutdown_timeout
         self.telemetry = telemetry
         self.sessions: dict[UUID, _Session] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -420,7 +426,9 @@ class HostLink:
         if isinstance(ev, VmScheduled):
             self._spawn(self._run_vm(oid, ev.host_id, ev.start_paused))
         elif isinstance(ev, VmShutdownRequested):
-            self._spawn(self._vm_call(oid, lambda i: P.ShutdownVm(vm_id=i, timeout_s=30.0)))
+            self._spawn(
+                self._vm_call(oid, lambda i: P.ShutdownVm(vm_id=i, timeout_s=self.shutdown_timeout))
+            )
         elif isinstance(ev, VmStopRequested):
             self._spawn(self._vm_call(oid, lambda i: P.DestroyVm(vm_id=i)))
         elif isinstance(ev, VmRebootRequested):
@@ -435,6 +443,10 @@ class HostLink:
             self._spawn(self._migrate(oid, ev.source_host_id, ev.destination_host_id))
         elif isinstance(ev, VmMigrationCanceled):
             self._spawn(self._vm_call(oid, lambda i: P.MigrateCancel(vm_id=i)))
+        elif isinstance(ev, VmSnapshotAdded) and ev.snapshot.operation == "create":
+            self._spawn(self._snapshot_create(oid, ev.snapshot))
+        elif isinstance(ev, VmSnapshotRemoveStarted):
+            self._spawn(self._snapshot_remove(oid, ev.snapshot_id))
         elif isinstance(ev, DiskAdded):
             self._spawn(self._create_image(oid))
         elif isinstance(ev, DiskRemoved):
@@ -496,6 +508,103 @@ class HostLink:
             await self.run_command(
                 vm_cmds.ReportVmMigrationFailed(vm_id=vm_id, reason=str(e)[:900], actor=ACTOR)
             )
+
+    # -- snapshots: each one puts a qcow2 layer named after it on top of every disk it
+    # covers, so a disk's active volume is the layer of its newest snapshot (or the disk's
+    # own base volume) and is derived from the VM's snapshot list, never stored apart.
+    def _disk_paths(
+        self, vm: Vm, snap: Snapshot, host_id: UUID | None
+    ) -> list[tuple[Disk, str, str]]:
+        """(disk, the volume under the snapshot's layer, the snapshot's layer) per disk."""
+        roots = self.sessions[host_id].storage if host_id in self.sessions else {}
+        out = []
+        for disk_id in snap.config.disk_ids if snap.config else ():
+            d = self.bus.engine.find(Disk, disk_id)
+            if d is None:
+                continue
+            root = roots.get(str(d.storage_domain_id))
+            if root is None:
+                sd = self.bus.engine.get(StorageDomain, d.storage_domain_id)
+                root = sd.path
+            below = disk_leaf(vm, d, root, before=snap.id)
+            layer = f"{root}/{d.storage_domain_id}/images/{d.id}/{snap.id}"
+            out.append((d, below, layer))
+        return out
+
+    async def _snapshot_create(self, vm_id: UUID, snap: Snapshot) -> None:
+        vm = self.bus.engine.find(Vm, vm_id)
+        if vm is None:
+            return
+        running = vm.status in (VmStatus.UP, VmStatus.PAUSED) and vm.run_on_host_id is not None
+        host_id = vm.run_on_host_id if running else self._any_storage_host(vm)
+        ok = True
+        try:
+            paths = self._disk_paths(vm, snap, host_id)
+            if running:
+                await self._call(
+                    host_id,
+                    P.SnapshotCreate(
+                        vm_id=str(vm_id),
+                        snapshot_id=str(snap.id),
+                        memory=snap.persist_memory,
+                        disks=[
+                            P.SnapshotDisk(target=below, new_path=layer)
+                            for _, below, layer in paths
+                        ],
+                    ),
+                )
+            else:
+                for d, below, _layer in paths:
+                    sd_root = below.split(f"/{d.storage_domain_id}/images/")[0]
+                    await self._call(
+                        host_id,
+                        P.CreateImage(
+                            volume=P.VolumeRef(
+                                sd_path=sd_root,
+                                sd_id=str(d.storage_domain_id),
+                                disk_id=str(d.id),
+                                volume_id=str(snap.id),
+                            ),
+                            backing=below,
+                            backing_format="qcow2" if d.format == "cow" else "raw",
+                        ),
+                    )
+        except (P.HostdError, LookupError) as e:
+            self._note(f"snapshot {snap.id} of VM {vm.name}: {e}")
+            ok = False
+        await self.run_command(
+            vm_cmds.ReportSnapshot(vm_id=vm_id, snapshot_id=snap.id, ok=ok, actor=ACTOR)
+        )
+
+    async def _snapshot_remove(self, vm_id: UUID, snapshot_id: UUID) -> None:
+        vm = self.bus.engine.find(Vm, vm_id)
+        snap = vm.snapshot(snapshot_id) if vm is not None else None
+        if vm is None or snap is None:
+            return
+        ok = True
+        try:
+            if vm.status not in (VmStatus.UP, VmStatus.PAUSED) or vm.run_on_host_id is None:
+                raise LookupError("snapshots of a VM that is not running are merged on start")
+            paths = self._disk_paths(vm, snap, vm.run_on_host_id)
+            await self._call(
+                vm.run_on_host_id,
+                P.SnapshotDelete(vm_id=str(vm_id), base_paths=[below for _, below, _ in paths]),
+            )
+        except (P.HostdError, LookupError) as e:
+            self._note(f"remove snapshot {snapshot_id} of VM {vm.name}: {e}")
+            ok = False
+        await self.run_command(
+            vm_cmds.ReportSnapshot(vm_id=vm_id, snapshot_id=snapshot_id, ok=ok, actor=ACTOR)
+        )
+
+    def _any_storage_host(self, vm: Vm) -> UUID | None:
+        for att in vm.disk_attachments:
+            d = self.bus.engine.find(Disk, att.disk_id)
+            sd = self.bus.engine.find(StorageDomain, d.storage_domain_id) if d else None
+            hid = self._storage_host(sd)
+            if hid is not None:
+                return hid
+        return None
 
     def libvirt_uri(self, host_id: UUID) -> str:
         """How another host's libvirt reaches this one, for migration."""
@@ -639,7 +748,7 @@ class HostLink:
             root = roots.get(str(sd.id)) or sd.path
             disks.append(
                 P.DiskSpec(
-                    path=volume_path(root, sd.id, d.id),
+                    path=disk_leaf(vm, d, root),
                     format="qcow2" if d.format == "cow" else "raw",
                     bus=_bus(str(att.interface)),
                     disk_id=str(d.id),
@@ -682,6 +791,22 @@ class HostLink:
         del self.errors[:-100]
 
 
+def disk_leaf(vm: Vm, disk: Disk, root: str, *, before: UUID | None = None) -> str:
+    """The disk's active volume: the layer of the newest settled snapshot covering it
+    (only those older than ``before`` when given), else the disk's base volume."""
+    volume = disk.id
+    for snap in vm.snapshots:
+        if before is not None and snap.id == before:
+            break
+        if snap.snapshot_type != SnapshotType.REGULAR or snap.config is None:
+            continue
+        if snap.status == SnapshotStatus.LOCKED and snap.operation == "create":
+            continue
+        if disk.id in snap.config.disk_ids:
+            volume = snap.id
+    return f"{root}/{disk.storage_domain_id}/images/{disk.id}/{volume}"
+
+
 def _vm_status(text: str) -> VmStatus | None:
     try:
         return VmStatus(text)
@@ -695,4 +820,4 @@ def _bus(interface: str) -> Any:
     )
 
 
-__all__ = ["HostLink", "HostSecrets", "volume_path"]
+__all__ = ["HostLink", "HostSecrets", "disk_leaf", "volume_path"]

@@ -71,18 +71,19 @@ def sd_dir() -> Iterator[Path]:
 class Manager:
     """The bus and the HostLink on one event loop, driven synchronously from the test."""
 
-    def __init__(self, data_dir: Path, hosts: HostCluster) -> None:
+    def __init__(self, data_dir: Path, uris: dict[UUID, str]) -> None:
         self.bus: CommandBus = open_bus(None, data_dir)
         ensure_initialized(self.bus, admin_password="secret-admin")
         self.secrets = HostSecrets(data_dir / "host-secrets.json")
         self.loop = asyncio.new_event_loop()
-        self.uris: dict[UUID, str] = {}
+        self.uris = uris
         self.link = HostLink(
             self.bus,
             self.secrets,
             heartbeat_timeout=2.0,
             non_responsive_after=2.0,
             reconnect_every=0.5,
+            shutdown_timeout=2.0,
             libvirt_uris=self.uris,
         )
         self._thread = None
@@ -137,7 +138,8 @@ def virsh_list(uri: str) -> str:
 def test_manager_runs_migrates_and_survives_hostd_restart(
     hosts: HostCluster, sd_dir: Path, tmp_path: Path
 ) -> None:
-    m = Manager(tmp_path, hosts)
+    uris: dict[UUID, str] = {}
+    m = Manager(tmp_path, uris)
     try:
         cluster = next(c for c in m.bus.engine.all(Cluster) if c.name == "Default")
         dc_id = cluster.data_center_id
@@ -208,6 +210,12 @@ def test_manager_runs_migrates_and_survives_hostd_restart(
         dst_h = hosts.hosts[1 - host_ids.index(src)]
         assert str(vm_id) in virsh_list(src_h.uri)
 
+        # A live snapshot puts a layer named after it on the disk.
+        snap_id = m.run(vm_cmds.AddSnapshot(vm_id=vm_id, description="before upgrade")).value
+        m.wait(lambda: m.get(Vm, vm_id).snapshot(snap_id).status == "ok", 30, "snapshot ok")
+        layer = sd_dir / str(sd_id) / "images" / str(disk_id) / str(snap_id)
+        assert layer.exists()
+
         m.run(vm_cmds.MigrateVm(vm_id=vm_id))
         m.wait(
             lambda: (
@@ -226,6 +234,17 @@ def test_manager_runs_migrates_and_survives_hostd_restart(
         ).stdout
         assert str(vm_id) in running_dst and str(vm_id) not in running_src
 
+        # Restart the Manager: it reconnects and adopts the running VM.
+        m.close()
+        m = Manager(tmp_path, uris)
+        m.wait(
+            lambda: all(m.get(Host, h).status == HostStatus.UP for h in host_ids),
+            30,
+            "hosts up after Manager restart",
+        )
+        assert m.get(Vm, vm_id).status == VmStatus.UP
+        assert m.get(Vm, vm_id).run_on_host_id == vm.run_on_host_id
+
         # Kill hostd where the VM runs: the host goes non_responsive, the VM unknown.
         dst_id = vm.run_on_host_id
         dst_h.stop_hostd()
@@ -241,8 +260,14 @@ def test_manager_runs_migrates_and_survives_hostd_restart(
         m.wait(lambda: m.get(Vm, vm_id).status == VmStatus.UP, 30, "VM adopted as up")
         assert virsh_list(dst_h.uri).count(str(vm_id)) == 1  # no duplicate domain
 
-        m.run(vm_cmds.StopVm(vm_id=vm_id))
-        m.wait(lambda: m.get(Vm, vm_id).status == VmStatus.DOWN, 60, "VM down after stop")
+        # Removing the newest snapshot merges its layer back (live block commit).
+        m.run(vm_cmds.RemoveSnapshot(vm_id=vm_id, snapshot_id=snap_id))
+        m.wait(lambda: m.get(Vm, vm_id).snapshot(snap_id) is None, 60, "snapshot merged")
+        assert not layer.exists()
+
+        # An OS-less guest ignores ACPI: shutdown powers it off after the timeout.
+        m.run(vm_cmds.ShutdownVm(vm_id=vm_id))
+        m.wait(lambda: m.get(Vm, vm_id).status == VmStatus.DOWN, 60, "VM down after shutdown")
         m.run(vm_cmds.RemoveVm(vm_id=vm_id))
         assert m.bus.engine.find(Vm, vm_id) is None
         print(f"start-to-up {start_s * 1000:.0f} ms")
