@@ -763,7 +763,14 @@ HOST = Resource(
         "activate": Input("ActivateHost", id_field="host_id"),
         "deactivate": Input("DeactivateHost", {"reason": text("reason")}, id_field="host_id"),
         "install": Input("InstallHost", id_field="host_id"),
-        "fence": Input("ConfirmHostRebooted", id_field="host_id"),
+        # Only manual fencing ("confirm the host has been rebooted") exists so far.
+        "fence": Input(
+            "ConfirmHostRebooted",
+            id_field="host_id",
+            choose=lambda body: (
+                None if str(dig(body, "fence_type")).lower() == "manual" else Input("FenceHost")
+            ),
+        ),
     },
     search={"cluster": _ref_name("cluster_id"), "datacenter": _dc_of_cluster},
     subs=[

@@ -1,8 +1,8 @@
 """XML in and out: the value trees the API renders, and request bodies parsed into dicts.
 
 A value tree is plain data: a dict is an element (its ``id`` and ``href`` keys, and a
-link's ``rel``, become attributes, the rest child elements in order), a list repeats its tag, ``None`` is left
-out, booleans are ``true``/``false``, anything else is text.
+link's ``rel``, become attributes, the rest child elements in order), a list repeats its
+tag, ``None`` is left out, booleans are ``true``/``false``, anything else is text.
 """
 
 from __future__ import annotations
