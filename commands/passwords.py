@@ -96,6 +96,10 @@ def validate_password(password: str) -> str:
         raise InvalidInput(
             f"The password must be at most {MAX_PASSWORD_LENGTH} characters.", field="password"
         )
+    try:
+        password.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput("The password is not valid text.", field="password") from None
     return password
 
 
@@ -104,13 +108,31 @@ def hash_password(password: str) -> str:
     return _HASHER.hash(validate_password(password))
 
 
+# Bounds on the parameters of a hash we accept from outside (an imported user), so a
+# crafted hash cannot make each login attempt allocate gigabytes or spin for minutes.
+MAX_MEMORY_COST = 256 * 1024  # KiB
+MAX_TIME_COST = 16
+MAX_PARALLELISM = 16
+
+
 def is_password_hash(value: str) -> bool:
-    """Whether ``value`` is an argon2 encoded hash this module can verify."""
+    """Whether ``value`` is an argon2id encoded hash this module can verify, with
+    parameters within sane bounds."""
+    if not isinstance(value, str) or not value.startswith("$argon2id$"):
+        return False
     try:
-        extract_parameters(value)
+        p = extract_parameters(value)
+        salt_b64, digest_b64 = value.rsplit("$", 2)[-2:]
+        salt, digest = _b64decode(salt_b64), _b64decode(digest_b64)
     except (exceptions.InvalidHashError, ValueError):
         return False
-    return value.startswith("$argon2id$")
+    return (
+        1 <= p.time_cost <= MAX_TIME_COST
+        and 8 <= p.memory_cost <= MAX_MEMORY_COST
+        and 1 <= p.parallelism <= MAX_PARALLELISM
+        and len(salt) >= 8
+        and 16 <= len(digest) <= 64
+    )
 
 
 def _b64decode(text: str) -> bytes:
@@ -124,15 +146,19 @@ def verify_password(password_hash: str | None, password: str) -> bool:
     compared with ``hmac.compare_digest``. A missing or malformed hash still costs one
     full hash, then fails.
     """
-    if not password_hash or not is_password_hash(password_hash):
-        _spend(password)
+    try:
+        secret = password.encode("utf-8")
+    except (UnicodeEncodeError, AttributeError):
+        secret = None
+    if secret is None or not password_hash or not is_password_hash(password_hash):
+        _spend()
         return False
     try:
         params = extract_parameters(password_hash)
         salt_b64, digest_b64 = password_hash.rsplit("$", 2)[-2:]
         salt, expected = _b64decode(salt_b64), _b64decode(digest_b64)
         actual = hash_secret_raw(
-            secret=password.encode("utf-8"),
+            secret=secret,
             salt=salt,
             time_cost=params.time_cost,
             memory_cost=params.memory_cost,
@@ -146,9 +172,10 @@ def verify_password(password_hash: str | None, password: str) -> bool:
     return hmac.compare_digest(actual, expected)
 
 
-def _spend(password: str) -> None:
+def _spend() -> None:
+    """One verification's worth of work whose outcome is thrown away."""
     with contextlib.suppress(exceptions.VerificationError):
-        _HASHER.verify(_dummy_hash(), password)
+        _HASHER.verify(_dummy_hash(), "-")
 
 
 def needs_rehash(password_hash: str) -> bool:

@@ -168,3 +168,19 @@ def test_prehashed_moves_the_work_off_the_writer() -> None:
     assert find_user(w.engine, "gina").id == uid
     again = ChangeUserPassword(user_id=uid, password_hash=cmd.password_hash)
     assert prehashed(again) is again  # nothing to hash
+
+
+def test_crafted_hashes_and_odd_text_are_refused(one_hash: str) -> None:
+    greedy = one_hash.replace("m=65536", "m=4194304")  # 4 GiB per attempt
+    assert not is_password_hash(greedy)
+    assert not verify_password(greedy, PLAIN)  # refused without running it
+    assert not is_password_hash(one_hash.replace("$argon2id$", "$argon2i$"))
+    assert not is_password_hash("")
+    w = World()
+    with pytest.raises(InvalidInput, match="not an argon2id hash"):
+        w.run(AddUser(user_name="h@internal", password_hash=greedy))
+    lone_surrogate = "pass\ud800word"
+    assert not verify_password(one_hash, lone_surrogate)
+    with pytest.raises(InvalidInput) as e:
+        validate_password(lone_surrogate)
+    assert "\ud800" not in str(e.value) and "pass\ud800" not in str(e.value)
