@@ -26,7 +26,7 @@ from bench.common import LatencyHistogram, database_url, fresh_schema, rss_mb
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--events", type=int, default=300_000, help="commands in the bus run")
+    parser.add_argument("--events", type=int, default=200_000, help="commands in the bus run")
     parser.add_argument("--baseline-events", type=int, default=3000, help="saves per baseline run")
     parser.add_argument("--mode", choices=("thread", "async"), default="thread")
     parser.add_argument("--max-batch", type=int, default=None)
