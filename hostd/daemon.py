@@ -46,6 +46,7 @@ class Config(msgspec.Struct, kw_only=True):
     listen_host: str = "127.0.0.1"
     listen_port: int = P.DEFAULT_PORT
     libvirt_uri: str = "qemu:///system"
+    public_libvirt_uri: str = ""  # reported in Capabilities for migrations to this host
     data_dir: str = "/var/lib/orrery-hostd"
     token: str = ""
     host_id: str | None = None
@@ -487,6 +488,7 @@ class Hostd:
             storage=dict(self.storage),
             hooks=self.hooks.listing(),
             migration_port_min=self.cfg.migration_port_min,
+            libvirt_uri=self.cfg.public_libvirt_uri,
         )
 
     async def do_GetStats(self, req: P.GetStats) -> P.StatsSample:
@@ -1179,6 +1181,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--heartbeat-interval", type=float, default=10.0)
     p.add_argument("--migration-port-min", type=int, default=49152)
     p.add_argument("--log-level", default="INFO")
+    p.add_argument(
+        "--public-libvirt-uri",
+        default=None,
+        help="libvirt URI other hosts migrate to (default: --libvirt when qemu+tcp://, "
+        "else qemu+tcp://<listen address>/system)",
+    )
+
+
+def public_libvirt_uri(explicit: str | None, libvirt_uri: str, listen_host: str) -> str:
+    if explicit:
+        return explicit
+    if libvirt_uri.startswith("qemu+tcp://"):
+        return libvirt_uri
+    host = listen_host or "127.0.0.1"
+    if host in ("0.0.0.0", "::", "[::]"):
+        host = socket.getfqdn()
+    return f"qemu+tcp://{host}/system"
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -1188,6 +1207,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
         listen_host=host or "127.0.0.1",
         listen_port=int(port),
         libvirt_uri=args.libvirt,
+        public_libvirt_uri=public_libvirt_uri(
+            getattr(args, "public_libvirt_uri", None), args.libvirt, host or "127.0.0.1"
+        ),
         data_dir=str(data_dir),
         token=load_token(args.token, data_dir),
         host_id=args.host_id,

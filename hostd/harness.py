@@ -234,6 +234,8 @@ class Host:
             f"127.0.0.1:{self.hostd_port}",
             "--libvirt",
             self.uri,
+            "--public-libvirt-uri",
+            self.uri,
             "--data-dir",
             str(self.data_dir),
             "--host-id",

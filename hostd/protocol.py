@@ -438,6 +438,7 @@ class Capabilities(Msg, kw_only=True):
     storage: dict[str, str]  # sd_id -> local path
     hooks: dict[str, list[str]]
     migration_port_min: int
+    libvirt_uri: str = ""  # how other hosts' libvirt reach this one (migration destination)
 
 
 class VmDisk(Msg, kw_only=True):
