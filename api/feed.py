@@ -63,6 +63,10 @@ _KIND_TAG = {
 }
 
 
+# oVirt's EXTERNAL_EVENT_NORMAL / _WARNING / _ERROR and EXTERNAL_ALERT.
+EXTERNAL_CODES = {"normal": 12031, "warning": 12032, "error": 12033, "alert": 12034}
+
+
 def code_of(topic: str) -> int:
     c = CODES.get(topic)
     if c is not None:
@@ -136,6 +140,22 @@ class Feed:
             log.warning("feed: could not apply %s at %s", ev.TOPIC, nid)
         if not describe:
             return None
+        if ev.TOPIC == "ExternalEventAdded":
+            sev = str(getattr(ev, "severity", "normal"))
+            return {
+                "id": nid,
+                "code": EXTERNAL_CODES.get(sev, 12031),
+                "severity": sev,
+                "description": ev.description,
+                "time": _iso(ev.timestamp),
+                "origin": getattr(ev, "origin", "external"),
+                "custom_id": getattr(ev, "custom_id", -1),
+                "flood_rate": 30,
+                "correlation_id": ev.meta.correlation_id,
+                "topic": ev.TOPIC,
+                "object_id": str(ev.originator_id),
+                **({"user": str(ev.meta.actor_id)} if ev.meta.actor_id else {}),
+            }
         after = self.shadow.objects.get(ev.originator_id)
         d = None
         if _describe is not None:
@@ -192,6 +212,19 @@ class Feed:
             for e in new:
                 with contextlib.suppress(RuntimeError):
                     loop.call_soon_threadsafe(_offer, q, e)
+
+    @property
+    def position(self) -> int:
+        return self.shadow.position
+
+    async def wait_for(self, position: int, timeout: float = 2.0) -> None:
+        """Until the feed has seen the log up to ``position`` (the bus resolves a command
+        just before it tells its listeners)."""
+        import time as _time
+
+        deadline = _time.monotonic() + timeout
+        while self.shadow.position < position and _time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
 
     def add_external(self, description: str, severity: str, origin: str, custom_id: int) -> dict:
         """An external event kept in memory (until an audit command exists for it)."""

@@ -168,7 +168,10 @@ def listed(path: str, item: str, sub: Callable[[Any, Any], Any]) -> Callable[[An
         items = v.get(item, [])
         if not isinstance(items, list):
             items = [items]
-        return [sub(i, env) for i in items]
+        out = [sub(i, env) for i in items]
+        if any(x is MISSING or x is None for x in out):
+            raise bad_request(f"Every <{item}> of '{path}' needs a value.", path)
+        return out
 
     get.path = path  # type: ignore[attr-defined]
     return get

@@ -521,9 +521,11 @@ class Api:
             if prehashed is not None:
                 cmd = await asyncio.get_running_loop().run_in_executor(None, prehashed, cmd)
         try:
-            return await self.bus.execute_async(cmd)
+            result = await self.bus.execute_async(cmd)
         except DomainError as e:
             raise from_domain(e) from None
+        await self.feed.wait_for(result.position)
+        return result
 
     async def add(
         self,

@@ -3,6 +3,7 @@ systems, jobs. Each is one handler ``(api, request, env, rest) -> Response``."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
@@ -34,7 +35,7 @@ def _method(method: str, allowed: str) -> ApiError:
 
 def _event_values(e: dict[str, Any], key: str) -> list[str]:
     if key == "severity":
-        return [str(_SEVERITY_RANK.get(e["severity"], 0)), e["severity"]]
+        return [str(_SEVERITY_RANK.get(e["severity"], 0))]
     if key in ("type", "code"):
         return [str(e["code"])]
     if key in e:
@@ -68,8 +69,10 @@ async def events(api: Any, request: web.Request, env: Any, rest: list[str]) -> w
                 query = compile_search(q["search"], False)
                 sev = [c for g in query.groups for c in g if c.key == "severity"]
                 for c in sev:  # severity compares by rank: severity>normal
-                    if c.value in _SEVERITY_RANK:
-                        c.value = str(_SEVERITY_RANK[c.value])
+                    if c.value.lower() in _SEVERITY_RANK:
+                        rank = str(_SEVERITY_RANK[c.value.lower()])
+                        c.value = rank
+                        c.pattern = re.compile(f"^{rank}$")
                 entries = [e for e in entries if query.matches(lambda k, e=e: _event_values(e, k))]
                 if limit is not None:
                     entries = entries[:limit]
@@ -90,7 +93,26 @@ async def events(api: Any, request: web.Request, env: Any, rest: list[str]) -> w
                 custom_id = int(body.get("custom_id", -1))
             except (TypeError, ValueError):
                 raise bad_request("Invalid value of 'custom_id'.", "custom_id") from None
-            e = api.feed.add_external(desc[:4000], severity, str(origin)[:255], custom_id)
+            e = None
+            from commands.messages import COMMAND_TYPES
+
+            cls = COMMAND_TYPES.get("AddExternalEvent")
+            if cls is not None:
+                result = await api.run(
+                    cls(
+                        description=desc[:4000],
+                        severity=severity,
+                        origin=str(origin)[:255],
+                        custom_id=custom_id,
+                        actor=env.user_name,
+                        actor_id=env.user_id,
+                        correlation_id=env.correlation_id,
+                    )
+                )
+                await api.feed.wait_for(result.position)
+                e = api.feed.get(result.position)
+            if e is None:  # no audit command: kept in memory only
+                e = api.feed.add_external(desc[:4000], severity, str(origin)[:255], custom_id)
             tree = render_event(e)
             return _one(env, "event", tree, 201, {"Location": tree["href"]})
         raise _method(method, "GET, POST")
