@@ -5,8 +5,19 @@ Facts flow in as commands (``ReportVmStatus``, ``ReportHostCapabilities``, ...) 
 input that moves state is an event; committed events flow out as host calls:
 
     VmScheduled -> CreateVm on the chosen host      DiskAdded -> CreateImage on the SPM
-    VmShutdown/Stop/Reboot/Pause/Resume/Suspend ->  VmMigrationStarted -> Migrate
-    VmSnapshotAdded -> SnapshotCreate               StorageDomain active -> ConnectStorage
+      (restoring_state -> RestoreVm)                  (a thin copy: backed by the template's
+    VmShutdown/Stop/Reboot/Pause/Resume/Suspend ->    volume; a full copy: CopyImage)
+      the matching hostd call                       DiskExtendStarted -> ResizeImage
+    VmMigrationStarted -> Migrate                   DiskMoveStarted -> CopyImage + DeleteImage
+    VmSnapshotAdded -> SnapshotCreate               DiskRemoved -> DeleteImage (best effort)
+    VmConsoleTicketSet -> SetTicket                 StorageDomain active -> ConnectStorage
+
+Every image operation ends with ``ReportDiskOperation``, which settles image-locked VMs
+and templates (``VmImagesReady`` / ``TemplateImagesReady``).
+
+Console passwords never enter the log: the SetVmConsoleTicket handler makes one, returns
+it to the caller and leaves it in ``CONSOLE_TICKETS`` (memory only) for the HostLink, which
+hands it to hostd when the ``VmConsoleTicketSet`` event (protocol, host, expiry) commits.
 
 Monitoring: a host whose session drops (or goes silent past ``heartbeat_timeout``) is
 reported ``connecting``; after ``non_responsive_after`` seconds more it is marked
@@ -24,6 +35,8 @@ import functools
 import json
 import logging
 import os
+import secrets as _secrets
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,7 +49,14 @@ from commands import vm as vm_cmds
 from commands.bus import CommandBus
 from commands.messages import Command
 from domain.base import DomainError, Event
-from domain.disk import Disk, DiskAdded, DiskRemoved
+from domain.disk import (
+    Disk,
+    DiskAdded,
+    DiskExtendStarted,
+    DiskMoveStarted,
+    DiskOperationCompleted,
+    DiskRemoved,
+)
 from domain.host import Host, HostAdded, HostStatusChanged
 from domain.network import LogicalNetwork, VnicProfile
 from domain.statuses import HostStatus, SnapshotStatus, StorageDomainStatus, VmStatus
@@ -45,6 +65,7 @@ from domain.vm import (
     Snapshot,
     SnapshotType,
     Vm,
+    VmConsoleTicketSet,
     VmMigrationCanceled,
     VmMigrationStarted,
     VmPauseRequested,
@@ -62,6 +83,8 @@ from hostd import protocol as P
 log = logging.getLogger("orrery.hostlink")
 
 ACTOR = "system"
+# libvirt's reasons for a VM going down that are not failures.
+NORMAL_EXITS = frozenset({"shutdown", "destroyed", "saved", "migrated", "from_snapshot"})
 MiB = 1024 * 1024
 # Host statuses in which the Manager keeps a session open.
 MONITORED = {
@@ -75,6 +98,38 @@ MONITORED = {
     HostStatus.MAINTENANCE,
     HostStatus.ERROR,
 }
+
+
+class ConsoleTickets:
+    """Console passwords on their way from the command that made them to the host: in
+    memory only, by (VM id, version of the VmConsoleTicketSet event), each dropped once
+    handed over or once it expired."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[tuple[UUID, int], tuple[str, float]] = {}
+
+    def put(self, vm_id: UUID, version: int, password: str, ttl_s: float) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for k in [k for k, (_, until) in self._items.items() if until < now]:
+                del self._items[k]
+            self._items[(vm_id, version)] = (password, now + ttl_s)
+
+    def take(self, vm_id: UUID, version: int) -> str | None:
+        with self._lock:
+            item = self._items.pop((vm_id, version), None)
+        if item is None or item[1] < time.monotonic():
+            return None
+        return item[0]
+
+
+CONSOLE_TICKETS = ConsoleTickets()
+
+
+def new_console_password() -> str:
+    """A one-time console password (VNC uses the first 8 characters: all of them count)."""
+    return _secrets.token_urlsafe(12)[:12]
 
 
 class HostSecrets:
@@ -139,6 +194,7 @@ class HostLink:
         shutdown_timeout: float = 30.0,
         telemetry: Callable[[UUID, P.StatsSample], None] | None = None,
         libvirt_uris: dict[UUID, str] | None = None,
+        policies: Any = None,
     ) -> None:
         self.bus = bus
         self.secrets = secrets
@@ -154,18 +210,29 @@ class HostLink:
         self._actions: set[asyncio.Task[Any]] = set()
         self.libvirt_uris = libvirt_uris if libvirt_uris is not None else {}
         self.errors: list[str] = []  # recent action failures, for tests and status pages
+        self.policies = policies  # commands.policies.Policies, started and stopped with us
+        # Where each disk's volumes live, so a removed disk's files can still be found:
+        # disk id -> (storage domain id, volume ids, base first).
+        self._volumes: dict[UUID, tuple[UUID, list[UUID]]] = {}
+        self.timings: dict[str, list[float]] = {}  # action name -> durations (s), for bench
 
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> HostLink:
         self._loop = asyncio.get_running_loop()
+        with self.bus.lock:
+            self._index_volumes()
         self.bus.subscribe(self._on_committed)
         self._tasks = [
             asyncio.create_task(self._dispatch_loop(), name="hostlink-dispatch"),
             asyncio.create_task(self._monitor_loop(), name="hostlink-monitor"),
         ]
+        if self.policies is not None:
+            await self.policies.start()
         return self
 
     async def stop(self) -> None:
+        if self.policies is not None:
+            await self.policies.stop()
         for t in self._tasks + [s.task for s in self.sessions.values() if s.task]:
             t.cancel()
         for t in self._tasks + [s.task for s in self.sessions.values() if s.task]:
@@ -376,12 +443,18 @@ class HostLink:
             and fact.reason == "migrated"
         ):
             return  # the migration's outcome comes with MigrationDone
+        exit_status = ""
+        if status == VmStatus.DOWN:
+            # A power-off or shutdown someone asked for ends normally; a QEMU that died
+            # (crashed, failed) is an error, which is what HA restarts.
+            exit_status = "normal" if fact.reason in NORMAL_EXITS else "error"
         await self.run_command(
             vm_cmds.ReportVmStatus(
                 vm_id=vm_id,
                 host_id=s.host_id,
                 status=status,
                 reason=fact.reason[:900],
+                exit_status=exit_status,
                 actor=ACTOR,
             )
         )
@@ -424,7 +497,10 @@ class HostLink:
     def _dispatch(self, ev: Event) -> None:
         oid = ev.originator_id
         if isinstance(ev, VmScheduled):
-            self._spawn(self._run_vm(oid, ev.host_id, ev.start_paused))
+            if ev.status == VmStatus.RESTORING_STATE:
+                self._spawn(self._restore_vm(oid, ev.host_id, ev.start_paused))
+            else:
+                self._spawn(self._run_vm(oid, ev.host_id, ev.start_paused))
         elif isinstance(ev, VmShutdownRequested):
             self._spawn(
                 self._vm_call(oid, lambda i: P.ShutdownVm(vm_id=i, timeout_s=self.shutdown_timeout))
@@ -444,17 +520,40 @@ class HostLink:
         elif isinstance(ev, VmMigrationCanceled):
             self._spawn(self._vm_call(oid, lambda i: P.MigrateCancel(vm_id=i)))
         elif isinstance(ev, VmSnapshotAdded) and ev.snapshot.operation == "create":
+            for disk_id in ev.snapshot.config.disk_ids if ev.snapshot.config else ():
+                if disk_id in self._volumes:
+                    self._volumes[disk_id][1].append(ev.snapshot.id)
             self._spawn(self._snapshot_create(oid, ev.snapshot))
         elif isinstance(ev, VmSnapshotRemoveStarted):
             self._spawn(self._snapshot_remove(oid, ev.snapshot_id))
+        elif isinstance(ev, VmConsoleTicketSet):
+            password = CONSOLE_TICKETS.take(oid, ev.originator_version)
+            if password is None:
+                log.info("console ticket of VM %s: no password at hand (set elsewhere)", oid)
+            else:
+                self._spawn(self._set_ticket(oid, ev, password))
         elif isinstance(ev, DiskAdded):
-            self._spawn(self._create_image(oid))
+            self._volumes[oid] = (ev.storage_domain_id, [oid])
+            if ev.operation == "copy" and ev.base_disk_id is None:
+                self._spawn(self._copy_image(oid))
+            else:
+                self._spawn(self._create_image(oid))
+        elif isinstance(ev, DiskExtendStarted):
+            self._spawn(self._extend_image(oid))
+        elif isinstance(ev, DiskMoveStarted):
+            self._spawn(self._move_image(oid, ev.move_target_id))
+        elif isinstance(ev, DiskOperationCompleted) and ev.storage_domain_id is not None:
+            self._volumes[oid] = (ev.storage_domain_id, [oid])  # a move flattens the chain
         elif isinstance(ev, DiskRemoved):
-            pass  # the image is deleted by the SPM when the domain is cleaned (see docs)
+            vols = self._volumes.pop(oid, None)
+            if vols is not None:
+                self._spawn(self._delete_volumes(oid, *vols))
         elif isinstance(ev, StorageDomainStatusChanged) and ev.status == StorageDomainStatus.ACTIVE:
             self._spawn(self._connect_everywhere(oid))
         elif isinstance(ev, HostAdded | HostStatusChanged):
             self._reconcile_sessions()
+        if self.policies is not None:
+            self.policies.on_event(ev)
 
     async def _call(self, host_id: UUID | None, req: P.Request) -> Any:
         s = self.sessions.get(host_id) if host_id is not None else None
@@ -498,6 +597,29 @@ class HostLink:
                     actor=ACTOR,
                 )
             )
+
+    async def _restore_vm(self, vm_id: UUID, host_id: UUID, paused: bool) -> None:
+        """A suspended VM runs again from its saved memory, which lives with the host that
+        saved it; on another host (or when the image is gone) it boots afresh."""
+        try:
+            await self._call(host_id, P.RestoreVm(vm_id=str(vm_id), paused=paused))
+            return
+        except P.HostdError as e:
+            if e.code not in ("not_found", "invalid"):
+                self._note(f"restore VM {vm_id}: {e}")
+                await self.run_command(
+                    vm_cmds.ReportVmStatus(
+                        vm_id=vm_id,
+                        host_id=host_id,
+                        status=VmStatus.DOWN,
+                        reason=f"Failed to restore VM: {e.message}"[:900],
+                        exit_status="error",
+                        actor=ACTOR,
+                    )
+                )
+                return
+            log.info("VM %s has no saved state on host %s: starting it afresh", vm_id, host_id)
+        await self._run_vm(vm_id, host_id, paused)
 
     async def _migrate(self, vm_id: UUID, source: UUID, dest: UUID) -> None:
         try:
@@ -616,27 +738,70 @@ class HostLink:
             raise LookupError(f"the libvirt address of host {host_id} is not known")
         return str(uri)
 
-    async def _create_image(self, disk_id: UUID) -> None:
-        disk = self.bus.engine.find(Disk, disk_id)
-        if disk is None or disk.operation != "create":
-            return
-        sd = self.bus.engine.find(StorageDomain, disk.storage_domain_id)
+    # -- images ---------------------------------------------------------------------------
+    def _index_volumes(self) -> None:
+        """Every disk's domain and volumes (base, then snapshot layers), from the engine."""
+        eng = self.bus.engine
+        self._volumes = {d.id: (d.storage_domain_id, [d.id]) for d in eng.all(Disk)}
+        for vm in eng.all(Vm):
+            for snap in vm.snapshots:
+                if snap.snapshot_type != SnapshotType.REGULAR or snap.config is None:
+                    continue
+                for disk_id in snap.config.disk_ids:
+                    if disk_id in self._volumes:
+                        self._volumes[disk_id][1].append(snap.id)
+
+    def _image_host(self, sd_id: UUID | None) -> tuple[UUID, _Session, StorageDomain]:
+        sd = self.bus.engine.find(StorageDomain, sd_id) if sd_id is not None else None
         host_id = self._storage_host(sd)
-        try:
-            if sd is None or host_id is None:
-                raise LookupError("no up host can reach the storage domain")
-            s = self.sessions[host_id]
-            root = s.storage.get(str(sd.id)) or sd.path
-            base = self.bus.engine.find(Disk, disk.base_disk_id) if disk.base_disk_id else None
-            backing = (
-                volume_path(
-                    s.storage.get(str(base.storage_domain_id)) or root,
-                    base.storage_domain_id,
-                    base.id,
-                )
-                if base is not None
-                else None
+        if sd is None or host_id is None:
+            raise LookupError("no up host can reach the storage domain")
+        return host_id, self.sessions[host_id], sd
+
+    @staticmethod
+    def _root(s: _Session, sd: StorageDomain) -> str:
+        return s.storage.get(str(sd.id)) or sd.path
+
+    def _attached_vm(self, disk_id: UUID) -> Vm | None:
+        return next((v for v in self.bus.engine.all(Vm) if v.attachment(disk_id) is not None), None)
+
+    def _leaf_of(self, disk: Disk, root: str) -> str:
+        vm = self._attached_vm(disk.id)
+        if vm is None:
+            return volume_path(root, disk.storage_domain_id, disk.id)
+        return disk_leaf(vm, disk, root)
+
+    async def _report_disk(
+        self, disk_id: UUID, what: str, e: BaseException | None, info: Any = None
+    ) -> None:
+        if e is not None:
+            self._note(f"{what} {disk_id}: {e}")
+        await self.run_command(
+            disk_cmds.ReportDiskOperation(
+                disk_id=disk_id,
+                ok=e is None,
+                actual_size=getattr(info, "actual_size", None) if e is None else None,
+                reason=str(e)[:900] if e is not None else "",
+                actor=ACTOR,
             )
+        )
+
+    async def _create_image(self, disk_id: UUID) -> None:
+        """A blank volume, or a thin one over its base disk's volume (a VM's disk made
+        from a template: ``base_disk_id`` is the template's disk, on the same domain)."""
+        disk = self.bus.engine.find(Disk, disk_id)
+        if disk is None or disk.operation not in ("create", "copy"):
+            return
+        try:
+            host_id, s, sd = self._image_host(disk.storage_domain_id)
+            root = self._root(s, sd)
+            base = self.bus.engine.find(Disk, disk.base_disk_id) if disk.base_disk_id else None
+            if disk.base_disk_id is not None and base is None:
+                raise LookupError(f"the base disk {disk.base_disk_id} is gone")
+            backing = None
+            if base is not None:
+                base_sd = self.bus.engine.get(StorageDomain, base.storage_domain_id)
+                backing = volume_path(self._root(s, base_sd), base.storage_domain_id, base.id)
             info: P.ImageInfoResult = await self._call(
                 host_id,
                 P.CreateImage(
@@ -644,23 +809,162 @@ class HostLink:
                         sd_path=root, sd_id=str(sd.id), disk_id=str(disk_id), volume_id=str(disk_id)
                     ),
                     size_bytes=disk.provisioned_size,
-                    format="qcow2" if disk.format == "cow" else "raw",
+                    format="qcow2" if disk.format == "cow" or base is not None else "raw",
                     backing=backing,
+                    backing_format=_fmt(base.format) if base is not None else "qcow2",
                     preallocate=not disk.sparse,
                 ),
             )
-            await self.run_command(
-                disk_cmds.ReportDiskOperation(
-                    disk_id=disk_id, ok=True, actual_size=info.actual_size, actor=ACTOR
-                )
+        except (P.HostdError, LookupError, KeyError, DomainError) as e:
+            await self._report_disk(disk_id, "create image", e)
+            return
+        await self._report_disk(disk_id, "create image", None, info)
+
+    def _copy_source(self, disk: Disk) -> tuple[Disk, Vm | None]:
+        """The disk a full copy is made from: for a template's disk, the disk of the VM
+        it is made from at the same position; for a cloned VM's disk, the template's."""
+        from domain.template import Template
+
+        eng = self.bus.engine
+        if disk.template_id is not None:
+            t = eng.find(Template, disk.template_id)
+            vm = eng.find(Vm, t.source_vm_id) if t is not None and t.source_vm_id else None
+            if t is None or vm is None or disk.id not in t.disk_ids:
+                raise LookupError("the template's source VM is gone")
+            att = vm.disk_attachments[t.disk_ids.index(disk.id)]
+            return eng.get(Disk, att.disk_id), vm
+        owner = self._attached_vm(disk.id)
+        t = eng.find(Template, owner.template_id) if owner is not None else None
+        if owner is None or t is None:
+            raise LookupError("the disk copied is not known")
+        idx = next(i for i, a in enumerate(owner.disk_attachments) if a.disk_id == disk.id)
+        if idx >= len(t.disk_ids):
+            raise LookupError("the template's disk copied is not known")
+        return eng.get(Disk, t.disk_ids[idx]), None
+
+    async def _copy_image(self, disk_id: UUID) -> None:
+        """A full, independent copy (a template's disk, or a cloned VM's)."""
+        disk = self.bus.engine.find(Disk, disk_id)
+        if disk is None or disk.operation != "copy":
+            return
+        try:
+            source, vm = self._copy_source(disk)
+            host_id, s, sd = self._image_host(disk.storage_domain_id)
+            src_sd = self.bus.engine.get(StorageDomain, source.storage_domain_id)
+            src_root = self._root(s, src_sd)
+            src_path = (
+                disk_leaf(vm, source, src_root)
+                if vm is not None
+                else volume_path(src_root, source.storage_domain_id, source.id)
             )
-        except (P.HostdError, LookupError, KeyError) as e:
-            self._note(f"create image {disk_id}: {e}")
-            await self.run_command(
-                disk_cmds.ReportDiskOperation(
-                    disk_id=disk_id, ok=False, reason=str(e)[:900], actor=ACTOR
-                )
+            info: P.ImageInfoResult = await self._call(
+                host_id,
+                P.CopyImage(
+                    source=src_path,
+                    volume=P.VolumeRef(
+                        sd_path=self._root(s, sd),
+                        sd_id=str(sd.id),
+                        disk_id=str(disk_id),
+                        volume_id=str(disk_id),
+                    ),
+                    format=_fmt(disk.format),
+                ),
             )
+        except (P.HostdError, LookupError, KeyError, DomainError) as e:
+            await self._report_disk(disk_id, "copy image", e)
+            return
+        await self._report_disk(disk_id, "copy image", None, info)
+
+    async def _extend_image(self, disk_id: UUID) -> None:
+        """Grows the disk's active volume (the VM must be down: no live block resize)."""
+        disk = self.bus.engine.find(Disk, disk_id)
+        if disk is None or disk.operation != "extend":
+            return
+        try:
+            vm = self._attached_vm(disk_id)
+            if vm is not None and vm.status != VmStatus.DOWN and vm.status != VmStatus.SUSPENDED:
+                raise LookupError("extending the disk of a running VM is not supported yet")
+            host_id, s, sd = self._image_host(disk.storage_domain_id)
+            info: P.ImageInfoResult = await self._call(
+                host_id,
+                P.ResizeImage(
+                    path=self._leaf_of(disk, self._root(s, sd)), size_bytes=disk.provisioned_size
+                ),
+            )
+        except (P.HostdError, LookupError, KeyError, DomainError) as e:
+            await self._report_disk(disk_id, "extend image", e)
+            return
+        await self._report_disk(disk_id, "extend image", None, info)
+
+    async def _move_image(self, disk_id: UUID, target_id: UUID) -> None:
+        """Copies the disk to the target domain (flattening it), then deletes the source."""
+        disk = self.bus.engine.find(Disk, disk_id)
+        if disk is None or disk.operation != "move":
+            return
+        source_sd = disk.storage_domain_id
+        try:
+            vm = self._attached_vm(disk_id)
+            if vm is not None and vm.status != VmStatus.DOWN:
+                raise LookupError("moving the disk of a running VM is not supported yet")
+            if len(self._volumes.get(disk_id, (None, [disk_id]))[1]) > 1:
+                raise LookupError("moving a disk with snapshots is not supported yet")
+            host_id, s, sd = self._image_host(source_sd)
+            target = self.bus.engine.get(StorageDomain, target_id)
+            if str(target.id) not in s.storage:
+                await self._connect_storage(s, target)
+            info: P.ImageInfoResult = await self._call(
+                host_id,
+                P.CopyImage(
+                    source=self._leaf_of(disk, self._root(s, sd)),
+                    volume=P.VolumeRef(
+                        sd_path=self._root(s, target),
+                        sd_id=str(target.id),
+                        disk_id=str(disk_id),
+                        volume_id=str(disk_id),
+                    ),
+                    format=_fmt(disk.format),
+                ),
+            )
+        except (P.HostdError, LookupError, KeyError, DomainError) as e:
+            await self._report_disk(disk_id, "move image", e)
+            return
+        await self._report_disk(disk_id, "move image", None, info)
+        await self._delete_volumes(disk_id, source_sd, [disk_id])
+
+    async def _delete_volumes(self, disk_id: UUID, sd_id: UUID, volumes: list[UUID]) -> None:
+        """Deletes a disk's volumes, newest layer first; best effort (logged)."""
+        try:
+            host_id, s, sd = self._image_host(sd_id)
+        except LookupError as e:
+            self._note(f"delete image {disk_id}: {e}")
+            return
+        root = self._root(s, sd)
+        for vol in reversed(volumes):
+            path = f"{root}/{sd_id}/images/{disk_id}/{vol}"
+            try:
+                await self._call(host_id, P.DeleteImage(path=path))
+            except P.HostdError as e:
+                if vol == disk_id or "no such image" not in e.message:
+                    self._note(f"delete volume {path}: {e}")
+
+    # -- consoles ----------------------------------------------------------------------------
+    async def _set_ticket(self, vm_id: UUID, ev: VmConsoleTicketSet, password: str) -> None:
+        from datetime import UTC, datetime
+
+        try:
+            until = datetime.fromisoformat(ev.expires_at)
+            expiry = max(1, int((until - datetime.now(UTC)).total_seconds()))
+            await self._call(
+                ev.host_id,
+                P.SetTicket(
+                    vm_id=str(vm_id),
+                    password=password,
+                    expiry_s=expiry,
+                    protocol="spice" if str(ev.protocol) == "spice" else "vnc",
+                ),
+            )
+        except (P.HostdError, ValueError) as e:
+            self._note(f"console ticket of VM {vm_id}: {e}")
 
     def _storage_host(self, sd: StorageDomain | None) -> UUID | None:
         """The SPM of the domain's data center, else any connected up host there."""
@@ -812,6 +1116,10 @@ def _vm_status(text: str) -> VmStatus | None:
         return VmStatus(text)
     except ValueError:
         return None
+
+
+def _fmt(disk_format: Any) -> Any:
+    return "qcow2" if str(disk_format) == "cow" else "raw"
 
 
 def _bus(interface: str) -> Any:

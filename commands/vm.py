@@ -371,10 +371,16 @@ def _cancel_migration(tx: Tx, c: CancelVmMigration) -> None:
 
 @handles(SetVmConsoleTicket)
 def _ticket(tx: Tx, c: SetVmConsoleTicket) -> dict[str, str]:
-    ticket, expires = vm.set_console_ticket(
+    """The password is made here and handed to the HostLink (which sets it on the host)
+    and to the caller; the event records only protocol, host and expiry."""
+    from commands.hostlink import CONSOLE_TICKETS, new_console_password
+
+    _proto, _host, expires = vm.set_console_ticket(
         tx, c.vm_id, protocol=c.protocol, expiry_seconds=c.expiry
     )
-    return {"ticket": ticket, "expires_at": expires}
+    password = new_console_password()
+    CONSOLE_TICKETS.put(c.vm_id, tx.events[-1].originator_version, password, c.expiry)
+    return {"ticket": password, "expires_at": expires}
 
 
 # -- what hosts report --------------------------------------------------------------------

@@ -24,7 +24,7 @@ from uuid import UUID
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from domain.base import Aggregate, DomainError, Event, InvalidInput, NotFound, Tx
+from domain.base import Aggregate, DomainError, Event, InvalidInput, NotFound, Tx, upcaster
 from domain.cluster import Cluster
 from domain.datacenter import DataCenter
 from domain.disk import (
@@ -427,15 +427,23 @@ class VmMigrationCanceled(Event, frozen=True, kw_only=True):
 
 
 class VmConsoleTicketSet(Event, frozen=True, kw_only=True):
-    """A one-time console password, valid until ``expires_at``; not kept on the VM."""
+    """A console password was set on the VM's host, valid until ``expires_at``. The
+    password itself is a secret: it goes to the host and to the caller, never to the log
+    (version 1 carried it as ``ticket``; the upcaster drops it)."""
 
+    VERSION = 2
     protocol: Graphics
-    ticket: str
     expires_at: str
     host_id: UUID
 
     def evolve(self, agg: Any) -> Any:
         return _set(self, agg)
+
+
+@upcaster("VmConsoleTicketSet", 1)
+def _ticket_v1(data: dict[str, Any]) -> dict[str, Any]:
+    data.pop("ticket", None)
+    return data
 
 
 class VmHostLost(Event, frozen=True, kw_only=True):
@@ -1508,8 +1516,9 @@ def set_console_ticket(
     *,
     protocol: Graphics | None = None,
     expiry_seconds: int = CONSOLE_TICKET_SECONDS,
-) -> tuple[str, str]:
-    """A one-time console password for the VM's graphics; returns (ticket, expires_at)."""
+) -> tuple[Graphics, UUID, str]:
+    """Records that a console password is set for the VM's graphics; returns (protocol,
+    host, expires_at). The password is made and delivered by the command layer."""
     vm = get_vm(tx, vm_id)
     proto = Graphics(protocol) if protocol else vm.graphics
     if vm.graphics == Graphics.NONE or proto != vm.graphics:
@@ -1521,17 +1530,15 @@ def set_console_ticket(
     if not 1 <= expiry_seconds <= 86400:
         raise InvalidInput("expiry must be between 1 and 86400 seconds.", field="expiry")
     assert vm.run_on_host_id is not None
-    ticket = tx.new_id().hex[:12]
     expires_at = (tx.now + timedelta(seconds=expiry_seconds)).isoformat()
     tx.emit(
         VmConsoleTicketSet,
         vm_id,
         protocol=proto,
-        ticket=ticket,
         expires_at=expires_at,
         host_id=vm.run_on_host_id,
     )
-    return ticket, expires_at
+    return proto, vm.run_on_host_id, expires_at
 
 
 # -- what the hosts report ------------------------------------------------------------
