@@ -235,3 +235,34 @@ def test_incremental_equals_replay_equals_as_of(backend) -> None:
             cleanup()
 
     prop()
+
+
+def test_gaps_in_notification_ids_never_stall(pg_schema_url) -> None:
+    from eventsourcing.persistence import IntegrityError
+
+    from commands.store import EventLog
+    from projections.replay import default_projections
+    from projections.runner import ProjectionRunner
+    from tests.unit.helpers import World
+
+    w = World()
+    dc = w.run(AddDataCenter(name="dc1"))
+    w.run(UpdateDataCenter(data_center_id=dc, description="after the gap"))
+    log = EventLog(pg_schema_url)
+    first = log.append(w.log[:2])  # the data center and its ovirtmgmt network
+    with pytest.raises(IntegrityError):
+        log.append(w.log[:1] * 3)  # a conflicting append rolls back, burning ids
+    db = ViewDB(pg_schema_url)
+    runner = ProjectionRunner(log, db, default_projections())
+    runner.catch_up()
+    rest = log.append(w.log[2:])
+    assert rest[0] > first[-1] + 1  # a real gap
+    runner.start()
+    try:
+        assert runner.wait_for(rest[-1], 5)
+        assert runner.position == log.head()
+        row = db.query("SELECT data FROM {objects} WHERE id = ?", (str(dc),))
+        assert "after the gap" in row[0][0]
+    finally:
+        runner.close()
+        db.close()
