@@ -28,14 +28,32 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, NamedTuple
 
-from commands.store import EventLog, decode_event
-from domain.base import Aggregate, Event
+import msgspec
+
+from commands.store import EventLog, decode_event, parse_topic
+from domain.base import EVENT_TYPES, Aggregate, Event
 from domain.engine import Engine
 from projections.db import ViewDB
 
 log = logging.getLogger("orrery.projections")
 
 DEFAULT_BATCH = 20_000
+
+
+_DECODERS: dict[str, Any] = {}
+
+
+def fast_decode(topic: str, state: bytes) -> Event:
+    """decode_event with the decoder cached per stored topic (current versions only;
+    older shapes go through decode_event and its upcasters)."""
+    dec = _DECODERS.get(topic)
+    if dec is None:
+        name, version = parse_topic(topic)
+        cls = EVENT_TYPES.get(name)
+        if cls is None or version != cls.VERSION:
+            return decode_event(topic, state)
+        dec = _DECODERS[topic] = msgspec.json.Decoder(cls)
+    return dec.decode(state)
 
 
 class Change(NamedTuple):
@@ -313,7 +331,7 @@ class ProjectionRunner:
         objects = engine.objects
         last = engine.position
         for nid, topic, state in rows:
-            event = decode_event(topic, state if isinstance(state, bytes) else bytes(state))
+            event = fast_decode(topic, state if isinstance(state, bytes) else bytes(state))
             oid = event.originator_id
             before = objects.get(oid)
             engine.apply(event)
