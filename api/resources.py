@@ -188,6 +188,9 @@ def parse_id(v: Any, field: str = "id") -> UUID:
         raise bad_request(f"Invalid id '{v}' of '{field}'.", field) from None
 
 
+NOOP = ""  # an action that succeeds without a command
+
+
 class Input:
     """Turns a request (body, path ids, query) into a command.
 
@@ -255,6 +258,8 @@ class Input:
                     query=query,
                     extra=extra,
                 )
+        if self.command == NOOP:
+            return None
         cls = self.command_class()
         if cls is None:
             raise ApiError(405, "Not Supported", f"{self.command} is not available yet.")
@@ -766,6 +771,9 @@ HOST = Resource(
         "activate": Input("ActivateHost", id_field="host_id"),
         "deactivate": Input("DeactivateHost", {"reason": text("reason")}, id_field="host_id"),
         "install": Input("InstallHost", id_field="host_id"),
+        # Capabilities arrive from hostd on their own; upgrades are not managed here.
+        "refresh": Input(NOOP),
+        "upgradecheck": Input(NOOP),
         # Only manual fencing ("confirm the host has been rebooted") exists so far.
         "fence": Input(
             "ConfirmHostRebooted",

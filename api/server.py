@@ -602,11 +602,11 @@ class Api:
             cmd = inp.build(
                 body, env, obj_id=obj_id, parent_id=parent_id, item_id=item_id, query=env.query
             )
-            result = await self.run(cmd)
+            result = await self.run(cmd) if cmd is not None else None
         except ApiError as e:
             return fault_response(env.fmt, e, action=True)
         out: dict[str, Any] = {}
-        if inp.result is not None:
+        if inp.result is not None and result is not None:
             out.update(inp.result(result.value))
         out["status"] = "complete"
         return respond(env.fmt, 200, "action", out)
