@@ -613,9 +613,13 @@ def choose_host(
     """The scheduling call site: a host for ``vm`` and the score table behind the choice.
 
     An explicitly requested host must be up in the VM's cluster. The choice itself is
-    domain/scheduling.py's (filters and weights by the cluster's policy); without that
-    module the placement host, then the first up host (by name) is taken.
+    domain/scheduling.py's (filters and weights by the cluster's policy), over the VMs as
+    they stand after the events this command emitted so far (a pool allocation or a rerun
+    schedules after earlier changes of the same command).
     """
+    from domain import scheduling
+    from domain.datacenter import current_vms
+
     excluded = set(exclude)
     if requested is not None:
         host = get_of_kind(tx.engine, "host", requested, label="Host", field="host")
@@ -641,35 +645,16 @@ def choose_host(
             f"Cannot {action} VM. There are no available running Hosts in the Host Cluster.",
             field="host",
         )
-    scheduling = _scheduler()
-    if scheduling is None:
-        if requested is not None:
-            candidates = [h for h in candidates if h.id == requested]
-        return _first_fit(vm, candidates)
-    result = scheduling.choose(
-        tx.engine, vm, action=action, wanted_host_id=requested, exclude=excluded
+    result = scheduling.schedule(
+        tx.engine, vm, wanted_host_id=requested, exclude=excluded, vms=current_vms(tx)
     )
+    if result.host_id is None:
+        raise scheduling.no_host_error(result, action)
     rows = tuple(
         HostScoreRow(host_id=r.host_id, name=r.name, score=r.score, reason=r.reason)
         for r in result.scores
     )
     return result.host_id, rows
-
-
-def _scheduler() -> Any:
-    try:
-        from domain import scheduling
-    except ImportError:  # the infrastructure area has not delivered it
-        return None
-    return scheduling if hasattr(scheduling, "choose") else None
-
-
-def _first_fit(vm: Vm, candidates: list[Any]) -> tuple[UUID, tuple[HostScoreRow, ...]]:
-    ordered = sorted(candidates, key=lambda h: h.id != vm.placement_host_id)
-    rows = tuple(
-        HostScoreRow(host_id=h.id, name=h.name, score=rank) for rank, h in enumerate(ordered)
-    )
-    return ordered[0].id, rows
 
 
 def _locked(action: str, type_: str = "VM") -> DomainError:
