@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -906,7 +907,13 @@ async def serve(
     asyncio.get_running_loop().run_in_executor(None, api.prewarm)
     scheme = "https" if ssl else "http"
     print(f"Orrery API on {scheme}://{host}:{port}{BASE}", flush=True)
+    stop = asyncio.Event()
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
         await runner.cleanup()
