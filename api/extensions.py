@@ -6,6 +6,7 @@
 - GET /orrery/history/{collection}/{id}: every event of one object in order, with who,
   when, the command, and the fields it changed (``diff``: {field: [before, after]}).
 - ``as_of=<log position|ISO time>`` on any GET under /ovirt-engine/api: the state then.
+- GET /orrery/status: log position, feed position, whether the render cache is warm.
 """
 
 from __future__ import annotations
@@ -33,6 +34,15 @@ async def handle(api: Any, request: web.Request, rest: str) -> web.StreamRespons
     await api.authenticate(request, env)
     if request.method not in ("GET", "HEAD"):
         raise _method(request.method, "GET")
+    if segs == ["status"]:
+        return web.json_response(
+            {
+                "position": api.reads.position,
+                "feed_position": api.feed.position,
+                "prewarmed": api.prewarmed,
+                "started": api.started.isoformat(),
+            }
+        )
     if segs == ["events", "stream"]:
         return await stream(api, request, env)
     if len(segs) == 3 and segs[0] == "history":

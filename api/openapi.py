@@ -31,6 +31,17 @@ def document() -> dict[str, Any]:
                 },
             }
         },
+        "/orrery/status": {
+            "get": {
+                "summary": "Log position, feed position, start time, render cache warm.",
+                "responses": {
+                    "200": {
+                        "description": "{position, feed_position, prewarmed, started}",
+                        "content": {"application/json": {}},
+                    }
+                },
+            }
+        },
         "/orrery/history/{collection}/{id}": {
             "get": {
                 "summary": "Every change of one object, with actor, command and field diffs.",

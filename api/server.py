@@ -105,6 +105,7 @@ class Api:
         self.feed = feed or Feed(bus)
         self.started = datetime.now(UTC)
         self._cache: dict[tuple[str, UUID, str], tuple[int, bytes]] = {}
+        self.prewarmed = False
 
     # -- the app -------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -406,6 +407,12 @@ class Api:
     def prewarm(self) -> int:
         """Renders every object once (run in a thread at start) so the first big list is
         as fast as the next."""
+        try:
+            return self._prewarm()
+        finally:
+            self.prewarmed = True
+
+    def _prewarm(self) -> int:
         n = 0
         for res in list(RESOURCES.values()):
             if not res.available():

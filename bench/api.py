@@ -160,6 +160,11 @@ async def _measure(api_port: int, base_port: int, args: argparse.Namespace) -> d
             return (time.perf_counter() - t0) * 1000, body
 
         cold_xml, body = await timed(f"{base}/api/vms", xml)
+        for _ in range(600):  # let the server finish warming its render cache
+            async with s.get(f"http://127.0.0.1:{api_port}/orrery/status", headers=xml) as r:
+                if (await r.json()).get("prewarmed"):
+                    break
+            await asyncio.sleep(0.5)
         count = body.count(b"<vm href=")
         xml_ms = [(await timed(f"{base}/api/vms", xml))[0] for _ in range(args.list_runs)]
         cold_json, _ = await timed(f"{base}/api/vms", js)
@@ -171,10 +176,16 @@ async def _measure(api_port: int, base_port: int, args: argparse.Namespace) -> d
         get_urls = [f"{base}/api/vms/{i}" for i in ids]
         async with s.get(get_urls[0], headers=xml) as r:
             one_size = len(await r.read())
-        get_rps = await _throughput(s, get_urls, xml, args.seconds, args.clients)
-        baseline_rps = await _throughput(
-            s, [f"http://127.0.0.1:{base_port}/x"], {}, args.seconds, args.clients
-        )
+        # Alternate the two, best of each: other load on the machine hits both alike.
+        get_runs, base_runs = [], []
+        for _ in range(2):
+            base_runs.append(
+                await _throughput(
+                    s, [f"http://127.0.0.1:{base_port}/x"], {}, args.seconds / 2, args.clients
+                )
+            )
+            get_runs.append(await _throughput(s, get_urls, xml, args.seconds / 2, args.clients))
+        get_rps, baseline_rps = max(get_runs), max(base_runs)
         counter = iter(range(10**9))
         create_rps = await _throughput(
             s,
