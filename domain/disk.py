@@ -281,7 +281,19 @@ def add_disk(
         bootable=bootable,
         created_at=tx.now.isoformat(),
     )
+    grant_creator(tx, "disk", disk_id)
     return disk_id
+
+
+def grant_creator(tx: Tx, kind: str, obj_id: UUID) -> None:
+    """The user who created a disk or template becomes its owner (DiskOperator,
+    TemplateOwner), whoever it is, as oVirt's AddDisk and AddVmTemplate do. Disks made
+    for a VM or a template from other images belong to that VM or template instead."""
+    from domain.permission import grant_owner
+
+    actor = tx.ctx.meta.actor_id
+    if actor is not None:
+        grant_owner(tx, actor, kind, obj_id)
 
 
 def copy_disk_image(
@@ -443,10 +455,14 @@ def remove_disk(tx: Tx, disk_id: UUID) -> None:
             raise DomainError("Cannot remove Disk. VM is previewing a Snapshot.")
     for vm in vms:
         detach_disk_unchecked(tx, vm.id, disk_id)
-    tx.emit(DiskRemoved, disk_id)
+    remove_disk_unchecked(tx, disk_id)
 
 
 def remove_disk_unchecked(tx: Tx, disk_id: UUID) -> None:
+    """Removes the disk and the permissions given on it (callers checked the rules)."""
+    from domain.permission import remove_object_permissions
+
+    remove_object_permissions(tx, disk_id)
     tx.emit(DiskRemoved, disk_id)
 
 

@@ -15,7 +15,13 @@ from uuid import UUID
 from msgspec import UNSET, UnsetType
 
 from domain.base import Aggregate, DomainError, Event, InvalidInput, Tx
-from domain.disk import Disk, copy_disk_image, remove_disk_unchecked, require_active_data_domain
+from domain.disk import (
+    Disk,
+    copy_disk_image,
+    grant_creator,
+    remove_disk_unchecked,
+    require_active_data_domain,
+)
 from domain.statuses import DiskStatus, TemplateStatus, VmStatus
 from domain.vm import (
     BLANK_TEMPLATE_ID,
@@ -243,6 +249,7 @@ def add_template(
         source_vm_id=vm_id,
         created_at=tx.now.isoformat(),
     )
+    grant_creator(tx, "template", template_id)
     return template_id
 
 
@@ -318,6 +325,8 @@ def update_template(tx: Tx, template_id: UUID, **changes: Any) -> None:
 
 def remove_template(tx: Tx, template_id: UUID) -> None:
     """Removes a template no VM or pool uses, and its disks."""
+    from domain.permission import remove_object_permissions
+    from domain.tag import detach_everywhere
     from domain.vmpool import VmPool
 
     template = tx.engine.get(Template, template_id, field="template")
@@ -346,6 +355,8 @@ def remove_template(tx: Tx, template_id: UUID) -> None:
     for disk_id in template.disk_ids:
         if tx.engine.find(Disk, disk_id) is not None:
             remove_disk_unchecked(tx, disk_id)
+    detach_everywhere(tx, template_id)
+    remove_object_permissions(tx, template_id)
     tx.emit(TemplateRemoved, template_id)
 
 

@@ -922,7 +922,22 @@ def add_vm(
         pool_id=pool_id,
         created_at=tx.now.isoformat(),
     )
+    _grant_creator(tx, vm_id, cluster_id, pool_id)
     return vm_id
+
+
+def _grant_creator(tx: Tx, vm_id: UUID, cluster_id: UUID, pool_id: UUID | None) -> None:
+    """The creator of a VM becomes its UserVmManager, as oVirt's AddVm does: unless the VM
+    is a pool's (the pool hands it out) or the creator may manage permissions on it
+    already (an administrator of its cluster or above, who needs no explicit grant)."""
+    from domain.permission import grant_owner, is_permitted
+
+    actor = tx.ctx.meta.actor_id
+    if actor is None or pool_id is not None:
+        return
+    if is_permitted(tx.engine, actor, "manipulate_permissions", "cluster", cluster_id):
+        return
+    grant_owner(tx, actor, "vm", vm_id)
 
 
 # Fields that can change only while the VM is down (the rest apply at once).
@@ -1022,7 +1037,19 @@ def remove_vm(tx: Tx, vm_id: UUID, *, remove_disks: bool = True, force: bool = F
             ]
             if not others:
                 remove_disk_unchecked(tx, att.disk_id)
+    _drop_references(tx, vm_id)
     tx.emit(VmRemoved, vm_id)
+
+
+def _drop_references(tx: Tx, vm_id: UUID) -> None:
+    """What points at a VM goes with it: affinity memberships, tags, permissions."""
+    from domain.affinity import drop_member
+    from domain.permission import remove_object_permissions
+    from domain.tag import detach_everywhere
+
+    drop_member(tx, vm_id)
+    detach_everywhere(tx, vm_id)
+    remove_object_permissions(tx, vm_id)
 
 
 def vm_images_settled(tx: Tx, vm_id: UUID, *, changed: Mapping[UUID, bool]) -> None:

@@ -360,7 +360,8 @@ def detach_vm(tx: Tx, pool_id: UUID, vm_id: UUID) -> None:
 
 
 def remove_vm_pool(tx: Tx, pool_id: UUID) -> None:
-    """Removes the pool and its VMs, which must all be down."""
+    """Removes the pool, its VMs (which must all be down) and the permissions on it."""
+    from domain.permission import remove_object_permissions
     from domain.vm import Vm
 
     pool = get_pool(tx, pool_id)
@@ -374,6 +375,7 @@ def remove_vm_pool(tx: Tx, pool_id: UUID) -> None:
             raise DomainError("Cannot remove VM-Pool. VM is running.")
     for vm in vms:
         remove_vm(tx, vm.id, force=True)
+    remove_object_permissions(tx, pool_id)
     tx.emit(VmPoolRemoved, pool_id)
 
 
