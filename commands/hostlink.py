@@ -127,9 +127,9 @@ class ConsoleTickets:
 CONSOLE_TICKETS = ConsoleTickets()
 
 
-def new_console_password() -> str:
-    """A one-time console password (VNC uses the first 8 characters: all of them count)."""
-    return _secrets.token_urlsafe(12)[:12]
+def new_console_password(protocol: str = "vnc") -> str:
+    """A one-time console password: 8 characters for VNC (libvirt's limit), 16 for SPICE."""
+    return _secrets.token_urlsafe(12)[: 8 if str(protocol) == "vnc" else 16]
 
 
 class HostSecrets:
@@ -388,6 +388,12 @@ class HostLink:
             )
         await self._adopt_vms(s)
 
+    async def _rehandshake(self, s: _Session) -> None:
+        try:
+            await self._handshake(s)
+        except P.HostdError as e:
+            self._note(f"host {s.host_id}: {e}")
+
     async def _adopt_vms(self, s: _Session) -> None:
         """Reports what runs on the host, so a restart of either side loses nothing."""
         assert s.client is not None
@@ -552,6 +558,16 @@ class HostLink:
             self._spawn(self._connect_everywhere(oid))
         elif isinstance(ev, HostAdded | HostStatusChanged):
             self._reconcile_sessions()
+            s = self.sessions.get(oid)
+            if (
+                isinstance(ev, HostStatusChanged)
+                and ev.status == HostStatus.INITIALIZING
+                and s is not None
+                and s.client is not None
+            ):
+                # Activated (from maintenance, non-operational ...) while connected: the
+                # host is brought up by reporting it afresh, as after a reconnect.
+                self._spawn(self._rehandshake(s))
         if self.policies is not None:
             self.policies.on_event(ev)
 

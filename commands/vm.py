@@ -375,10 +375,10 @@ def _ticket(tx: Tx, c: SetVmConsoleTicket) -> dict[str, str]:
     and to the caller; the event records only protocol, host and expiry."""
     from commands.hostlink import CONSOLE_TICKETS, new_console_password
 
-    _proto, _host, expires = vm.set_console_ticket(
+    proto, _host, expires = vm.set_console_ticket(
         tx, c.vm_id, protocol=c.protocol, expiry_seconds=c.expiry
     )
-    password = new_console_password()
+    password = new_console_password(proto)
     CONSOLE_TICKETS.put(c.vm_id, tx.events[-1].originator_version, password, c.expiry)
     return {"ticket": password, "expires_at": expires}
 

@@ -25,6 +25,7 @@ from commands import vm as vm_cmds
 from commands.bootstrap import open_bus
 from commands.bus import CommandBus
 from commands.hostlink import HostLink, HostSecrets
+from commands.policies import Policies
 from commands.system import ensure_initialized
 from domain.cluster import Cluster
 from domain.datacenter import DataCenter
@@ -71,12 +72,18 @@ def sd_dir() -> Iterator[Path]:
 class Manager:
     """The bus and the HostLink on one event loop, driven synchronously from the test."""
 
-    def __init__(self, data_dir: Path, uris: dict[UUID, str]) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        uris: dict[UUID, str] | None = None,
+        policies: dict[str, float] | None = None,
+    ) -> None:
         self.bus: CommandBus = open_bus(None, data_dir)
         ensure_initialized(self.bus, admin_password="secret-admin")
         self.secrets = HostSecrets(data_dir / "host-secrets.json")
         self.loop = asyncio.new_event_loop()
-        self.uris = uris
+        self.uris = uris if uris is not None else {}
+        self.policies = Policies(self.bus, **policies) if policies is not None else None  # type: ignore[arg-type]
         self.link = HostLink(
             self.bus,
             self.secrets,
@@ -85,6 +92,7 @@ class Manager:
             reconnect_every=0.5,
             shutdown_timeout=2.0,
             libvirt_uris=self.uris,
+            policies=self.policies,
         )
         self._thread = None
         import threading

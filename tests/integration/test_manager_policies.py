@@ -1,0 +1,369 @@
+"""The Manager's image operations, console tickets and policies on real hosts (KVM).
+
+One Manager (SQLite log, bus, HostLink, Policies with short timings) drives two harness
+hosts and two posixfs data domains for the whole module; the tests run in file order and
+leave the hosts up. The migration destination's libvirt URI comes from hostd's
+capabilities here (no ``libvirt_uris`` given).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import UUID, uuid4
+
+import msgspec
+import pytest
+
+from commands import disk as disk_cmds
+from commands import host as host_cmds
+from commands import storage as sd_cmds
+from commands import template as tpl_cmds
+from commands import vm as vm_cmds
+from commands import vmpool as pool_cmds
+from domain.cluster import Cluster
+from domain.datacenter import DataCenter
+from domain.disk import Disk
+from domain.host import Host
+from domain.statuses import DiskStatus, HostStatus, StorageDomainStatus, TemplateStatus, VmStatus
+from domain.storage import StorageDomain
+from domain.template import Template
+from domain.vm import Vm, VmConsoleTicketSet, VmStartRequested, VmStatusReported
+from domain.vmpool import VmPool
+from hostd.harness import Cluster as HostCluster
+from hostd.harness import HarnessError
+from tests.integration.hostd_fixtures import REQUIRE, need_libvirt
+from tests.integration.test_manager_hosts import Manager
+
+pytestmark = pytest.mark.integration
+
+MiB = 1024 * 1024
+
+
+class World:
+    def __init__(self, m: Manager, hosts: HostCluster, host_ids: list[UUID], sds: list[UUID]):
+        self.m = m
+        self.hosts = hosts
+        self.host_ids = host_ids
+        self.sds = sds
+        self.dirs: dict[UUID, Path] = {}
+        self.cluster_id: UUID = UUID(int=0)
+        self.data_dir = Path(".")
+
+    def harness_host(self, host_id: UUID):
+        return self.hosts.hosts[self.host_ids.index(host_id)]
+
+    def volume(self, disk_id: UUID, volume: UUID | None = None) -> Path:
+        d = self.m.get(Disk, disk_id)
+        return (
+            self.dirs[d.storage_domain_id]
+            / str(d.storage_domain_id)
+            / "images"
+            / str(disk_id)
+            / str(volume or disk_id)
+        )
+
+    def events(self) -> list:
+        return [ev for _, ev in self.m.bus.log.read(0, 1_000_000)]
+
+    def start(self, vm_id: UUID, host_id: UUID | None = None) -> None:
+        self.m.run(vm_cmds.StartVm(vm_id=vm_id, host_id=host_id))
+        self.m.wait(lambda: self.m.get(Vm, vm_id).status == VmStatus.UP, 60, "VM up")
+
+    def stop(self, vm_id: UUID) -> None:
+        self.m.run(vm_cmds.StopVm(vm_id=vm_id))
+        self.m.wait(lambda: self.m.get(Vm, vm_id).status == VmStatus.DOWN, 60, "VM down")
+
+
+def qemu_img_info(path: Path) -> dict:
+    out = subprocess.run(
+        ["qemu-img", "info", "-U", "--output=json", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(out.stdout)
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[World]:
+    need_libvirt()
+    hosts = HostCluster(2, hostd_args=["--stats-interval", "5", "--heartbeat-interval", "0.5"])
+    try:
+        hosts.start()
+    except HarnessError as e:
+        if REQUIRE:
+            pytest.fail(f"cannot start hosts: {e}")
+        pytest.skip(f"cannot start hosts: {e}")
+    data = Path(tempfile.mkdtemp(prefix="orrery-mgr-"))
+    sd_dirs = [Path(tempfile.mkdtemp(prefix="orrery-sd-")) for _ in range(2)]
+    m = None
+    try:
+        m = Manager(
+            data,
+            policies={
+                "tick": 0.2,
+                "ha_retry_interval": 1.0,
+                "pool_interval": 1.0,
+                "migrate_retry_interval": 2.0,
+            },
+        )
+        cluster = next(c for c in m.bus.engine.all(Cluster) if c.name == "Default")
+        host_ids = []
+        for h in hosts.hosts:
+            hid = uuid4()
+            m.secrets.put(hid, hosts.token)
+            m.run(
+                host_cmds.AddHost(
+                    id=hid,
+                    name=h.name,
+                    address="127.0.0.1",
+                    port=h.hostd_port,
+                    cluster_id=cluster.id,
+                )
+            )
+            host_ids.append(hid)
+        m.wait(
+            lambda: all(m.get(Host, h).status == HostStatus.UP for h in host_ids), 60, "hosts up"
+        )
+        sds = []
+        w = World(m, hosts, host_ids, sds)
+        w.cluster_id = cluster.id
+        w.data_dir = data
+        for i, d in enumerate(sd_dirs):
+            d.chmod(0o777)
+            sd_id = m.run(
+                sd_cmds.AddStorageDomain(
+                    name=f"data{i}",
+                    storage_type="posixfs",
+                    path=str(d),
+                    available=100 * 1024**3,
+                    host_id=host_ids[0],
+                )
+            ).value
+            m.run(
+                sd_cmds.AttachStorageDomain(
+                    storage_domain_id=sd_id, data_center_id=cluster.data_center_id
+                )
+            )
+            m.wait(
+                lambda sd_id=sd_id: (
+                    m.get(StorageDomain, sd_id).status == StorageDomainStatus.ACTIVE
+                ),
+                30,
+                "storage domain active",
+            )
+            sds.append(sd_id)
+            w.dirs[sd_id] = d
+        m.wait(lambda: m.get(DataCenter, cluster.data_center_id).spm_host_id is not None, 30, "SPM")
+        yield w
+    finally:
+        if m is not None:
+            m.close()
+        hosts.stop()
+        for d in [data, *sd_dirs]:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def test_console_ticket_reaches_the_host_and_never_the_log(world: World) -> None:
+    m = world.m
+    vm_id = m.run(
+        vm_cmds.AddVm(name="console1", cluster_id=world.cluster_id, memory=32 * MiB)
+    ).value
+    world.start(vm_id)
+    out = m.run(vm_cmds.SetVmConsoleTicket(vm_id=vm_id, expiry=300)).value
+    password = out["ticket"]
+    assert len(password) >= 8 and out["expires_at"]
+
+    import libvirt
+
+    uri = world.harness_host(m.get(Vm, vm_id).run_on_host_id).uri
+    conn = libvirt.open(uri)
+    try:
+        dom = conn.lookupByUUIDString(str(vm_id))
+        deadline = time.monotonic() + 20
+        while f"passwd='{password}'" not in dom.XMLDesc(libvirt.VIR_DOMAIN_XML_SECURE):
+            assert time.monotonic() < deadline, f"password not set; {m.link.errors}"
+            time.sleep(0.1)
+        assert "passwdValidTo=" in dom.XMLDesc(libvirt.VIR_DOMAIN_XML_SECURE)
+    finally:
+        conn.close()
+
+    # The event says that a ticket was set, never what it is: neither in the decoded log
+    # nor anywhere in the Manager's files (SQLite database and its WAL).
+    evs = [e for e in world.events() if isinstance(e, VmConsoleTicketSet)]
+    assert evs and evs[-1].originator_id == vm_id
+    assert all(password not in msgspec.json.encode(e).decode() for e in world.events())
+    for f in world.data_dir.rglob("*"):
+        if f.is_file():
+            assert password.encode() not in f.read_bytes(), f
+    world.stop(vm_id)
+
+
+def _kill_qemu(world: World, vm: Vm) -> None:
+    h = world.harness_host(vm.run_on_host_id)
+    pid = int((h.base / "run" / "qemu" / f"{vm.name}.pid").read_text().strip())
+    os.kill(pid, signal.SIGKILL)
+
+
+def test_ha_vm_is_restarted_after_its_qemu_dies(world: World) -> None:
+    m = world.m
+    vm_id = m.run(
+        vm_cmds.AddVm(
+            name="ha1", cluster_id=world.cluster_id, memory=32 * MiB, highly_available=True
+        )
+    ).value
+    plain = m.run(vm_cmds.AddVm(name="plain1", cluster_id=world.cluster_id, memory=32 * MiB)).value
+    world.start(vm_id)
+    world.start(plain)
+    before = m.bus.engine.position
+    _kill_qemu(world, m.get(Vm, vm_id))
+    _kill_qemu(world, m.get(Vm, plain))
+
+    def went_down_with_error(oid: UUID) -> bool:
+        return any(
+            isinstance(e, VmStatusReported)
+            and e.originator_id == oid
+            and e.status == VmStatus.DOWN
+            and e.exit_status == "error"
+            for _, e in m.bus.log.read(before, 100_000)
+        )
+
+    m.wait(lambda: went_down_with_error(vm_id), 30, "HA VM down with an error")
+    m.wait(lambda: m.get(Vm, plain).status == VmStatus.DOWN, 30, "plain VM down")
+    m.wait(lambda: m.get(Vm, vm_id).status == VmStatus.UP, 60, "HA VM up again")
+    restarts = [
+        e
+        for _, e in m.bus.log.read(before, 100_000)
+        if isinstance(e, VmStartRequested) and e.originator_id == vm_id
+    ]
+    assert restarts and restarts[0].meta.actor == "system"
+    # A VM that is not highly available stays down; one stopped on purpose is not restarted.
+    assert m.get(Vm, plain).status == VmStatus.DOWN
+    assert m.get(Vm, plain).exit_status == "error"
+    world.stop(vm_id)
+    time.sleep(1.0)
+    assert m.get(Vm, vm_id).status == VmStatus.DOWN
+    assert m.get(Vm, vm_id).exit_status == "normal"
+
+
+def test_template_thin_and_cloned_vms_and_a_pool(world: World) -> None:
+    m = world.m
+    sd0 = world.sds[0]
+    src = m.run(vm_cmds.AddVm(name="tplsrc", cluster_id=world.cluster_id, memory=32 * MiB)).value
+    src_disk = m.run(
+        vm_cmds.AddVmDisk(
+            vm_id=src, name="tplsrc_disk", provisioned_size=32 * MiB, storage_domain_id=sd0
+        )
+    ).value
+    m.wait(lambda: m.get(Disk, src_disk).status == DiskStatus.OK, 30, "source disk")
+    tpl = m.run(tpl_cmds.AddTemplate(vm_id=src, name="tpl1")).value
+    m.wait(lambda: m.get(Template, tpl).status == TemplateStatus.OK, 60, "template copied")
+    (tdisk,) = m.get(Template, tpl).disk_ids
+    tinfo = qemu_img_info(world.volume(tdisk))
+    assert "backing-filename" not in tinfo and tinfo["virtual-size"] == 32 * MiB
+
+    thin = m.run(vm_cmds.AddVm(name="thin1", cluster_id=world.cluster_id, template_id=tpl)).value
+    clone = m.run(
+        vm_cmds.AddVm(name="clone1", cluster_id=world.cluster_id, template_id=tpl, clone=True)
+    ).value
+    for v in (thin, clone):
+        m.wait(lambda v=v: m.get(Vm, v).status == VmStatus.DOWN, 60, "VM images ready")
+    thin_disk = m.get(Vm, thin).disk_attachments[0].disk_id
+    clone_disk = m.get(Vm, clone).disk_attachments[0].disk_id
+    assert m.get(Disk, thin_disk).base_disk_id == tdisk
+    info = qemu_img_info(world.volume(thin_disk))
+    assert info.get("full-backing-filename", info.get("backing-filename")) == str(
+        world.volume(tdisk)
+    )
+    assert "backing-filename" not in qemu_img_info(world.volume(clone_disk))
+
+    # The thin VM runs on KVM over the template's volume.
+    m.run(vm_cmds.UpdateVm(vm_id=thin, memory=32 * MiB))
+    world.start(thin)
+    world.stop(thin)
+
+    # A pool of two from the template keeps one VM prestarted.
+    pool = m.run(
+        pool_cmds.AddVmPool(
+            name="pool1", cluster_id=world.cluster_id, template_id=tpl, size=2, prestarted_vms=1
+        )
+    ).value
+
+    def prestarted() -> bool:
+        vms = [m.get(Vm, v) for v in m.get(VmPool, pool).vm_ids]
+        return sum(v.status == VmStatus.UP for v in vms) == 1
+
+    m.wait(prestarted, 90, "one pool VM prestarted")
+    time.sleep(1.0)
+    assert prestarted()
+    for v in m.get(VmPool, pool).vm_ids:
+        if m.get(Vm, v).status != VmStatus.DOWN:
+            m.run(pool_cmds.UpdateVmPool(vm_pool_id=pool, prestarted_vms=0))
+            world.stop(v)
+    m.run(pool_cmds.RemoveVmPool(vm_pool_id=pool))
+
+    # Removing the thin VM deletes its volume, never the template's.
+    thin_vol = world.volume(thin_disk)
+    m.run(vm_cmds.RemoveVm(vm_id=thin))
+    m.wait(lambda: not thin_vol.exists(), 30, "thin volume deleted")
+    assert world.volume(tdisk).exists()
+
+
+def test_disk_extend_move_and_remove(world: World) -> None:
+    m = world.m
+    sd0, sd1 = world.sds
+    disk_id = m.run(
+        disk_cmds.AddDisk(name="floating1", provisioned_size=16 * MiB, storage_domain_id=sd0)
+    ).value
+    m.wait(lambda: m.get(Disk, disk_id).status == DiskStatus.OK, 30, "disk created")
+    m.run(disk_cmds.ExtendDisk(disk_id=disk_id, provisioned_size=48 * MiB))
+    m.wait(lambda: m.get(Disk, disk_id).status == DiskStatus.OK, 30, "disk extended")
+    assert qemu_img_info(world.volume(disk_id))["virtual-size"] == 48 * MiB
+
+    old = world.volume(disk_id)
+    m.run(disk_cmds.MoveDisk(disk_id=disk_id, storage_domain_id=sd1))
+    m.wait(
+        lambda: (
+            m.get(Disk, disk_id).status == DiskStatus.OK
+            and m.get(Disk, disk_id).storage_domain_id == sd1
+        ),
+        60,
+        "disk moved",
+    )
+    new = world.volume(disk_id)
+    assert new.exists() and qemu_img_info(new)["virtual-size"] == 48 * MiB
+    m.wait(lambda: not old.exists(), 30, "source volume deleted")
+
+    m.run(disk_cmds.RemoveDisk(disk_id=disk_id))
+    m.wait(lambda: not new.exists(), 30, "volume deleted")
+    assert not new.parent.exists()
+
+
+def test_maintenance_migrates_the_vms_away(world: World) -> None:
+    m = world.m
+    h0, h1 = world.host_ids
+    vms = [
+        m.run(vm_cmds.AddVm(name=f"maint{i}", cluster_id=world.cluster_id, memory=32 * MiB)).value
+        for i in range(2)
+    ]
+    for v in vms:
+        world.start(v, host_id=h0)
+    m.run(host_cmds.DeactivateHost(host_id=h0))
+    m.wait(lambda: m.get(Host, h0).status == HostStatus.MAINTENANCE, 120, "host in maintenance")
+    for v in vms:
+        vm = m.get(Vm, v)
+        assert (vm.status, vm.run_on_host_id) == (VmStatus.UP, h1)
+        assert vm.last_migration_downtime_ms is not None
+    m.run(host_cmds.ActivateHost(host_id=h0))
+    m.wait(lambda: m.get(Host, h0).status == HostStatus.UP, 60, "host up again")
+    for v in vms:
+        world.stop(v)
