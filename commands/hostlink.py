@@ -180,6 +180,7 @@ class _Session:
         self.task: asyncio.Task[None] | None = None
         self.lost_at: float | None = None
         self.latest_stats: P.StatsSample | None = None
+        self.handshaking = False
 
 
 class HostLink:
@@ -349,6 +350,13 @@ class HostLink:
             s.lost_at = time.monotonic()
 
     async def _handshake(self, s: _Session) -> None:
+        s.handshaking = True
+        try:
+            await self._handshake_once(s)
+        finally:
+            s.handshaking = False
+
+    async def _handshake_once(self, s: _Session) -> None:
         client = s.client
         assert client is not None
         host = self.bus.engine.get(Host, s.host_id)
@@ -389,6 +397,8 @@ class HostLink:
         await self._adopt_vms(s)
 
     async def _rehandshake(self, s: _Session) -> None:
+        if s.handshaking:
+            return  # the handshake under way reports the host anyway
         try:
             await self._handshake(s)
         except P.HostdError as e:
