@@ -186,7 +186,10 @@ def update_affinity_group(
 
 
 def remove_affinity_group(tx: Tx, group_id: UUID) -> None:
+    from domain.permission import remove_object_permissions
+
     tx.engine.get(AffinityGroup, group_id)
+    remove_object_permissions(tx, group_id)
     tx.emit(AffinityGroupRemoved, group_id)
 
 

@@ -243,6 +243,7 @@ def remove_cluster(tx: Tx, cluster_id: UUID) -> None:
     from domain.datacenter import current_all
     from domain.host import Host
     from domain.network import LogicalNetwork, NetworkDetachedFromCluster
+    from domain.permission import remove_object_permissions
 
     cluster = tx.engine.get(Cluster, cluster_id)
     if any(h.cluster_id == cluster_id for h in tx.engine.all(Host)):
@@ -264,10 +265,12 @@ def remove_cluster(tx: Tx, cluster_id: UUID) -> None:
             )
     for g in current_all(tx, AffinityGroup):
         if g.cluster_id == cluster_id:
+            remove_object_permissions(tx, g.id)
             tx.emit(AffinityGroupRemoved, g.id)
     for net in current_all(tx, LogicalNetwork):
         if cluster_id in net.cluster_ids:
             tx.emit(NetworkDetachedFromCluster, net.id, cluster_id=cluster_id)
+    remove_object_permissions(tx, cluster.id)
     tx.emit(ClusterRemoved, cluster.id)
 
 

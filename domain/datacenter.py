@@ -308,6 +308,7 @@ def remove_data_center(tx: Tx, dc_id: UUID, *, force: bool = False) -> None:
     """Removes an empty data center; ``force`` also lets go of its storage domains."""
     from domain.cluster import Cluster
     from domain.network import LogicalNetwork, remove_network_unchecked
+    from domain.permission import remove_object_permissions
     from domain.quota import Quota, QuotaRemoved
     from domain.storage import StorageDomain, StorageDomainDetached
 
@@ -335,10 +336,12 @@ def remove_data_center(tx: Tx, dc_id: UUID, *, force: bool = False) -> None:
         )
     for q in sorted(tx.engine.all(Quota), key=_order):
         if q.data_center_id == dc_id:
+            remove_object_permissions(tx, q.id)
             tx.emit(QuotaRemoved, q.id)
     for net in sorted(tx.engine.all(LogicalNetwork), key=_order):
         if net.data_center_id == dc_id:
             remove_network_unchecked(tx, net.id)
+    remove_object_permissions(tx, dc.id)
     tx.emit(DataCenterRemoved, dc.id)
 
 

@@ -325,6 +325,7 @@ def update_host(
 
 def remove_host(tx: Tx, host_id: UUID) -> None:
     from domain.affinity import drop_member
+    from domain.permission import remove_object_permissions
     from domain.tag import detach_everywhere
 
     host = tx.engine.get(Host, host_id)
@@ -345,6 +346,7 @@ def remove_host(tx: Tx, host_id: UUID) -> None:
         )
     drop_member(tx, host_id)
     detach_everywhere(tx, host_id)
+    remove_object_permissions(tx, host_id)
     tx.emit(HostRemoved, host_id)
 
 

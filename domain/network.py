@@ -337,6 +337,7 @@ def update_network(
             _add_profile_unchecked(tx, net_id, net.name if name is UNSET else name)
         if "vm" not in new_usages:
             for p in profiles:
+                _drop_permissions(tx, p.id)
                 tx.emit(VnicProfileRemoved, p.id)
 
 
@@ -358,8 +359,16 @@ def remove_network(tx: Tx, net_id: UUID) -> None:
 
 def remove_network_unchecked(tx: Tx, net_id: UUID) -> None:
     for p in profiles_of(tx, net_id):
+        _drop_permissions(tx, p.id)
         tx.emit(VnicProfileRemoved, p.id)
+    _drop_permissions(tx, net_id)
     tx.emit(NetworkRemoved, net_id)
+
+
+def _drop_permissions(tx: Tx, obj_id: UUID) -> None:
+    from domain.permission import remove_object_permissions
+
+    remove_object_permissions(tx, obj_id)
 
 
 def attach_network_unchecked(tx: Tx, net_id: UUID, cluster_id: UUID) -> None:
@@ -520,6 +529,7 @@ def remove_vnic_profile(tx: Tx, profile_id: UUID) -> None:
             + ", ".join(sorted(v.name for v in used))
             + "."
         )
+    _drop_permissions(tx, profile_id)
     tx.emit(VnicProfileRemoved, profile_id)
 
 

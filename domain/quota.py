@@ -335,6 +335,9 @@ def remove_quota(tx: Tx, quota_id: UUID) -> None:
                 "Cannot remove Quota. The Data Center's last Quota cannot be removed while "
                 "quota mode is on."
             )
+    from domain.permission import remove_object_permissions
+
+    remove_object_permissions(tx, quota_id)
     tx.emit(QuotaRemoved, quota_id)
 
 

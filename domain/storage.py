@@ -482,6 +482,9 @@ def remove_storage_domain(tx: Tx, sd_id: UUID, *, force: bool = False) -> None:
                 "active Storage Domain to take its place. Either activate another Storage "
                 "Domain in the Data Center, or remove the Data Center."
             )
+    from domain.permission import remove_object_permissions
+
+    remove_object_permissions(tx, sd_id)
     tx.emit(StorageDomainRemoved, sd_id)
     if sd.data_center_id is not None:
         refresh_data_center(tx, sd.data_center_id)

@@ -298,11 +298,13 @@ def change_password(tx: Tx, user_id: UUID, password_hash: str) -> None:
 def remove_user(tx: Tx, user_id: UUID) -> None:
     """Removes a user and the permissions given to it."""
     from domain.permission import remove_permissions_of_principal
+    from domain.tag import detach_everywhere
 
     user = tx.engine.get(User, user_id)
     if user.user_name == ADMIN_USER_NAME:
         raise DomainError("Cannot remove User. The built-in admin@internal user cannot be removed.")
     remove_permissions_of_principal(tx, user_id)
+    detach_everywhere(tx, user_id)
     tx.emit(UserRemoved, user_id)
 
 
@@ -348,6 +350,7 @@ def add_everyone_group(tx: Tx) -> UUID | None:
 def remove_group(tx: Tx, group_id: UUID) -> None:
     """Removes a group, its members' membership and the permissions given to it."""
     from domain.permission import remove_permissions_of_principal
+    from domain.tag import detach_everywhere
 
     group = tx.engine.get(Group, group_id)
     if group.builtin:
@@ -356,6 +359,7 @@ def remove_group(tx: Tx, group_id: UUID) -> None:
         if group_id in user.group_ids:
             tx.emit(UserRemovedFromGroup, user.id, group_id=group_id)
     remove_permissions_of_principal(tx, group_id)
+    detach_everywhere(tx, group_id)
     tx.emit(GroupRemoved, group_id)
 
 
