@@ -77,6 +77,7 @@ class ViewDB:
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self._qual = ""
         self._in_tx = False
+        self._pipeline: Any = None
 
     # -- naming --------------------------------------------------------------------
     def name(self, table: str) -> str:
@@ -121,8 +122,14 @@ class ViewDB:
             self._in_tx = True
             try:
                 if self.dialect == "pg":
-                    with self.conn.transaction():
-                        yield self
+                    # Pipeline mode: the whole transaction travels in one round trip
+                    # (each extra round trip is a GIL hand-off, i.e. latency, under load).
+                    with self.conn.pipeline() as pipeline, self.conn.transaction():
+                        self._pipeline = pipeline
+                        try:
+                            yield self
+                        finally:
+                            self._pipeline = None
                 else:
                     self.conn.execute("BEGIN IMMEDIATE")
                     try:
@@ -133,6 +140,12 @@ class ViewDB:
                     self.conn.execute("COMMIT")
             finally:
                 self._in_tx = False
+
+    def sync(self) -> None:
+        """Inside a transaction: wait for the statements sent so far (PostgreSQL
+        pipeline), so their results (rowcount) can be read."""
+        if self._pipeline is not None:
+            self._pipeline.sync()
 
     def table_exists(self, table: str) -> bool:
         if self.dialect == "pg":

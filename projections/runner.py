@@ -371,13 +371,18 @@ class ProjectionRunner:
         db = self.db
         now = time.time()
         with db.transaction():
+            curs = []
             for p, write in writers:
                 write(db)
-                cur = db.execute(
-                    "UPDATE {tracking} SET position = ?, updated_at = ? "
-                    "WHERE name = ? AND position = ?",
-                    (last, now, p.name, p.position),
+                curs.append(
+                    db.execute(
+                        "UPDATE {tracking} SET position = ?, updated_at = ? "
+                        "WHERE name = ? AND position = ?",
+                        (last, now, p.name, p.position),
+                    )
                 )
+            db.sync()
+            for (p, _), cur in zip(writers, curs, strict=True):
                 if cur.rowcount == 0:
                     if p.position != 0 or read_positions(db).get(p.name) is not None:
                         raise StalePosition(f"projection {p.name} was moved by another runner")
