@@ -109,12 +109,15 @@ class Api:
 
     # -- the app -------------------------------------------------------------------
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY, middlewares=[self._errors])
-        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        # One catch-all route and no middleware: _handle turns every failure into a fault.
+        app = web.Application(client_max_size=MAX_BODY)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
         app[API_KEY] = self
         return app
 
-    @web.middleware
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        return await self._errors(request, self._dispatch)
+
     async def _errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
         fmt = _fmt(request)
         try:

@@ -181,7 +181,7 @@ async def _measure(api_port: int, base_port: int, args: argparse.Namespace) -> d
         for _ in range(2):
             base_runs.append(
                 await _throughput(
-                    s, [f"http://127.0.0.1:{base_port}/x"], {}, args.seconds / 2, args.clients
+                    s, [f"http://127.0.0.1:{base_port}/x"], xml, args.seconds / 2, args.clients
                 )
             )
             get_runs.append(await _throughput(s, get_urls, xml, args.seconds / 2, args.clients))
