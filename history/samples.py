@@ -26,7 +26,6 @@ from domain.statuses import (
 from history.config import naive_utc
 from history.schema import (
     HOST_BUCKET_CODES,
-    STATS_BY_BASE,
     STORAGE_DOMAIN_BUCKET_CODES,
     VM_BUCKET_CODES,
 )
@@ -212,127 +211,124 @@ class Sampler:
 # -- samples -> table columns -------------------------------------------------------
 DEFAULT_INTERVAL = 60
 
-
-def _secs(s: Any, v: Any) -> int:
-    """seconds_in_status; a sample that did not go through a Sampler counts a whole interval."""
-    return s.seconds_in_status if s.seconds_in_status is not None else DEFAULT_INTERVAL
-
-
-def _pct(used: int, total: int) -> float:
-    return (100.0 * used / total) if total else 0.0
-
-
-def _row_vm(s: VmSample, v: dict[UUID, int]) -> tuple:
-    return (
-        naive_utc(s.time),
-        s.vm_id,
-        _VM_CODE[str(s.status)],
-        _secs(s, v),
-        s.cpu_usage_percent,
-        _pct(s.memory_used, s.memory_total),
-        s.user_cpu_usage_percent,
-        s.system_cpu_usage_percent,
-        s.memory_used // MiB,
-        s.memory_buffered >> 10,
-        s.memory_cached >> 10,
-        s.memory_total // MiB,
-        s.ip,
-        s.host_id,
-        v.get(s.vm_id),
-        v.get(s.host_id) if s.host_id is not None else None,
-    )
-
-
-def _row_host(s: HostSample, v: dict[UUID, int]) -> tuple:
-    return (
-        naive_utc(s.time),
-        s.host_id,
-        _HOST_CODE[str(s.status)],
-        _secs(s, v),
-        _pct(s.memory_used, s.memory_total),
-        s.cpu_usage_percent,
-        s.user_cpu_usage_percent,
-        s.system_cpu_usage_percent,
-        s.ksm_cpu_percent,
-        s.ksm_shared_memory // MiB,
-        s.cpu_load,
-        s.active_vms,
-        s.total_vms,
-        s.total_vms_vcpus,
-        s.swap_used // MiB,
-        s.memory_used // MiB,
-        s.memory_total // MiB,
-        v.get(s.host_id),
-    )
-
-
-def _row_sd(s: StorageDomainSample, v: dict[UUID, int]) -> tuple:
-    return (
-        naive_utc(s.time),
-        s.storage_domain_id,
-        _SD_CODE[str(s.status)],
-        _secs(s, v),
-        s.available / GiB,
-        s.used / GiB,
-        v.get(s.storage_domain_id),
-    )
-
-
-def _row_nic(s: NicSample, v: dict[UUID, int]) -> tuple:
-    return (
-        naive_utc(s.time),
-        s.nic_id,
-        s.receive_rate_percent,
-        s.transmit_rate_percent,
-        s.vm_id,
-        s.received_bytes,
-        s.transmitted_bytes,
-        s.received_dropped,
-        s.transmitted_dropped,
-        v.get(s.nic_id),
-    )
-
-
-def _row_disk(s: DiskSample, v: dict[UUID, int]) -> tuple:
-    return (
-        naive_utc(s.time),
-        s.disk_id,
-        s.read_rate,
-        s.write_rate,
-        s.read_latency,
-        s.write_latency,
-        s.flush_latency,
-        s.vm_id,
-        s.actual_size // MiB,
-        s.read_ops,
-        s.write_ops,
-        v.get(s.disk_id),
-    )
-
-
-_ROW: dict[str, Any] = {
-    "vm": _row_vm,
-    "host": _row_host,
-    "storage_domain": _row_sd,
-    "vm_interface": _row_nic,
-    "vm_disk": _row_disk,
+# sample table column -> (id column it versions): filled by the warehouse from the open
+# configuration rows when the samples are written.
+VERSION_OF: dict[str, tuple[tuple[str, str], ...]] = {
+    "vm": (
+        ("vm_configuration_version", "vm_id"),
+        ("current_host_configuration_version", "currently_running_on_host"),
+    ),
+    "host": (("host_configuration_version", "host_id"),),
+    "storage_domain": (("storage_configuration_version", "storage_domain_id"),),
+    "vm_interface": (("vm_interface_configuration_version", "vm_interface_id"),),
+    "vm_disk": (("vm_disk_configuration_version", "vm_disk_id"),),
 }
 
 
-def columns(
-    base: str, samples: Sequence[Any], versions: dict[UUID, int] | None = None
-) -> list[list[Any]]:
-    """Column lists in the samples table's order after ``history_id``."""
-    spec = STATS_BY_BASE[base]
-    v = versions or {}
-    fn = _ROW[base]
-    rows = [fn(s, v) for s in samples]
-    n = len(spec.sample_columns()) - 1
-    if not rows:
-        return [[] for _ in range(n)]
-    cols = [list(c) for c in zip(*rows, strict=True)]
-    assert len(cols) == n, (base, len(cols), n)
-    return cols
+def _secs(ss: Sequence[Any]) -> list[int]:
+    """seconds_in_status; a sample that did not go through a Sampler counts a whole interval."""
+    return [DEFAULT_INTERVAL if s.seconds_in_status is None else s.seconds_in_status for s in ss]
+
+
+def _pct(used: list[int], total: list[int]) -> list[float]:
+    return [(100.0 * u / t) if t else 0.0 for u, t in zip(used, total, strict=True)]
+
+
+def _vm(ss: Sequence[VmSample]) -> dict[str, list[Any]]:
+    used = [s.memory_used for s in ss]
+    total = [s.memory_total for s in ss]
+    return {
+        "vm_id": [s.vm_id for s in ss],
+        "vm_status": [_VM_CODE[s.status] for s in ss],
+        "seconds_in_status": _secs(ss),
+        "cpu_usage_percent": [s.cpu_usage_percent for s in ss],
+        "memory_usage_percent": _pct(used, total),
+        "user_cpu_usage_percent": [s.user_cpu_usage_percent for s in ss],
+        "system_cpu_usage_percent": [s.system_cpu_usage_percent for s in ss],
+        "memory_used_mb": [u >> 20 for u in used],
+        "memory_buffered_kb": [s.memory_buffered >> 10 for s in ss],
+        "memory_cached_kb": [s.memory_cached >> 10 for s in ss],
+        "memory_size_mb": [t >> 20 for t in total],
+        "vm_ip": [s.ip for s in ss],
+        "currently_running_on_host": [s.host_id for s in ss],
+    }
+
+
+def _host(ss: Sequence[HostSample]) -> dict[str, list[Any]]:
+    used = [s.memory_used for s in ss]
+    total = [s.memory_total for s in ss]
+    return {
+        "host_id": [s.host_id for s in ss],
+        "host_status": [_HOST_CODE[s.status] for s in ss],
+        "seconds_in_status": _secs(ss),
+        "memory_usage_percent": _pct(used, total),
+        "cpu_usage_percent": [s.cpu_usage_percent for s in ss],
+        "user_cpu_usage_percent": [s.user_cpu_usage_percent for s in ss],
+        "system_cpu_usage_percent": [s.system_cpu_usage_percent for s in ss],
+        "ksm_cpu_percent": [s.ksm_cpu_percent for s in ss],
+        "ksm_shared_memory_mb": [s.ksm_shared_memory >> 20 for s in ss],
+        "cpu_load": [s.cpu_load for s in ss],
+        "active_vms": [s.active_vms for s in ss],
+        "total_vms": [s.total_vms for s in ss],
+        "total_vms_vcpus": [s.total_vms_vcpus for s in ss],
+        "swap_used_mb": [s.swap_used >> 20 for s in ss],
+        "memory_used_mb": [u >> 20 for u in used],
+        "memory_size_mb": [t >> 20 for t in total],
+    }
+
+
+def _sd(ss: Sequence[StorageDomainSample]) -> dict[str, list[Any]]:
+    return {
+        "storage_domain_id": [s.storage_domain_id for s in ss],
+        "storage_domain_status": [_SD_CODE[s.status] for s in ss],
+        "seconds_in_status": _secs(ss),
+        "available_disk_size_gb": [s.available / GiB for s in ss],
+        "used_disk_size_gb": [s.used / GiB for s in ss],
+    }
+
+
+def _nic(ss: Sequence[NicSample]) -> dict[str, list[Any]]:
+    return {
+        "vm_interface_id": [s.nic_id for s in ss],
+        "receive_rate_percent": [s.receive_rate_percent for s in ss],
+        "transmit_rate_percent": [s.transmit_rate_percent for s in ss],
+        "vm_id": [s.vm_id for s in ss],
+        "received_total_byte": [s.received_bytes for s in ss],
+        "transmitted_total_byte": [s.transmitted_bytes for s in ss],
+        "received_dropped_total_packets": [s.received_dropped for s in ss],
+        "transmitted_dropped_total_packets": [s.transmitted_dropped for s in ss],
+    }
+
+
+def _disk(ss: Sequence[DiskSample]) -> dict[str, list[Any]]:
+    return {
+        "vm_disk_id": [s.disk_id for s in ss],
+        "read_rate_bytes_per_second": [s.read_rate for s in ss],
+        "write_rate_bytes_per_second": [s.write_rate for s in ss],
+        "read_latency_seconds": [s.read_latency for s in ss],
+        "write_latency_seconds": [s.write_latency for s in ss],
+        "flush_latency_seconds": [s.flush_latency for s in ss],
+        "vm_id": [s.vm_id for s in ss],
+        "vm_disk_actual_size_mb": [s.actual_size >> 20 for s in ss],
+        "read_ops_total_count": [s.read_ops for s in ss],
+        "write_ops_total_count": [s.write_ops for s in ss],
+    }
+
+
+_COLUMNS: dict[str, Any] = {
+    "vm": _vm,
+    "host": _host,
+    "storage_domain": _sd,
+    "vm_interface": _nic,
+    "vm_disk": _disk,
+}
+
+
+def columns(base: str, samples: Sequence[Any]) -> dict[str, list[Any]]:
+    """The samples table's columns (but history_id, history_datetime and the
+    configuration versions, which the warehouse adds) as lists."""
+    out: dict[str, list[Any]] = _COLUMNS[base](samples)
+    return out
 
 
 def group(samples: Iterable[Sample]) -> dict[str, list[Sample]]:

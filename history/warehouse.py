@@ -28,7 +28,7 @@ import duckdb
 from domain.base import Event
 from history import schema
 from history.config import ConfigTracker, Row, naive_utc
-from history.samples import Sample, columns, group, key_of
+from history.samples import VERSION_OF, Sample, columns, group, key_of
 from history.schema import CONFIG_COLUMN_NAMES, STATS, StatsSpec
 
 FILE_NAME = "orrery-history.duckdb"
@@ -83,40 +83,67 @@ _NP_INT = {"SMALLINT": "int16", "INTEGER": "int32", "BIGINT": "int64"}
 _NP_FLOAT = {"REAL": "float32", "DOUBLE": "float64"}
 
 
-_UUID_TEXT: dict[UUID, str] = {}
+_UUID_TEXT: dict[int, str] = {}
 
 
-def _uuid_text(u: UUID | None) -> str | None:
-    """str(uuid), remembered: the same objects are sampled every interval."""
-    if u is None:
-        return None
-    s = _UUID_TEXT.get(u)
-    if s is None:
-        if len(_UUID_TEXT) > 2_000_000:
-            _UUID_TEXT.clear()
-        s = _UUID_TEXT[u] = str(u)
-    return s
+def _uuid_texts(values: list[Any]) -> list[str | None]:
+    """str(uuid) for each, remembered by the uuid's int: the same objects are sampled
+    every interval, and an int hashes much faster than a UUID."""
+    cache = _UUID_TEXT
+    if len(cache) > 2_000_000:
+        cache.clear()
+    out: list[str | None] = []
+    for u in values:
+        if u is None:
+            out.append(None)
+            continue
+        k = u.int
+        t = cache.get(k)
+        if t is None:
+            t = cache[k] = str(u)
+        out.append(t)
+    return out
 
 
-def _frame(spec_cols: list[tuple[str, str]], start: int, cols: list[list[Any]]) -> dict:
-    """Columns as numpy arrays, which DuckDB scans without a per-value conversion."""
+def _array(typ: str, values: list[Any]) -> Any:
+    """One column as a numpy array, which DuckDB scans without a per-value conversion."""
     import numpy as np
 
-    n = len(cols[0])
-    out: dict[str, Any] = {"history_id": np.arange(start, start + n, dtype=np.int64)}
-    for (name, typ), values in zip(spec_cols[1:], cols, strict=True):
-        has_null = any(v is None for v in values)
-        if typ == "TIMESTAMP":
-            out[name] = np.array(values, dtype="datetime64[us]")
-        elif typ == "UUID":
-            out[name] = np.array([_uuid_text(v) for v in values], dtype=object)
-        elif typ in _NP_INT and not has_null:
-            out[name] = np.array(values, dtype=_NP_INT[typ])
-        elif typ in _NP_FLOAT and not has_null:
-            out[name] = np.array(values, dtype=_NP_FLOAT[typ])
+    if typ == "UUID":
+        return np.array(_uuid_texts(values), dtype=object)
+    if None not in values:
+        if typ in _NP_INT:
+            return np.array(values, dtype=_NP_INT[typ])
+        if typ in _NP_FLOAT:
+            return np.array(values, dtype=_NP_FLOAT[typ])
+    return np.array(values, dtype=object)
+
+
+def _insert_sql(spec: StatsSpec, frame: str) -> str:
+    """INSERT ... SELECT from a registered frame, configuration versions joined in."""
+    versions = dict(VERSION_OF[spec.base])
+    joins: list[str] = []
+    sel: list[str] = []
+    for name, typ in spec.sample_columns():
+        if name == "history_id":
+            sel.append("f.history_id")
+        elif name == "history_datetime":
+            sel.append("make_timestamp(f.history_datetime)")
+        elif name in versions:
+            alias = f"v{len(joins)}"
+            joins.append(
+                f"LEFT JOIN open_versions {alias} "
+                f"ON {alias}.object_id = CAST(f.{versions[name]} AS UUID)"
+            )
+            sel.append(f"{alias}.history_id")
         else:
-            out[name] = np.array(values, dtype=object)
-    return out
+            sel.append(f"CAST(f.{name} AS {typ})")
+    return (
+        "WITH open_versions AS (SELECT object_id, history_id FROM config_history "
+        "WHERE valid_to IS NULL) "
+        f"INSERT INTO {spec.samples} SELECT {', '.join(sel)} FROM {frame} f "
+        f"{' '.join(joins)} ORDER BY f.history_id"
+    )
 
 
 def check_read_only(sql: str) -> None:
@@ -301,6 +328,8 @@ class Warehouse:
     # -- statistics ----------------------------------------------------------------------
     def ingest_samples(self, samples: Iterable[Sample]) -> int:
         """Writes samples in one transaction; returns rows written (re-sent ones skipped)."""
+        import numpy as np
+
         by_base = group(samples)
         written = 0
         with self._lock, self._tx() as con:
@@ -328,14 +357,16 @@ class Warehouse:
                 ]
                 if not fresh:
                     continue
-                cols = columns(spec.base, fresh, self._versions)
                 start = next_ids[spec.base] + 1
                 n = len(fresh)
-                frame = _frame(spec.sample_columns(), start, cols)
+                cols = columns(spec.base, fresh)
+                types = dict(spec.sample_columns())
+                frame = {k: _array(types[k], v) for k, v in cols.items()}
+                frame["history_id"] = np.arange(start, start + n, dtype=np.int64)
+                frame["history_datetime"] = np.array([memo[s.time] for s in fresh], dtype=np.int64)
                 con.register("_orrery_samples", frame)
                 try:
-                    sel = ", ".join(f"CAST({c} AS {t})" for c, t in spec.sample_columns())
-                    con.execute(f"INSERT INTO {spec.samples} SELECT {sel} FROM _orrery_samples")
+                    con.execute(_insert_sql(spec, "_orrery_samples"))
                 finally:
                     con.unregister("_orrery_samples")
                 next_ids[spec.base] = start + n - 1
