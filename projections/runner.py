@@ -454,6 +454,19 @@ class ProjectionRunner:
                 delay = min(delay * 2, 5.0)
                 self._wake.set()
 
+    def _absorb_now(self) -> None:
+        """Catches up on this thread when nobody else is (one thread hand-off less
+        between a NOTIFY and the view commit); otherwise wakes the follower."""
+        if not self._lock.acquire(blocking=False):
+            self._wake.set()
+            return
+        try:
+            self.catch_up()
+        except Exception:
+            self._wake.set()  # the follower retries with its back-off and logging
+        finally:
+            self._lock.release()
+
     def _listen(self) -> None:
         import psycopg
 
@@ -464,7 +477,7 @@ class ProjectionRunner:
                     self._wake.set()  # anything missed while (re)connecting
                     while not self._stop.is_set():
                         for _ in conn.notifies(timeout=0.5, stop_after=1):
-                            self._wake.set()
+                            self._absorb_now()
             except Exception:
                 if self._stop.is_set():
                     return
