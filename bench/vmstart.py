@@ -1,13 +1,25 @@
-"""VM start latency through hostd on real KVM, 50 concurrent starts over 2 hosts, and live
-migration downtime (hosts from hostd.harness on this machine)."""
+"""VM start latency on real KVM, 50 concurrent starts over 2 hosts, and live migration
+downtime (hosts from hostd.harness on this machine).
+
+``--level manager`` (the default) measures through the whole Manager: from a ``StartVm``
+command handed to the bus until the engine holds the VM ``up`` (bus, HostLink, hostd,
+libvirt/QEMU, the status fact back as a ``ReportVmStatus`` command), and the downtime of a
+``MigrateVm`` as recorded by ``VmMigrated``. The breakdown (``*_ms`` under ``phases``)
+says where a sequential start spends its time. ``--level hostd`` measures hostd alone
+(``CreateVm`` -> the ``up`` fact).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import statistics
+import threading
 import time
 import uuid
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -15,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--concurrent", type=int, default=50, help="VMs started at once")
     p.add_argument("--migrations", type=int, default=3, help="migrations to average")
     p.add_argument("--memory-mib", type=int, default=32)
+    p.add_argument("--level", choices=("manager", "hostd"), default="manager")
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -114,8 +127,228 @@ async def _bench(cluster, args: argparse.Namespace) -> dict:
     }
 
 
+class _Manager:
+    """A Manager in this process: the bus (log in a temporary directory, or the database
+    of --database-url), the HostLink on its own event loop thread."""
+
+    def __init__(self, data_dir: str, database_url: str | None) -> None:
+        from commands.bootstrap import open_bus
+        from commands.hostlink import HostLink, HostSecrets
+        from commands.system import ensure_initialized
+
+        self.bus = open_bus(database_url, data_dir)
+        ensure_initialized(self.bus, admin_password="bench-admin")
+        self.secrets = HostSecrets(f"{data_dir}/host-secrets.json")
+        self.link = HostLink(self.bus, self.secrets, reconnect_every=0.5)
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def main() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(self.link.start())
+            ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=main, name="bench-hostlink", daemon=True)
+        self.thread.start()
+        ready.wait(30)
+
+    def wait(self, pred: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.bus.lock:
+                if pred():
+                    return
+            time.sleep(0.01)
+        raise RuntimeError(f"timed out waiting for {what}: {self.link.errors[-3:]}")
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.link.stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.bus.stop()
+
+
+def _bench_manager(cluster: Any, args: argparse.Namespace) -> dict:
+    import tempfile
+
+    from commands import host as host_cmds
+    from commands import vm as vm_cmds
+    from domain.cluster import Cluster as VmCluster
+    from domain.host import Host
+    from domain.statuses import HostStatus, VmStatus
+    from domain.vm import Vm, VmMigrated, VmScheduled, VmStatusReported
+    from hostd import protocol as P
+
+    with tempfile.TemporaryDirectory(prefix="orrery-bench-") as data_dir:
+        m = _Manager(data_dir, getattr(args, "database_url", None))
+        try:
+            # Instants, by VM id, seen on the writer thread as batches commit.
+            up_at: dict[UUID, float] = {}
+            scheduled_at: dict[UUID, float] = {}
+            migrated: dict[UUID, list[int]] = {}
+
+            def committed(pairs: list) -> None:
+                now = time.perf_counter()
+                for _, ev in pairs:
+                    if isinstance(ev, VmStatusReported) and ev.status == VmStatus.UP:
+                        up_at.setdefault(ev.originator_id, now)
+                    elif isinstance(ev, VmScheduled):
+                        scheduled_at.setdefault(ev.originator_id, now)
+                    elif isinstance(ev, VmMigrated):
+                        migrated.setdefault(ev.originator_id, []).append(ev.downtime_ms)
+
+            m.bus.subscribe(committed)
+            # Where a start spends its time: hostd's CreateVm call, and the up fact's arrival.
+            create_calls: dict[str, tuple[float, float]] = {}
+            fact_at: dict[str, float] = {}
+            real_call = m.link._call
+
+            async def timed_call(host_id: Any, req: Any) -> Any:
+                t0 = time.perf_counter()
+                out = await real_call(host_id, req)
+                if isinstance(req, P.CreateVm):
+                    create_calls[req.spec.id] = (t0, time.perf_counter())
+                return out
+
+            m.link._call = timed_call  # type: ignore[method-assign]
+            real_fact = m.link._on_fact
+
+            def timed_fact(s: Any, fact: Any) -> None:
+                if isinstance(fact, P.VmStatusChanged) and fact.status == "up":
+                    fact_at.setdefault(fact.vm_id, time.perf_counter())
+                real_fact(s, fact)
+
+            m.link._on_fact = timed_fact  # type: ignore[method-assign]
+
+            cluster_id = next(c for c in m.bus.engine.all(VmCluster) if c.name == "Default").id
+            host_ids = []
+            for h in cluster.hosts:
+                hid = uuid.uuid4()
+                m.secrets.put(hid, cluster.token)
+                m.bus.execute(
+                    host_cmds.AddHost(
+                        id=hid,
+                        name=h.name,
+                        address="127.0.0.1",
+                        port=h.hostd_port,
+                        cluster_id=cluster_id,
+                    )
+                )
+                host_ids.append(hid)
+            m.wait(
+                lambda: all(m.bus.engine.get(Host, h).status == HostStatus.UP for h in host_ids),
+                60,
+                "hosts up",
+            )
+
+            def add_vm(name: str) -> UUID:
+                return m.bus.execute(
+                    vm_cmds.AddVm(name=name, cluster_id=cluster_id, memory=args.memory_mib << 20)
+                ).value
+
+            def status(vm_id: UUID) -> VmStatus:
+                return m.bus.engine.get(Vm, vm_id).status
+
+            def stop_all(ids: list[UUID]) -> None:
+                futs = [m.bus.submit(vm_cmds.StopVm(vm_id=v)) for v in ids]
+                for f in futs:
+                    f.result(60)
+                m.wait(lambda: all(status(v) == VmStatus.DOWN for v in ids), 120, "VMs down")
+
+            def start_and_wait(vm_id: UUID, host_id: UUID | None = None) -> dict[str, float]:
+                up_at.pop(vm_id, None)
+                t0 = time.perf_counter()
+                fut = m.bus.submit(vm_cmds.StartVm(vm_id=vm_id, host_id=host_id))
+                fut.result(60)
+                t_acc = time.perf_counter()
+                m.wait(lambda: vm_id in up_at, 60, "VM up")
+                t_up = up_at[vm_id]
+                c0, c1 = create_calls.get(str(vm_id), (t_acc, t_acc))
+                f = fact_at.pop(str(vm_id), t_up)
+                return {
+                    "total": (t_up - t0) * 1000,
+                    "commit_start": (t_acc - t0) * 1000,
+                    "dispatch": (c0 - scheduled_at.pop(vm_id, c0)) * 1000,
+                    "hostd_create": (c1 - c0) * 1000,
+                    "fact_after_create": (f - c1) * 1000,
+                    "fact_to_engine": (t_up - f) * 1000,
+                }
+
+            # Warm-up: the first QEMU start on each host probes capabilities.
+            warm = [add_vm(f"warm{i}") for i in range(len(host_ids))]
+            for v, h in zip(warm, host_ids, strict=True):
+                start_and_wait(v, h)
+            stop_all(warm)
+
+            seq = [add_vm(f"seq{i}") for i in range(args.starts)]
+            runs = []
+            for v in seq:
+                runs.append(start_and_wait(v))
+                stop_all([v])
+            lat = [r["total"] for r in runs]
+
+            conc = [add_vm(f"conc{i}") for i in range(args.concurrent)]
+            for v in conc:
+                up_at.pop(v, None)
+            t0 = time.perf_counter()
+            futs = [m.bus.submit(vm_cmds.StartVm(vm_id=v)) for v in conc]
+            for f in futs:
+                f.result(120)
+            m.wait(lambda: all(v in up_at for v in conc), 300, "all VMs up")
+            concurrent_s = max(up_at[v] for v in conc) - t0
+            per_host = {
+                str(h): sum(1 for v in conc if m.bus.engine.get(Vm, v).run_on_host_id == h)
+                for h in host_ids
+            }
+            stop_all(conc)
+
+            mig = add_vm("mig")
+            start_and_wait(mig, host_ids[0])
+            durations = []
+            for _ in range(args.migrations):
+                src = m.bus.engine.get(Vm, mig).run_on_host_id
+                n = len(migrated.get(mig, []))
+                t0 = time.perf_counter()
+                m.bus.execute(vm_cmds.MigrateVm(vm_id=mig))
+                m.wait(lambda n=n: len(migrated.get(mig, [])) > n, 120, "migrated")
+                durations.append((time.perf_counter() - t0) * 1000)
+                assert m.bus.engine.get(Vm, mig).run_on_host_id != src
+            stop_all([mig])
+            downtimes = migrated.get(mig, [])
+            phases = {
+                f"{k}_ms": round(statistics.median(r[k] for r in runs), 1)
+                for k in runs[0]
+                if k != "total"
+            }
+        finally:
+            m.close()
+    return {
+        "level": "manager",
+        "kvm": bool(cluster.hosts and _kvm()),
+        "starts": len(lat),
+        "p50_ms": round(statistics.median(lat), 1),
+        "p99_ms": round(_pct(lat, 0.99), 1),
+        "phases": phases,
+        "concurrent": args.concurrent,
+        "concurrent50_s": round(concurrent_s, 2),
+        "concurrent_per_host": list(per_host.values()),
+        "migrations": len(downtimes),
+        "migration_downtime_ms": round(statistics.median(downtimes), 1) if downtimes else None,
+        "migration_duration_ms": round(statistics.median(durations), 1) if durations else None,
+    }
+
+
+def _kvm() -> bool:
+    from hostd.harness import kvm_usable
+
+    return kvm_usable()
+
+
 def run(args: argparse.Namespace) -> dict:
     from hostd.harness import Cluster
 
     with Cluster(2, hostd_args=["--stats-interval", "15"]) as cluster:
-        return asyncio.run(_bench(cluster, args))
+        if args.level == "hostd":
+            return asyncio.run(_bench(cluster, args))
+        return _bench_manager(cluster, args)
