@@ -24,6 +24,7 @@ REPORT_NAMES = ("top-vms", "host-utilisation", "vm-availability", "storage-growt
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
     add_store_arguments(p)
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
