@@ -111,7 +111,7 @@ class Api:
     def app(self) -> web.Application:
         # One catch-all route and no middleware: _handle turns every failure into a fault.
         app = web.Application(client_max_size=MAX_BODY)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
+        app.router.add_route("*", r"/{tail:[\s\S]*}", self._handle)
         app[API_KEY] = self
         return app
 

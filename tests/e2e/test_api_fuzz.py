@@ -20,6 +20,8 @@ pytest.importorskip("ovirtsdk4")
 pytestmark = pytest.mark.e2e
 
 COLLECTIONS = [
+    "history",
+    "status",
     "datacenters",
     "clusters",
     "hosts",
@@ -122,9 +124,10 @@ def live(tmp_path_factory):
     ctype=st.sampled_from(["application/xml", "application/json", "text/plain", ""]),
     accept=st.sampled_from(["application/xml", "application/json", "*/*"]),
     auth=st.sampled_from(["good", "good", "good", "none", "bad"]),
+    prefix=st.sampled_from(["/ovirt-engine/api/"] * 6 + ["/orrery/", "/", "/ovirt-engine/"]),
 )
 def test_fuzz_never_5xx_and_refusals_write_nothing(
-    live, method, coll, rest, query, body, ctype, accept, auth
+    live, method, coll, rest, query, body, ctype, accept, auth, prefix
 ):
     srv, token, dc_id = live
     segs = [coll] + [
@@ -135,7 +138,7 @@ def test_fuzz_never_5xx_and_refusals_write_nothing(
         else r
         for r in rest
     ]
-    path = "/ovirt-engine/api/" + "/".join(urllib.parse.quote(s, safe="") for s in segs)
+    path = prefix + "/".join(urllib.parse.quote(s, safe="") for s in segs)
     if query:
         path += "?" + urllib.parse.urlencode(query)
     headers = {"Accept": accept, "Version": "4"}
