@@ -477,7 +477,7 @@ def search_rows(
         sql += " WHERE " + " AND ".join(clauses)
     sql += f" ORDER BY {order}"
     if max is not None and max < 0:
-        raise SearchError("'max' must not be negative.")
+        max = None  # oVirt: max=-1 means no limit
     page = q.page or page
     if page is not None and page < 1:
         raise SearchError("'page' must be a positive whole number.")
