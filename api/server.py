@@ -240,6 +240,8 @@ class Api:
     async def _api(self, request: web.Request, tail: str) -> web.StreamResponse:
         fmt = _fmt(request)
         query = dict(request.query)
+        if "filter" not in query and request.headers.get("Filter", "").lower() == "true":
+            query["filter"] = "true"  # oVirt's user API header
         reads = self.reads
         if query.get("as_of"):
             reads = await asyncio.get_running_loop().run_in_executor(
