@@ -1,4 +1,10 @@
-"""Rebuild every projection from the log; --verify checks the live view against a rebuild."""
+"""Rebuild every projection from the log; --verify checks the live view against a rebuild.
+
+Without --verify the view's tables are dropped and rebuilt from notification 0 (stop the
+Manager first). With --verify the rebuild goes into side tables up to the live view's
+position, the content digests are compared table by table, the first differing row is
+named, and the exit status is 1 when anything differs.
+"""
 
 from __future__ import annotations
 
