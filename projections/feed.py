@@ -31,7 +31,7 @@ import string
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -535,6 +535,15 @@ def _fold_key(e: dict[str, Any]) -> tuple[Any, ...]:
     return (e["code"], e["object_id"], e["description"], e["user_name"])
 
 
+def _utc_text(when: datetime | str) -> str:
+    if isinstance(when, str):
+        t = when.strip()
+        when = datetime.fromisoformat(t[:-1] + "+00:00" if t.endswith(("Z", "z")) else t)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).isoformat()
+
+
 def _ts(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
@@ -584,12 +593,13 @@ def list_events(
             v = str(v)
         clauses.append(f"{k} = ?")
         params.append(v)
+    # Stored times are UTC isoformat, which sorts as text once both sides share it.
     if since is not None:
         clauses.append("last_time >= ?")
-        params.append(since.isoformat() if isinstance(since, datetime) else since)
+        params.append(_utc_text(since))
     if until is not None:
         clauses.append("time <= ?")
-        params.append(until.isoformat() if isinstance(until, datetime) else until)
+        params.append(_utc_text(until))
     sql = f"SELECT {', '.join(FEED_COLUMNS)} FROM {{events}}"
     if clauses:
         sql += " WHERE " + " AND ".join(clauses)

@@ -188,3 +188,15 @@ def test_events_of_one_command_share_an_entry(world, tmp_path: Path) -> None:
         ("cmd-8", "Starting VM web2 was initiated by admin@internal."),
     ]
     assert starts[0]["last_time"] > starts[0]["time"]
+
+
+def test_time_window_filters_accept_z_times(world, tmp_path: Path) -> None:
+    w, ids = world
+    w.tick(3600)
+    w.run(UpdateDataCenter(data_center_id=ids["dc"], description="later", actor="bob"))
+    db, _ = feed_of(w, tmp_path)
+    later = events(db, object_id=ids["dc"])[-1]
+    t = later["time"]
+    assert events(db, since=t.replace("+00:00", "Z"), object_id=ids["dc"]) == [later]
+    assert later not in events(db, until="2026-01-01T00:30:00Z")
+    assert events(db, since="2026-01-01T00:30:00+00:00") == [later]
