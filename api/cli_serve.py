@@ -19,6 +19,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-cert", default=None, help="PEM certificate: serve HTTPS")
     p.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
     p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    p.add_argument(
+        "--reads",
+        choices=("engine", "projections"),
+        default="engine",
+        help="where GETs read: the write side's Engine in memory (default) or the read "
+        "side's projected engine view",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,9 +43,12 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.tls_cert) != bool(args.tls_key):
         print("--tls-cert and --tls-key go together")
         return 2
+    from api.reads import open_reads
+
     bus = open_bus(args.database_url, args.data_dir)
     try:
         password = initialize(bus, args.data_dir)
+        reads = open_reads(bus, args.reads, args.data_dir)
         asyncio.run(
             serve(
                 bus,
@@ -46,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
                 int(port),
                 admin_password=password,
                 ssl=ssl_context(args.tls_cert, args.tls_key),
+                reads=reads,
             )
         )
     except KeyboardInterrupt:

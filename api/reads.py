@@ -113,3 +113,61 @@ class _AsOfCache:
 
 
 _AS_OF = _AsOfCache()
+
+
+class ProjectionReads:
+    """The same door over the read side's engine view (``projections.read.ReadSide``).
+
+    Objects come back as the domain's own aggregates (``list_aggregates``), so rendering
+    does not change. Permission checks keep reading the write side's Engine (``engine``,
+    ``lock``), which decides them; after a command the API waits for the view to reach
+    the command's position (read-your-writes).
+    """
+
+    def __init__(self, bus: Any, read_side: Any) -> None:
+        self.bus = bus
+        self.read = read_side
+        self.engine = bus.engine
+        self.lock = bus.lock
+
+    @property
+    def position(self) -> int:
+        return self.read.position
+
+    def wait_for(self, position: int, timeout: float = 5.0) -> bool:
+        return bool(self.read.wait_for(position, timeout))
+
+    def get(self, cls_name: str, obj_id: UUID) -> Any:
+        cls = aggregate_class(cls_name)
+        if cls is None:
+            return None
+        obj = self.read.get_aggregate(cls_name, obj_id)
+        return obj if isinstance(obj, cls) else None
+
+    def any(self, obj_id: UUID) -> Any:
+        return self.read.get_aggregate(None, obj_id)
+
+    def list(self, cls_name: str) -> list[Any]:
+        cls = aggregate_class(cls_name)
+        if cls is None:
+            return []
+        return [o for o in self.read.list_aggregates(cls_name) if isinstance(o, cls)]
+
+    def by_name(self, cls_name: str, name: str) -> Any:
+        for obj in self.list(cls_name):
+            if getattr(obj, "name", None) == name:
+                return obj
+        return None
+
+    def as_of(self, spec: str) -> EngineReads:
+        return _AS_OF.reads(self.bus, spec)
+
+
+def open_reads(bus: Any, kind: str = "engine", data_dir: Any = None) -> Any:
+    """``engine``: the write side's Engine in memory (default); ``projections``: the read
+    side's engine view, started here and following the bus."""
+    if kind == "projections":
+        from projections.read import open_read_side
+
+        return ProjectionReads(bus, open_read_side(bus=bus, data_dir=data_dir))
+    return EngineReads(bus)

@@ -538,6 +538,9 @@ class Api:
         except DomainError as e:
             raise from_domain(e) from None
         await self.feed.wait_for(result.position)
+        wait = getattr(self.reads, "wait_for", None)
+        if wait is not None:  # a projected view: read-your-writes
+            await asyncio.get_running_loop().run_in_executor(None, wait, result.position)
         return result
 
     async def add(
@@ -910,8 +913,9 @@ async def serve(
     *,
     admin_password: str | None = None,
     ssl: Any = None,
+    reads: Any = None,
 ) -> None:
-    api = Api(bus, admin_password=admin_password)
+    api = Api(bus, admin_password=admin_password, reads=reads)
     runner = web.AppRunner(api.app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl)

@@ -11,7 +11,10 @@ ADMIN_PASSWORD = "orrery-test-secret"
 
 
 @contextmanager
-def running_server(data_dir: Any, database_url: str | None = None) -> Iterator[Any]:
+def running_server(
+    data_dir: Any, database_url: str | None = None, reads: str = "engine"
+) -> Iterator[Any]:
+    from api.reads import open_reads
     from api.server import Api, ServerThread, initialize
     from commands.bootstrap import open_bus
 
@@ -25,13 +28,17 @@ def running_server(data_dir: Any, database_url: str | None = None) -> Iterator[A
             os.environ.pop("ORRERY_ADMIN_PASSWORD", None)
         else:
             os.environ["ORRERY_ADMIN_PASSWORD"] = old
-    api = Api(bus, admin_password=password)
+    view = open_reads(bus, reads, data_dir)
+    api = Api(bus, admin_password=password, reads=view)
     srv = ServerThread(api).start()
     srv.bus = bus  # type: ignore[attr-defined]
     try:
         yield srv
     finally:
         srv.stop()
+        read_side = getattr(view, "read", None)
+        if read_side is not None:
+            read_side.close()
         bus.stop()
 
 
