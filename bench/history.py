@@ -141,15 +141,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["file_mib"] = round(path.stat().st_size / (1 << 20), 1)
         result["bytes_per_sample_row"] = round(path.stat().st_size / (minutes * args.vms), 1)
 
-        q_ms, ours = _median_ms(lambda: w.query(OURS_SQL, [t0, end])[1], args.repeat)
-        raw_ms, ours_raw = _median_ms(lambda: w.query(OURS_RAW_SQL, [t0, end])[1], args.repeat)
+        # the window: every closed hour (a partial last hour is not rolled up yet)
+        win = end.replace(minute=0, second=0, microsecond=0)
+        q_ms, ours = _median_ms(lambda: w.query(OURS_SQL, [t0, win])[1], args.repeat)
+        raw_ms, ours_raw = _median_ms(lambda: w.query(OURS_RAW_SQL, [t0, win])[1], args.repeat)
         result["query_ms"] = q_ms
         result["query_raw_samples_ms"] = raw_ms
         result["result_rows"] = len(ours)
         result["ours_hourly_equals_raw"] = _same(ours, ours_raw)
 
         if not args.no_baseline:
-            base_ms, pg_rows, load_s = _baseline(args, w, t0, end)
+            base_ms, pg_rows, load_s = _baseline(args, w, t0, win)
             result["baseline_load_s"] = load_s
             result["baseline_query_ms"] = base_ms
             result["ratio"] = round(base_ms / q_ms, 1)

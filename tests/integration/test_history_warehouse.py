@@ -236,3 +236,27 @@ def test_cli(store_location, tmp_path, capsys):
     lines = csv_out.read_text().splitlines()
     assert lines[0].startswith("vm_id,vm_name,avg_cpu_percent") and len(lines) == 2
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_against_postgres(pg_schema_url):
+    import argparse
+
+    from bench import history as bench_history
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--database-url", default=None)
+    bench_history.add_arguments(p)
+    args = p.parse_args(
+        [
+            "--vms",
+            "40",
+            "--days",
+            "0.2",
+            "--repeat",
+            "1",
+            "--database-url",
+            pg_schema_url.split("?", 1)[0],
+        ]
+    )
+    out = bench_history.run(args)
+    assert out["baseline_equals_ours"] is True and out["baseline_query_ms"] > 0
