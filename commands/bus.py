@@ -575,7 +575,7 @@ class _Window:
         kept = self._d.get(cid)
         if kept is None or isinstance(kept, DomainError):
             return kept
-        command, is_id, value, created, position, events = kept
+        command, is_id, value, position, events, *created = kept
         return CommandResult(
             command=command,
             value=UUID(int=value) if is_id else value,
@@ -595,9 +595,9 @@ class _Window:
                 outcome.command,
                 is_id,
                 value.int if is_id else value,
-                tuple(c.int for c in outcome.created),
                 outcome.position,
                 outcome.events,
+                *(c.int for c in outcome.created),
             )
         if len(d) > IDEMPOTENCY_WINDOW:
             d.popitem(last=False)
