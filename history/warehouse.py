@@ -477,14 +477,14 @@ class Warehouse:
     def query(self, sql: str, params: Sequence[Any] | None = None) -> tuple[list[str], list[tuple]]:
         """Runs a read-only query (writes raise ReadOnlyError); returns (columns, rows)."""
         check_read_only(sql)
-        with self._lock:
+        with self._lock:  # only to take the cursor: the query itself runs beside ingest
             cur = self.con.cursor()
-            try:
-                res = cur.execute(sql, params or [])
-                cols = [d[0] for d in res.description or []]
-                return cols, res.fetchall()
-            finally:
-                cur.close()
+        try:
+            res = cur.execute(sql, params or [])
+            cols = [d[0] for d in res.description or []]
+            return cols, res.fetchall()
+        finally:
+            cur.close()
 
 
 def open_read_only(path: Path | str) -> duckdb.DuckDBPyConnection:

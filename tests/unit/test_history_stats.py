@@ -336,3 +336,26 @@ def test_runner_feeds_config_samples_and_rollups(tmp_path):
         n = w.query("SELECT count(*), count(DISTINCT history_datetime) FROM vm_samples_history")
         assert n[1] == [(71, 71)]  # one row per minute, 00:00 to 01:10
         assert w.query("SELECT sample_count FROM vm_hourly_history")[1] == [(60,)]
+
+
+def test_queries_run_beside_ingest(tmp_path):
+    import threading
+
+    samples = make_samples(9, vms=50, minutes=600)
+    errors: list[Exception] = []
+    with Warehouse(tmp_path / "h.duckdb") as w:
+
+        def reader() -> None:
+            try:
+                for _ in range(30):
+                    n = w.query("SELECT count(*) FROM vm_samples_history")[1][0][0]
+                    assert n % 50 == 0  # a reader never sees half a batch
+            except Exception as e:  # pragma: no cover - reported below
+                errors.append(e)
+
+        t = threading.Thread(target=reader)
+        t.start()
+        for i in range(0, len(samples), 50 * 20):
+            w.ingest_samples(samples[i : i + 50 * 20])
+        t.join()
+    assert errors == []
