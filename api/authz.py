@@ -106,6 +106,8 @@ def _module() -> Any:
 
 
 def permit_for(path: str, what: str, verb: str | None = None, sub: str | None = None) -> str:
+    if sub == "permissions":
+        return "manipulate_permissions"
     if sub is not None and (path, sub) in SUB_PERMITS:
         return SUB_PERMITS[(path, sub)]
     if verb is not None and (path, verb) in ACTION_PERMITS:
