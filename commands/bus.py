@@ -84,7 +84,18 @@ _Undo = dict[UUID, tuple[Any, int | None]]
 class _Batch:
     """One transaction's worth of decided commands."""
 
-    __slots__ = ("cids", "decided", "done", "error", "ids", "order", "rejected", "stored", "undo")
+    __slots__ = (
+        "cids",
+        "decided",
+        "done",
+        "error",
+        "ids",
+        "order",
+        "rejected",
+        "sent",
+        "stored",
+        "undo",
+    )
 
     def __init__(self) -> None:
         self.order: list[_Item] = []  # decided and rejected, in decision order
@@ -96,6 +107,7 @@ class _Batch:
         self.ids: list[int] = []
         self.error: BaseException | None = None
         self.done = threading.Event()
+        self.sent = threading.Event()
 
 
 class CommandBus:
@@ -213,6 +225,9 @@ class CommandBus:
                     if batch.decided:
                         if self.pipeline:
                             self._commit_q.put(batch)
+                            # Hand the GIL over until the committer is on its way to the
+                            # database; else it would wait for it while we decide.
+                            batch.sent.wait(0.01)
                             inflight, batch = batch, None
                         else:
                             self._commit(batch)
@@ -266,6 +281,7 @@ class CommandBus:
             batch = self._commit_q.get()
             if batch is None:
                 return
+            batch.sent.set()
             self._commit(batch)
 
     def _commit(self, batch: _Batch) -> None:
