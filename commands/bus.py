@@ -236,7 +236,10 @@ class CommandBus:
             except Exception as e:  # never let the writer die; fail what was in hand
                 log.exception("writer failed")
                 started = [b for b in (inflight, prev) if b is not None]
-                self._abandon(batch, started, items, e)
+                try:
+                    self._abandon(batch, started, items, e)
+                except Exception:
+                    log.exception("cleaning up after a writer failure")
                 inflight = None
                 pending = []
 

@@ -15,6 +15,8 @@ import commands.bus as bus_module
 from commands.bootstrap import open_bus
 from commands.bus import CommandBus
 from commands.datacenter import AddDataCenter, UpdateDataCenter
+from commands.messages import Command
+from commands.registry import HANDLERS
 from domain.base import DomainError
 from domain.datacenter import DataCenter
 
@@ -252,5 +254,34 @@ def test_postgres_dropped_connection_is_retried(pg_schema_url) -> None:
         bus.execute(UpdateDataCenter(data_center_id=dc, description="after the drop"))
         assert bus.engine.get(DataCenter, dc).description == "after the drop"
         assert bus.engine.digest() == _replayed_digest(loc)
+    finally:
+        bus.stop()
+
+
+class _Explode(Command, frozen=True, kw_only=True):
+    """Test-only command whose handler has a bug."""
+
+    NAME = "TestExplode"
+
+
+def _explode(tx: Any, cmd: _Explode) -> None:
+    raise RuntimeError("handler bug (test)")
+
+
+def test_a_handler_bug_fails_only_its_command(store_location, monkeypatch) -> None:
+    monkeypatch.setitem(HANDLERS, _Explode, _explode)
+    bus = open_bus(**store_location)
+    try:
+        dc = bus.execute(AddDataCenter(name="bug")).value
+        futs = [
+            bus.submit(UpdateDataCenter(data_center_id=dc, description="1")),
+            bus.submit(_Explode()),
+            bus.submit(UpdateDataCenter(data_center_id=dc, description="2")),
+        ]
+        assert futs[0].result(10).events == 1
+        assert isinstance(futs[1].exception(10), RuntimeError)
+        assert futs[2].result(10).events == 1
+        assert bus.engine.get(DataCenter, dc).description == "2"
+        assert bus.engine.digest() == _replayed_digest(store_location)
     finally:
         bus.stop()
