@@ -193,7 +193,10 @@ class EngineView(Projection):
             cls = AGGREGATE_TYPES.get(type_name)
             if cls is None:
                 return None  # an aggregate type this code does not know: replay instead
-            obj: Aggregate = msgspec.json.decode(data, type=cls)
+            try:
+                obj: Aggregate = msgspec.json.decode(data, type=cls)
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                return None  # stored by an older shape of the class: replay instead
             engine.restore(obj.id, obj, None)
         for oid, version in db.query("SELECT id, version FROM {tombstones}"):
             engine.restore(UUID(oid), None, int(version))
