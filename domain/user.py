@@ -299,12 +299,14 @@ def remove_user(tx: Tx, user_id: UUID) -> None:
     """Removes a user and the permissions given to it."""
     from domain.permission import remove_permissions_of_principal
     from domain.tag import detach_everywhere
+    from domain.vmpool import release_user
 
     user = tx.engine.get(User, user_id)
     if user.user_name == ADMIN_USER_NAME:
         raise DomainError("Cannot remove User. The built-in admin@internal user cannot be removed.")
     remove_permissions_of_principal(tx, user_id)
     detach_everywhere(tx, user_id)
+    release_user(tx, user_id)
     tx.emit(UserRemoved, user_id)
 
 

@@ -278,9 +278,11 @@ def update_vm_pool(
 
 def allocate_vm(tx: Tx, pool_id: UUID, user_id: UUID, *, start: bool = True) -> UUID:
     """Hands a free VM of the pool to ``user_id`` (running ones first) and runs it."""
+    from domain.user import User
     from domain.vm import Vm
 
     pool = get_pool(tx, pool_id)
+    tx.engine.get(User, user_id, field="user")
     if len(pool.vms_of(user_id)) >= pool.max_user_vms:
         raise DomainError(
             "Cannot allocate and run VM from VM-Pool. The user has reached the maximum number "
@@ -336,6 +338,15 @@ def return_vm(tx: Tx, pool_id: UUID, vm_id: UUID) -> None:
     tx.emit(VmPoolVmReleased, pool_id, vm_id=vm_id)
 
 
+def release_user(tx: Tx, user_id: UUID) -> None:
+    """The user is being removed: the pool VMs assigned to it are no longer (they stay as
+    they are, free for the next user once down)."""
+    for pool in sorted(tx.engine.all(VmPool), key=lambda p: p.id):
+        for a in pool.assignments:
+            if a.user_id == user_id:
+                tx.emit(VmPoolVmReleased, pool.id, vm_id=a.vm_id)
+
+
 def vm_went_down(tx: Tx, pool_id: UUID, vm_id: UUID) -> None:
     """An automatic pool takes its VM back as soon as it is down."""
     pool = tx.engine.find(VmPool, pool_id)
@@ -385,6 +396,7 @@ __all__ = [
     "add_vm_pool",
     "allocate_vm",
     "detach_vm",
+    "release_user",
     "remove_vm_pool",
     "return_vm",
     "update_vm_pool",

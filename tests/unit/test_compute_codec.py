@@ -9,6 +9,7 @@ from commands import template as tpl_cmd
 from commands import vm as c
 from commands import vmpool as pool_cmd
 from commands.store import decode_event, encode_event
+from commands.user import AddUser
 from domain import disk, template, vm, vmpool
 from domain.base import EVENT_TYPES
 from domain.engine import Engine
@@ -79,7 +80,8 @@ def busy_world() -> ComputeWorld:
         pool_cmd.AddVmPool(name="p", cluster_id=w.cluster, template_id=vm.BLANK_TEMPLATE_ID, size=2)
     )
     w.run(pool_cmd.UpdateVmPool(vm_pool_id=p, description="pool", size=3))
-    alloc = w.run(pool_cmd.AllocateVm(vm_pool_id=p, user_id=w.next_id()))
+    user = w.run(AddUser(user_name="pooluser"))
+    alloc = w.run(pool_cmd.AllocateVm(vm_pool_id=p, user_id=user))
     w.power_off(alloc)
     pool = w.engine.get(vmpool.VmPool, p)
     w.run(pool_cmd.DetachVmFromPool(vm_pool_id=p, vm_id=pool.vm_ids[-1]))

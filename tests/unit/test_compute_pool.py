@@ -9,6 +9,7 @@ import pytest
 from commands import vm as vm_cmd
 from commands import vmpool as c
 from commands.messages import parse_command
+from commands.user import AddUser
 from domain.base import InvalidInput
 from domain.statuses import VmStatus
 from domain.template import BLANK_TEMPLATE_ID
@@ -23,7 +24,10 @@ ALICE, BOB = UUID(int=0xA11CE), UUID(int=0xB0B)
 
 @pytest.fixture
 def w() -> ComputeWorld:
-    return ComputeWorld()
+    world = ComputeWorld()
+    world.run(AddUser(user_name="alice", id=ALICE))
+    world.run(AddUser(user_name="bob", id=BOB))
+    return world
 
 
 def pool(w: ComputeWorld, pool_id: UUID) -> VmPool:
