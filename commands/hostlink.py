@@ -203,6 +203,7 @@ class HostLink:
         self.non_responsive_after = non_responsive_after
         self.reconnect_every = reconnect_every
         self.shutdown_timeout = shutdown_timeout
+        self.migration_grace = 10.0  # wait for MigrationDone after the destination's "up"
         self.telemetry = telemetry
         self.sessions: dict[UUID, _Session] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -234,6 +235,8 @@ class HostLink:
     async def stop(self) -> None:
         if self.policies is not None:
             await self.policies.stop()
+        for t in list(self._actions):
+            t.cancel()
         for t in self._tasks + [s.task for s in self.sessions.values() if s.task]:
             t.cancel()
         for t in self._tasks + [s.task for s in self.sessions.values() if s.task]:
@@ -459,6 +462,18 @@ class HostLink:
             and fact.reason == "migrated"
         ):
             return  # the migration's outcome comes with MigrationDone
+        if (
+            vm.status == VmStatus.MIGRATING
+            and status == VmStatus.UP
+            and s.host_id == vm.migrating_to_host_id
+        ):
+            # Running on the destination: the source's MigrationDone (with the measured
+            # downtime) settles it; only if that never comes does this report count.
+            version = vm.version
+            await asyncio.sleep(self.migration_grace)
+            vm = self.bus.engine.find(Vm, vm_id)
+            if vm is None or vm.version != version:
+                return  # settled (or a later migration began): this report is stale
         exit_status = ""
         if status == VmStatus.DOWN:
             # A power-off or shutdown someone asked for ends normally; a QEMU that died
