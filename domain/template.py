@@ -348,6 +348,12 @@ def remove_template(tx: Tx, template_id: UUID) -> None:
             "Cannot remove Template. Template is being used by the following VM-Pools: "
             f"{', '.join(pools)}."
         )
+    own = set(template.disk_ids)
+    based = sorted(d.name for d in tx.engine.all(Disk) if d.base_disk_id in own and d.id not in own)
+    if based:
+        raise DomainError(
+            f"Cannot remove Template. The following Disks are based on it: {', '.join(based)}."
+        )
     if template.version_number == 1 and any(
         t.base_template_id == template_id and t.id != template_id for t in tx.engine.all(Template)
     ):
