@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
                 admin_password=password,
                 ssl=ssl_context(args.tls_cert, args.tls_key),
                 reads=reads,
+                data_dir=args.data_dir,
             )
         )
     except KeyboardInterrupt:

@@ -98,8 +98,12 @@ class Api:
         feed: Feed | None = None,
         reads: Any = None,
         admin_password: str | None = None,
+        host_secrets: Any = None,
     ) -> None:
         self.bus = bus
+        # Where a new host's root_password (its hostd enrollment secret) is kept: never
+        # in the command, the log or a response.
+        self.host_secrets = host_secrets
         self.reads = reads or EngineReads(bus)
         self.auth = auth or Authenticator(self.reads, bus=bus, fallback_password=admin_password)
         self.feed = feed or Feed(bus)
@@ -567,6 +571,7 @@ class Api:
         )
         scope_kind, scope = authz.scope_of(cmd)
         authz.check(env, authz.permit_for(res.path, "create"), scope_kind, scope, f"add {res.tag}")
+        cmd = self._enroll(cmd, inp, body, env)
         result = await self.run(cmd)
         new_id = _created(result)
         obj = self.reads.get(res.cls, new_id) if new_id is not None else None
@@ -574,6 +579,25 @@ class Api:
             return respond(env.fmt, 202, "action", {"status": "complete"})
         href = res.href(obj)
         return respond(env.fmt, 201, res.tag, self.render(res, obj, env), {"Location": href})
+
+    def _enroll(self, cmd: Any, inp: Input, body: Any, env: Env) -> Any:
+        """A new host's root_password becomes its enrollment secret, stored apart under
+        the host's id (decided here, so the secret is in place before the host is)."""
+        if type(cmd).__name__ != "AddHost" or "root_password" not in inp.fields:
+            return cmd
+        secret = inp.fields["root_password"](body if isinstance(body, dict) else {}, env)
+        if not isinstance(secret, str) or not secret:
+            return cmd
+        if self.host_secrets is None:
+            raise ApiError(400, "Operation Failed", "This Manager does not manage host secrets.")
+        import uuid
+
+        import msgspec
+
+        if cmd.id is None:
+            cmd = msgspec.structs.replace(cmd, id=uuid.uuid4())
+        self.host_secrets.put(cmd.id, secret)
+        return cmd
 
     async def update(self, request: web.Request, env: Env, res: Resource, obj: Any):
         if res.update is None:
@@ -914,8 +938,18 @@ async def serve(
     admin_password: str | None = None,
     ssl: Any = None,
     reads: Any = None,
+    data_dir: Any = None,
+    hostlink_options: dict[str, Any] | None = None,
 ) -> None:
-    api = Api(bus, admin_password=admin_password, reads=reads)
+    """Runs the Manager until SIGTERM/SIGINT: the API, and the HostLink that connects to
+    every host's hostd and carries the log's decisions out to them."""
+    from pathlib import Path
+
+    from commands.hostlink import HostLink, HostSecrets
+
+    secrets = HostSecrets(Path(data_dir or "./data") / "host-secrets.json")
+    link = await HostLink(bus, secrets, **(hostlink_options or {})).start()
+    api = Api(bus, admin_password=admin_password, reads=reads, host_secrets=secrets)
     runner = web.AppRunner(api.app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl)
@@ -933,3 +967,4 @@ async def serve(
         await stop.wait()
     finally:
         await runner.cleanup()
+        await link.stop()

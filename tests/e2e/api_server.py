@@ -12,11 +12,19 @@ ADMIN_PASSWORD = "orrery-test-secret"
 
 @contextmanager
 def running_server(
-    data_dir: Any, database_url: str | None = None, reads: str = "engine"
+    data_dir: Any,
+    database_url: str | None = None,
+    reads: str = "engine",
+    hostlink_options: dict[str, Any] | None = None,
 ) -> Iterator[Any]:
+    """``hostlink_options`` given: the server also runs a HostLink (real hosts)."""
+    import asyncio
+    from pathlib import Path
+
     from api.reads import open_reads
     from api.server import Api, ServerThread, initialize
     from commands.bootstrap import open_bus
+    from commands.hostlink import HostLink, HostSecrets
 
     bus = open_bus(database_url, data_dir)
     old = os.environ.get("ORRERY_ADMIN_PASSWORD")
@@ -29,12 +37,21 @@ def running_server(
         else:
             os.environ["ORRERY_ADMIN_PASSWORD"] = old
     view = open_reads(bus, reads, data_dir)
-    api = Api(bus, admin_password=password, reads=view)
+    secrets = HostSecrets(Path(data_dir) / "host-secrets.json")
+    api = Api(bus, admin_password=password, reads=view, host_secrets=secrets)
     srv = ServerThread(api).start()
     srv.bus = bus  # type: ignore[attr-defined]
+    link = None
+    if hostlink_options is not None:
+        link = asyncio.run_coroutine_threadsafe(
+            HostLink(bus, secrets, **hostlink_options).start(), srv._loop
+        ).result(10)
+    srv.link = link  # type: ignore[attr-defined]
     try:
         yield srv
     finally:
+        if link is not None:
+            asyncio.run_coroutine_threadsafe(link.stop(), srv._loop).result(15)
         srv.stop()
         read_side = getattr(view, "read", None)
         if read_side is not None:
