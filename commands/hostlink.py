@@ -59,7 +59,13 @@ from domain.disk import (
 )
 from domain.host import Host, HostAdded, HostStatusChanged
 from domain.network import LogicalNetwork, VnicProfile
-from domain.statuses import HostStatus, SnapshotStatus, StorageDomainStatus, VmStatus
+from domain.statuses import (
+    DiskStatus,
+    HostStatus,
+    SnapshotStatus,
+    StorageDomainStatus,
+    VmStatus,
+)
 from domain.storage import StorageDomain, StorageDomainStatusChanged
 from domain.vm import (
     Snapshot,
@@ -216,14 +222,21 @@ class HostLink:
         # Where each disk's volumes live, so a removed disk's files can still be found:
         # disk id -> (storage domain id, volume ids, base first).
         self._volumes: dict[UUID, tuple[UUID, list[UUID]]] = {}
-        self.timings: dict[str, list[float]] = {}  # action name -> durations (s), for bench
+        self._unfinished: dict[UUID, str] = {}  # disk id -> image operation to resume
 
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> HostLink:
         self._loop = asyncio.get_running_loop()
-        with self.bus.lock:
+        with self.bus.lock:  # listeners are called under it: nothing slips between
             self._index_volumes()
-        self.bus.subscribe(self._on_committed)
+            # Image operations left unfinished by a previous Manager: carried out again
+            # once a host can reach their storage.
+            self._unfinished = {
+                d.id: d.operation
+                for d in self.bus.engine.all(Disk)
+                if d.status == DiskStatus.LOCKED and d.operation
+            }
+            self.bus.subscribe(self._on_committed)
         self._tasks = [
             asyncio.create_task(self._dispatch_loop(), name="hostlink-dispatch"),
             asyncio.create_task(self._monitor_loop(), name="hostlink-monitor"),
@@ -233,6 +246,7 @@ class HostLink:
         return self
 
     async def stop(self) -> None:
+        self._loop = None  # committed events are no longer ours to carry out
         if self.policies is not None:
             await self.policies.stop()
         for t in list(self._actions):
@@ -267,6 +281,7 @@ class HostLink:
             try:
                 self._reconcile_sessions()
                 await self._check_silence()
+                self._resume_unfinished()
             except Exception:
                 log.exception("monitor tick failed")
             await asyncio.sleep(min(1.0, self.reconnect_every))
@@ -284,6 +299,26 @@ class HostLink:
                 s = self.sessions.pop(hid)
                 if s.task is not None:
                     s.task.cancel()
+
+    def _resume_unfinished(self) -> None:
+        for disk_id in list(self._unfinished):
+            disk = self.bus.engine.find(Disk, disk_id)
+            if disk is None or disk.status != DiskStatus.LOCKED or not disk.operation:
+                del self._unfinished[disk_id]
+                continue
+            sd = self.bus.engine.find(StorageDomain, disk.storage_domain_id)
+            if self._storage_host(sd) is None:
+                continue
+            del self._unfinished[disk_id]
+            log.info("resuming the %s of disk %s", disk.operation, disk_id)
+            if disk.operation == "copy" and disk.base_disk_id is None:
+                self._spawn(self._copy_image(disk_id))
+            elif disk.operation in ("create", "copy"):
+                self._spawn(self._create_image(disk_id))
+            elif disk.operation == "extend":
+                self._spawn(self._extend_image(disk_id))
+            elif disk.operation == "move" and disk.move_target_id is not None:
+                self._spawn(self._move_image(disk_id, disk.move_target_id))
 
     async def _check_silence(self) -> None:
         now = time.monotonic()
@@ -843,7 +878,7 @@ class HostLink:
             if base is not None:
                 base_sd = self.bus.engine.get(StorageDomain, base.storage_domain_id)
                 backing = volume_path(self._root(s, base_sd), base.storage_domain_id, base.id)
-            info: P.ImageInfoResult = await self._call(
+            info: P.ImageInfoResult = await self._call_new_volume(
                 host_id,
                 P.CreateImage(
                     volume=P.VolumeRef(
@@ -883,6 +918,17 @@ class HostLink:
             raise LookupError("the template's disk copied is not known")
         return eng.get(Disk, t.disk_ids[idx]), None
 
+    async def _call_new_volume(self, host_id: UUID, req: P.CreateImage | P.CopyImage) -> Any:
+        """Creates a volume; one already there (made before a Manager restart) counts."""
+        try:
+            return await self._call(host_id, req)
+        except P.HostdError as e:
+            if "already exists" not in e.message:
+                raise
+            v = req.volume
+            path = f"{v.sd_path}/{v.sd_id}/images/{v.disk_id}/{v.volume_id}"
+            return await self._call(host_id, P.ImageInfo(path=path))
+
     async def _copy_image(self, disk_id: UUID) -> None:
         """A full, independent copy (a template's disk, or a cloned VM's)."""
         disk = self.bus.engine.find(Disk, disk_id)
@@ -898,7 +944,7 @@ class HostLink:
                 if vm is not None
                 else volume_path(src_root, source.storage_domain_id, source.id)
             )
-            info: P.ImageInfoResult = await self._call(
+            info: P.ImageInfoResult = await self._call_new_volume(
                 host_id,
                 P.CopyImage(
                     source=src_path,
@@ -953,7 +999,7 @@ class HostLink:
             target = self.bus.engine.get(StorageDomain, target_id)
             if str(target.id) not in s.storage:
                 await self._connect_storage(s, target)
-            info: P.ImageInfoResult = await self._call(
+            info: P.ImageInfoResult = await self._call_new_volume(
                 host_id,
                 P.CopyImage(
                     source=self._leaf_of(disk, self._root(s, sd)),

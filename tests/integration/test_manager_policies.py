@@ -348,6 +348,32 @@ def test_disk_extend_move_and_remove(world: World) -> None:
     assert not new.parent.exists()
 
 
+def test_an_image_operation_left_by_a_stopped_hostlink_is_resumed(world: World) -> None:
+    import asyncio
+
+    from commands.hostlink import HostLink
+
+    m = world.m
+    asyncio.run_coroutine_threadsafe(m.link.stop(), m.loop).result(30)
+    disk_id = m.run(
+        disk_cmds.AddDisk(name="orphan1", provisioned_size=8 * MiB, storage_domain_id=world.sds[0])
+    ).value
+    assert m.get(Disk, disk_id).status == DiskStatus.LOCKED
+    m.link = HostLink(
+        m.bus,
+        m.secrets,
+        heartbeat_timeout=2.0,
+        non_responsive_after=2.0,
+        reconnect_every=0.5,
+        shutdown_timeout=2.0,
+        policies=m.policies,
+    )
+    asyncio.run_coroutine_threadsafe(m.link.start(), m.loop).result(30)
+    m.wait(lambda: m.get(Disk, disk_id).status == DiskStatus.OK, 30, "disk created on resume")
+    assert world.volume(disk_id).exists()
+    m.wait(lambda: all(m.get(Host, h).status == HostStatus.UP for h in world.host_ids), 30, "hosts")
+
+
 def test_maintenance_migrates_the_vms_away(world: World) -> None:
     m = world.m
     h0, h1 = world.host_ids
