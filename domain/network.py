@@ -184,6 +184,29 @@ def _vms_using_profiles(tx: Tx, profile_ids: set[UUID]) -> list[Any]:
     ]
 
 
+def _templates_using_profiles(tx: Tx, profile_ids: set[UUID]) -> list[str]:
+    """Names of the templates whose NICs use one of the profiles (VMs made from them would
+    get the profile)."""
+    from domain.base import AGGREGATE_TYPES
+    from domain.datacenter import current_all
+
+    cls = AGGREGATE_TYPES.get("Template")
+    if cls is None:
+        return []
+    templates: list[Any] = current_all(tx, cls)
+    return sorted(
+        str(t.name)
+        for t in templates
+        if any(getattr(nic, "vnic_profile_id", None) in profile_ids for nic in t.nics)
+    )
+
+
+def _check_templates(tx: Tx, profile_ids: set[UUID], message: str) -> None:
+    names = _templates_using_profiles(tx, profile_ids)
+    if names:
+        raise DomainError(f"{message} {', '.join(names)}.")
+
+
 # -- networks -----------------------------------------------------------------------------
 def add_management_network(tx: Tx, dc_id: UUID, *, id: UUID | None = None) -> UUID:
     net_id = tx.new_id(id)
@@ -311,6 +334,11 @@ def update_network(
                     + ".",
                     field="usages",
                 )
+            _check_templates(
+                tx,
+                {p.id for p in profiles_of(tx, net_id)},
+                "Cannot edit Logical Network. The Network is used by Templates:",
+            )
     if vlan_id is not UNSET:
         _check_vlan_free(tx, net.data_center_id, vlan_id, net_id, "edit")
     values = dict(
@@ -354,6 +382,11 @@ def remove_network(tx: Tx, net_id: UUID) -> None:
             + ", ".join(sorted(v.name for v in used))
             + "."
         )
+    _check_templates(
+        tx,
+        {p.id for p in profiles_of(tx, net_id)},
+        "Cannot remove Logical Network. The Network is being used by Templates:",
+    )
     remove_network_unchecked(tx, net_id)
 
 
@@ -529,6 +562,11 @@ def remove_vnic_profile(tx: Tx, profile_id: UUID) -> None:
             + ", ".join(sorted(v.name for v in used))
             + "."
         )
+    _check_templates(
+        tx,
+        {profile_id},
+        "Cannot remove VM network interface profile. The profile is used by Templates:",
+    )
     _drop_permissions(tx, profile_id)
     tx.emit(VnicProfileRemoved, profile_id)
 
