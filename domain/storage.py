@@ -482,8 +482,18 @@ def remove_storage_domain(tx: Tx, sd_id: UUID, *, force: bool = False) -> None:
                 "active Storage Domain to take its place. Either activate another Storage "
                 "Domain in the Data Center, or remove the Data Center."
             )
+    from domain.disk import Disk
     from domain.permission import remove_object_permissions
 
+    disks = sorted(
+        d.name for d in tx.engine.all(Disk) if sd_id in (d.storage_domain_id, d.move_target_id)
+    )
+    if disks:
+        raise DomainError(
+            "Cannot remove Storage Domain. The Storage Domain contains Disks: "
+            + ", ".join(disks)
+            + ". Remove or move them first."
+        )
     remove_object_permissions(tx, sd_id)
     tx.emit(StorageDomainRemoved, sd_id)
     if sd.data_center_id is not None:
