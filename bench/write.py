@@ -3,8 +3,10 @@
 ``clients`` clients each update the description of their own data center, one command
 at a time, and time submit -> committed. The baseline, on the same database in the same
 run, is the eventsourcing library's default: each of ``clients`` threads saves one event
-of a plain library Aggregate per ``Application.save()``. It runs before and after the
-bus run; the mean is the baseline.
+of a plain library Aggregate per ``Application.save()``. The bus run is cut into
+``rounds`` slices with a baseline run before the first and after each one; ``ratio`` is
+the median over slices of (slice rate / mean of the baselines around it), so a change in
+the machine's load during the run moves both sides of each ratio alike.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -28,6 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--events", type=int, default=200_000, help="commands in the bus run")
     parser.add_argument("--baseline-events", type=int, default=3000, help="saves per baseline run")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="bus slices, each between two baseline runs (the ratio is their median)",
+    )
     parser.add_argument("--mode", choices=("thread", "async"), default="thread")
     parser.add_argument("--max-batch", type=int, default=None)
     parser.add_argument("--no-baseline", action="store_true")
@@ -152,7 +162,11 @@ def _clients_async(bus: Any, dcs: list[UUID], per: int, ids: bool) -> list[Laten
     return hists
 
 
-def run_bus(url: str, args: argparse.Namespace) -> dict[str, Any]:
+def run_bus(
+    url: str, args: argparse.Namespace, baseline: Callable[[], float] | None = None
+) -> dict[str, Any]:
+    """The bus run, in ``rounds`` slices; ``baseline()`` runs before the first slice and
+    after each one, so every slice has a baseline measured right around it."""
     from commands import bus as bus_module
     from commands.bootstrap import open_bus
     from commands.datacenter import AddDataCenter
@@ -162,10 +176,14 @@ def run_bus(url: str, args: argparse.Namespace) -> dict[str, Any]:
         options["max_batch"] = args.max_batch
     bus = open_bus(url, **options)
     window = bus_module.IDEMPOTENCY_WINDOW
+    rounds = max(1, args.rounds)
+    baselines: list[float] = []
+    slices: list[float] = []
+    hists: list[LatencyHistogram] = []
     try:
         dcs = [bus.execute(AddDataCenter(name=f"bench-dc-{i}")).value for i in range(args.clients)]
-        per = max(1, args.events // args.clients)
-        samples: list[tuple[int, float]] = []  # (commands done, rss)
+        per = max(1, args.events // args.clients // rounds)
+        samples: list[tuple[int, float]] = []  # (events written, rss)
         done = threading.Event()
         progress = bus.log.head
 
@@ -174,15 +192,23 @@ def run_bus(url: str, args: argparse.Namespace) -> dict[str, Any]:
                 samples.append((progress() - head0, rss_mb()))
 
         sampler = threading.Thread(target=sample, daemon=True)
+        if baseline is not None:
+            baselines.append(baseline())
         rss_start = rss_mb()
         batches0, head0 = bus.batches, bus.log.head()
-        cpu0 = time.process_time()
         sampler.start()
-        t0 = time.perf_counter()
         drive = _clients_async if args.mode == "async" else _clients_threads
-        hists = drive(bus, dcs, per, not args.no_command_ids)
-        elapsed = time.perf_counter() - t0
-        cpu = time.process_time() - cpu0
+        elapsed = cpu = 0.0
+        for _ in range(rounds):
+            h0 = bus.log.head()
+            cpu0, t0 = time.process_time(), time.perf_counter()
+            hists += drive(bus, dcs, per, not args.no_command_ids)
+            took = time.perf_counter() - t0
+            cpu += time.process_time() - cpu0
+            elapsed += took
+            slices.append((bus.log.head() - h0) / took)
+            if baseline is not None:
+                baselines.append(baseline())
         done.set()
         sampler.join()
         rss_end = rss_mb()
@@ -197,8 +223,8 @@ def run_bus(url: str, args: argparse.Namespace) -> dict[str, Any]:
         hist.merge(h)
     # Memory once the idempotency window is full (it grows until then, by design).
     full = next((rss for n, rss in samples if n >= window), None)
-    return {
-        "commands": per * args.clients,
+    out: dict[str, Any] = {
+        "commands": per * args.clients * rounds,
         "events": events,
         "seconds": round(elapsed, 2),
         "events_per_s": round(events / elapsed, 1),
@@ -215,24 +241,27 @@ def run_bus(url: str, args: argparse.Namespace) -> dict[str, Any]:
         "rss_growth_after_window_full_mb": round(rss_end - full, 1) if full else None,
         "idempotency_window": window,
         "remembered_command_ids": remembered,
+        "rounds_events_per_s": [round(x, 1) for x in slices],
     }
+    if baselines:
+        # Each slice against the mean of the baselines just before and after it.
+        ratios = [slices[i] / ((baselines[i] + baselines[i + 1]) / 2) for i in range(len(slices))]
+        out["baseline_events_per_s"] = round(statistics.fmean(baselines), 1)
+        out["baselines_events_per_s"] = [round(b, 1) for b in baselines]
+        out["rounds_ratio"] = [round(r, 2) for r in ratios]
+        out["ratio"] = round(statistics.median(ratios), 2)
+        out["ratio_of_means"] = round(out["events_per_s"] / out["baseline_events_per_s"], 2)
+    return out
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     url = database_url(args.database_url)
     with fresh_schema(url, "bench_write") as schema_url:
-        before = after = 0.0
-        if not args.no_baseline:
-            before = run_baseline(schema_url, args.clients, args.baseline_events)
-        result = run_bus(schema_url, args)
-        if not args.no_baseline:
-            after = run_baseline(schema_url, args.clients, args.baseline_events)
+
+        def baseline() -> float:
+            return run_baseline(schema_url, args.clients, args.baseline_events)
+
+        result = run_bus(schema_url, args, None if args.no_baseline else baseline)
     out: dict[str, Any] = {"bench": "write", "clients": args.clients, "mode": args.mode}
     out.update(result)
-    if not args.no_baseline:
-        baseline = (before + after) / 2
-        out["baseline_events_per_s"] = round(baseline, 1)
-        out["baseline_before"] = round(before, 1)
-        out["baseline_after"] = round(after, 1)
-        out["ratio"] = round(out["events_per_s"] / baseline, 2)
     return out
