@@ -93,6 +93,7 @@ class _Batch:
         "order",
         "rejected",
         "sent",
+        "started",
         "stored",
         "undo",
     )
@@ -108,6 +109,7 @@ class _Batch:
         self.error: BaseException | None = None
         self.done = threading.Event()
         self.sent = threading.Event()
+        self.started = False  # handed to the committer
 
 
 class CommandBus:
@@ -224,10 +226,8 @@ class CommandBus:
                     self._deliver_rejections(batch)
                     if batch.decided:
                         if self.pipeline:
-                            self._commit_q.put(batch)
-                            # Hand the GIL over until the committer is on its way to the
-                            # database; else it would wait for it while we decide.
-                            batch.sent.wait(0.01)
+                            if not batch.started:
+                                self._start(batch)
                             inflight, batch = batch, None
                         else:
                             self._commit(batch)
@@ -247,6 +247,8 @@ class CommandBus:
         self, unstarted: _Batch | None, started: list[_Batch], items: list[_Item], err: Exception
     ) -> None:
         """After a bug in the writer: undo what was not saved, settle what was."""
+        if unstarted is not None and unstarted.started:
+            started, unstarted = [unstarted, *started], None
         for b in started:
             b.done.wait(30)
         batches = ([unstarted] if unstarted is not None else []) + started  # newest first
@@ -278,6 +280,13 @@ class CommandBus:
                 return nxt
             items.append(nxt)
         return None
+
+    def _start(self, batch: _Batch) -> None:
+        batch.started = True
+        self._commit_q.put(batch)
+        # Hand the GIL over until the committer is on its way to the database; else it
+        # would wait for it while we go on deciding.
+        batch.sent.wait(0.01)
 
     def _commit_loop(self) -> None:
         while True:
@@ -417,6 +426,9 @@ class CommandBus:
                     self._undo(after.undo)
                     self._forget(after)
                     redo = after.order
+                elif after is not None and after.decided and self.pipeline:
+                    # Its base is saved: start saving it now, report this one meanwhile.
+                    self._start(after)
                 self._settle(batch, foreign)
                 return redo
             if after is not None:
