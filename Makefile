@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml requirements.lock
 deps: system-deps $(STAMP)
 
 run: deps
-	$(VENV)/bin/orrery serve --data-dir ./data
+	$(VENV)/bin/orrery serve --data-dir ./data --local-hosts 1
 
 check: deps
 	$(VENV)/bin/ruff check .

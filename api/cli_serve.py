@@ -20,6 +20,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
     p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     p.add_argument(
+        "--local-hosts",
+        type=int,
+        default=0,
+        metavar="N",
+        help="start N hosts on this machine (own libvirtd + hostd each, needs root and KVM "
+        "or QEMU) and register them in the Default cluster with a local posixfs data "
+        "domain under DATA_DIR/storage; they stop with the Manager",
+    )
+    p.add_argument(
         "--reads",
         choices=("engine", "projections"),
         default="engine",
@@ -58,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
                 ssl=ssl_context(args.tls_cert, args.tls_key),
                 reads=reads,
                 data_dir=args.data_dir,
+                local_hosts=args.local_hosts,
             )
         )
     except KeyboardInterrupt:

@@ -940,31 +940,59 @@ async def serve(
     reads: Any = None,
     data_dir: Any = None,
     hostlink_options: dict[str, Any] | None = None,
+    local_hosts: int = 0,
+    history: bool = True,
 ) -> None:
-    """Runs the Manager until SIGTERM/SIGINT: the API, and the HostLink that connects to
-    every host's hostd and carries the log's decisions out to them."""
+    """Runs the Manager until SIGTERM/SIGINT: the API; the HostLink that connects to
+    every host's hostd and carries the log's decisions out to them; the history
+    warehouse fed from the log and the hosts' statistics. Whatever was started is
+    stopped again, also when starting fails half-way."""
+    import signal
     from pathlib import Path
 
     from commands.hostlink import HostLink, HostSecrets
 
-    secrets = HostSecrets(Path(data_dir or "./data") / "host-secrets.json")
-    link = await HostLink(bus, secrets, **(hostlink_options or {})).start()
-    api = Api(bus, admin_password=admin_password, reads=reads, host_secrets=secrets)
-    runner = web.AppRunner(api.app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl)
-    await site.start()
-    asyncio.get_running_loop().run_in_executor(None, api.prewarm)
-    scheme = "https" if ssl else "http"
-    print(f"Orrery API on {scheme}://{host}:{port}{BASE}", flush=True)
+    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    import signal
-
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
-            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    try:
+            loop.add_signal_handler(sig, stop.set)
+    data = Path(data_dir or "./data")
+    secrets = HostSecrets(data / "host-secrets.json")
+    options = dict(hostlink_options or {})
+    async with contextlib.AsyncExitStack() as stack:
+        if history and "telemetry" not in options:
+            from api.telemetry import TelemetrySink
+            from history.runner import HistoryRunner
+            from history.warehouse import Warehouse, path_in
+
+            warehouse = Warehouse(path_in(data))
+            stack.callback(warehouse.close)
+            runner_ = HistoryRunner(warehouse, bus.log.read)
+            runner_.start()
+            stack.push_async_callback(loop.run_in_executor, None, runner_.stop)
+            options["telemetry"] = TelemetrySink(bus, runner_)
+        uris: dict[UUID, str] = {}
+        if local_hosts:
+            from api.local_hosts import attach_local_storage, start_local_hosts
+
+            harness, uris = await loop.run_in_executor(
+                None, start_local_hosts, bus, secrets, data, local_hosts
+            )
+            stack.push_async_callback(loop.run_in_executor, None, harness.stop)
+            options["libvirt_uris"] = {**options.get("libvirt_uris", {}), **uris}
+        link = await HostLink(bus, secrets, **options).start()
+        stack.push_async_callback(link.stop)
+        if uris:
+            attaching = asyncio.create_task(attach_local_storage(bus, data, list(uris)))
+            stack.callback(attaching.cancel)
+        api = Api(bus, admin_password=admin_password, reads=reads, host_secrets=secrets)
+        runner = web.AppRunner(api.app(), access_log=None)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        site = web.TCPSite(runner, host, port, ssl_context=ssl)
+        await site.start()
+        loop.run_in_executor(None, api.prewarm)
+        scheme = "https" if ssl else "http"
+        print(f"Orrery API on {scheme}://{host}:{port}{BASE}", flush=True)
         await stop.wait()
-    finally:
-        await runner.cleanup()
-        await link.stop()
