@@ -127,9 +127,14 @@ class ModelWorld(World):
 
 
 class Model(RuleBasedStateMachine):
+    def make_world(self) -> Any:
+        """Where the commands run: an in-memory World here (the integration test runs the
+        same machine through a CommandBus on a real log)."""
+        return ModelWorld()
+
     @initialize()
     def setup(self) -> None:
-        self.w = ModelWorld()
+        self.w = self.make_world()
         self.refused = 0
         self.done: Counter[str] = Counter()
         self.run(sysc.InitializeSystem())
