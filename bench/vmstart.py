@@ -28,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--migrations", type=int, default=3, help="migrations to average")
     p.add_argument("--memory-mib", type=int, default=32)
     p.add_argument("--level", choices=("manager", "hostd"), default="manager")
+    p.add_argument(
+        "--launch-concurrency", type=int, default=0, help="HostLink's launches per host (0: all)"
+    )
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -183,6 +186,7 @@ def _bench_manager(cluster: Any, args: argparse.Namespace) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="orrery-bench-") as data_dir:
         m = _Manager(data_dir, getattr(args, "database_url", None))
+        m.link.launch_concurrency = args.launch_concurrency
         try:
             # Instants, by VM id, seen on the writer thread as batches commit.
             up_at: dict[UUID, float] = {}
@@ -308,6 +312,14 @@ def _bench_manager(cluster: Any, args: argparse.Namespace) -> dict:
                 f.result(120)
             m.wait(lambda: all(v in up_at for v in conc), 300, "all VMs up")
             concurrent_s = max(up_at[v] for v in conc) - t0
+            calls = [create_calls[str(v)] for v in conc if str(v) in create_calls]
+            conc_phases = {
+                "last_call_issued_s": round(max(c[0] for c in calls) - t0, 2),
+                "last_call_answered_s": round(max(c[1] for c in calls) - t0, 2),
+                "max_fact_to_engine_ms": round(
+                    max((up_at[v] - fact_at.get(str(v), up_at[v])) * 1000 for v in conc), 1
+                ),
+            }
             per_host = {
                 str(h): sum(1 for v in conc if m.bus.engine.get(Vm, v).run_on_host_id == h)
                 for h in host_ids
@@ -344,6 +356,7 @@ def _bench_manager(cluster: Any, args: argparse.Namespace) -> dict:
         "concurrent": args.concurrent,
         "concurrent50_s": round(concurrent_s, 2),
         "concurrent_per_host": list(per_host.values()),
+        "concurrent_phases": conc_phases,
         "migrations": len(downtimes),
         "migration_downtime_ms": round(statistics.median(downtimes), 1) if downtimes else None,
         "migration_duration_ms": round(statistics.median(durations), 1) if durations else None,

@@ -202,6 +202,7 @@ class HostLink:
         telemetry: Callable[[UUID, P.StatsSample], None] | None = None,
         libvirt_uris: dict[UUID, str] | None = None,
         policies: Any = None,
+        launch_concurrency: int = 0,
     ) -> None:
         self.bus = bus
         self.secrets = secrets
@@ -222,6 +223,9 @@ class HostLink:
         # Where each disk's volumes live, so a removed disk's files can still be found:
         # disk id -> (storage domain id, volume ids, base first).
         self._volumes: dict[UUID, tuple[UUID, list[UUID]]] = {}
+        # At most this many VM launches (CreateVm) at once per host; 0: no limit.
+        self.launch_concurrency = launch_concurrency
+        self._launch_slots: dict[UUID, asyncio.Semaphore] = {}
         self._unfinished: dict[UUID, str] = {}  # disk id -> image operation to resume
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -659,7 +663,14 @@ class HostLink:
     async def _run_vm(self, vm_id: UUID, host_id: UUID, paused: bool) -> None:
         try:
             spec = self.vm_spec(vm_id, host_id)
-            await self._call(host_id, P.CreateVm(spec=spec, start=True, paused=paused))
+            if self.launch_concurrency > 0:
+                slot = self._launch_slots.setdefault(
+                    host_id, asyncio.Semaphore(self.launch_concurrency)
+                )
+                async with slot:
+                    await self._call(host_id, P.CreateVm(spec=spec, start=True, paused=paused))
+            else:
+                await self._call(host_id, P.CreateVm(spec=spec, start=True, paused=paused))
         except (P.HostdError, LookupError, DomainError) as e:
             # A failed launch is a fact with its reason; the VM must not stay launching.
             self._note(f"run VM {vm_id}: {e}")
