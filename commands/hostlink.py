@@ -201,7 +201,7 @@ class HostLink:
         shutdown_timeout: float = 30.0,
         telemetry: Callable[[UUID, P.StatsSample], None] | None = None,
         libvirt_uris: dict[UUID, str] | None = None,
-        policies: Any = None,
+        policies: Any = True,
         launch_concurrency: int = 0,
     ) -> None:
         self.bus = bus
@@ -219,7 +219,13 @@ class HostLink:
         self._actions: set[asyncio.Task[Any]] = set()
         self.libvirt_uris = libvirt_uris if libvirt_uris is not None else {}
         self.errors: list[str] = []  # recent action failures, for tests and status pages
-        self.policies = policies  # commands.policies.Policies, started and stopped with us
+        # commands.policies.Policies, started and stopped with us: True for the default
+        # timings (oVirt's), None or False for none.
+        if policies is True:
+            from commands.policies import Policies
+
+            policies = Policies(bus)
+        self.policies = policies or None
         # Where each disk's volumes live, so a removed disk's files can still be found:
         # disk id -> (storage domain id, volume ids, base first).
         self._volumes: dict[UUID, tuple[UUID, list[UUID]]] = {}
