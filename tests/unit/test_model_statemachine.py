@@ -540,6 +540,41 @@ class Model(RuleBasedStateMachine):
         if vm is not None:
             self.cmd(vc.RemoveVm(vm_id=vm.id, detach_only=keep))
 
+    @rule(i=PICK, j=PICK, what=st.sampled_from(["host_cluster", "vm_cluster", "pin", "unpin"]))
+    def move(self, i: int, j: int, what: str) -> None:
+        """Objects change where they belong: a host to another cluster, a VM to another
+        cluster, a VM pinned to (or freed from) a host."""
+        vm = self.vm(i, VmStatus.DOWN)
+        match what:
+            case "host_cluster":
+                self.cmd(
+                    hc.UpdateHost(host_id=self.pick(Host, i), cluster_id=self.pick(Cluster, j))
+                )
+            case "vm_cluster":
+                if vm is not None:
+                    self.cmd(vc.UpdateVm(vm_id=vm.id, cluster_id=self.pick(Cluster, j)))
+            case "pin":
+                if vm is not None:
+                    self.cmd(vc.UpdateVm(vm_id=vm.id, placement_host_id=self.pick(Host, j)))
+            case "unpin":
+                if vm is not None:
+                    self.cmd(vc.UpdateVm(vm_id=vm.id, placement_host_id=None))
+
+    @rule(i=PICK, j=PICK, enforcing=st.booleans())
+    def host_affinity(self, i: int, j: int, enforcing: bool) -> None:
+        vm = self.vm(i)
+        host = self.e.find(Host, self.pick(Host, j))
+        if vm is not None and host is not None:
+            self.cmd(
+                ac.AddAffinityGroup(
+                    name=f"hag{i % 2}",
+                    cluster_id=vm.cluster_id,
+                    vm_ids=(vm.id,),
+                    host_ids=(host.id,),
+                    hosts_enforcing=enforcing,
+                )
+            )
+
     # -- templates and pools --------------------------------------------------------------------
     @rule(i=PICK, j=PICK, who=PICK, version=st.booleans())
     def add_template(self, i: int, j: int, who: int, version: bool) -> None:
