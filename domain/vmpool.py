@@ -306,7 +306,52 @@ def allocate_vm(tx: Tx, pool_id: UUID, user_id: UUID, *, start: bool = True) -> 
     if start and chosen.status == VmStatus.DOWN:
         start_vm(tx, chosen.id)
     tx.emit(VmPoolVmAllocated, pool_id, vm_id=chosen.id, user_id=user_id)
+    _grant_user(tx, chosen.id, user_id)
     return chosen.id
+
+
+def _user_role_grants(tx: Tx, vm_id: UUID, user_id: UUID) -> tuple[UUID | None, list[UUID]]:
+    """UserRole's id (None before first start) and the user's UserRole permissions on the
+    VM."""
+    from domain.permission import Permission
+    from domain.role import BUILTIN_BY_NAME, Role
+
+    role_id = BUILTIN_BY_NAME["UserRole"].id
+    if tx.engine.find(Role, role_id) is None:
+        return None, []
+    perms = [
+        p.id
+        for p in tx.engine.all(Permission)
+        if p.role_id == role_id and p.user_id == user_id and p.object_id == vm_id
+    ]
+    return role_id, perms
+
+
+def _grant_user(tx: Tx, vm_id: UUID, user_id: UUID) -> None:
+    """The user gets UserRole on the VM it was handed, as oVirt's allocation does (that is
+    what lets it see and use the VM)."""
+    from domain.permission import add_permission
+
+    role_id, existing = _user_role_grants(tx, vm_id, user_id)
+    if role_id is not None and not existing:
+        add_permission(
+            tx,
+            role_id=role_id,
+            user_id=user_id,
+            object_kind="vm",
+            object_id=vm_id,
+            check_object=False,
+        )
+
+
+def _revoke_user(tx: Tx, pool: VmPool, vm_id: UUID) -> None:
+    """The VM goes back to the pool: its user loses the UserRole the allocation gave."""
+    from domain.permission import PermissionRemoved
+
+    user_id = pool.assigned().get(vm_id)
+    if user_id is not None:
+        for perm_id in _user_role_grants(tx, vm_id, user_id)[1]:
+            tx.emit(PermissionRemoved, perm_id)
 
 
 def vms_to_prestart(engine: Any, pool_id: UUID) -> list[UUID]:
@@ -335,12 +380,13 @@ def return_vm(tx: Tx, pool_id: UUID, vm_id: UUID) -> None:
     vm = get_vm(tx, vm_id)
     if vm.status != VmStatus.DOWN:
         raise DomainError("Cannot return VM to VM-Pool. VM is running.")
+    _revoke_user(tx, pool, vm_id)
     tx.emit(VmPoolVmReleased, pool_id, vm_id=vm_id)
 
 
 def release_user(tx: Tx, user_id: UUID) -> None:
     """The user is being removed: the pool VMs assigned to it are no longer (they stay as
-    they are, free for the next user once down)."""
+    they are, free for the next user once down; its permissions go with the user)."""
     for pool in sorted(tx.engine.all(VmPool), key=lambda p: p.id):
         for a in pool.assignments:
             if a.user_id == user_id:
@@ -351,6 +397,7 @@ def vm_went_down(tx: Tx, pool_id: UUID, vm_id: UUID) -> None:
     """An automatic pool takes its VM back as soon as it is down."""
     pool = tx.engine.find(VmPool, pool_id)
     if pool is not None and pool.pool_type == PoolType.AUTOMATIC and vm_id in pool.assigned():
+        _revoke_user(tx, pool, vm_id)
         tx.emit(VmPoolVmReleased, pool_id, vm_id=vm_id)
 
 
@@ -366,6 +413,7 @@ def detach_vm(tx: Tx, pool_id: UUID, vm_id: UUID) -> None:
         raise DomainError("Cannot detach VM from VM-Pool. VM is running.")
     if pool.size <= 1:
         raise DomainError("Cannot detach VM from VM-Pool. A VM-Pool must keep at least one VM.")
+    _revoke_user(tx, pool, vm_id)
     tx.emit(VmPoolVmDetached, pool_id, vm_id=vm_id)
     tx.emit(VmUpdated, vm_id, pool_id=None)
 
