@@ -68,7 +68,7 @@ from domain.tag import Tag
 from domain.template import BLANK_TEMPLATE_ID, Template
 from domain.user import Group, User
 from domain.vm import SnapshotType, Vm
-from domain.vmpool import VmPool
+from domain.vmpool import PoolType, VmPool
 from tests.unit.helpers import World
 
 pytestmark = pytest.mark.unit
@@ -927,3 +927,36 @@ def test_the_setup_brings_the_model_up() -> None:
     m.remove_vm(1, False)  # picks a down VM: vm1, with its disk and its permissions
     assert m.e.find(Vm, vm1.id) is None and owners(disk) == []
     m.teardown()
+
+
+def test_a_pool_user_holds_user_role_on_its_vm_while_allocated() -> None:
+    m = Model()
+    m.setup()
+    u0 = next(u.id for u in m.e.all(User) if u.user_name == "u0@internal")
+    pool = m.run(
+        pl.AddVmPool(
+            name="desk",
+            cluster_id=DEFAULT_CLUSTER_ID,
+            template_id=BLANK_TEMPLATE_ID,
+            size=2,
+            pool_type=PoolType.MANUAL,
+        )
+    )
+    vm_id = m.run(pl.AllocateVm(vm_pool_id=pool, user_id=u0, start=False))
+    user_role = BUILTIN_BY_NAME["UserRole"].id
+
+    def grants() -> list[Permission]:
+        return [
+            p
+            for p in m.e.all(Permission)
+            if p.role_id == user_role and p.user_id == u0 and p.object_id == vm_id
+        ]
+
+    assert len(grants()) == 1
+    m.run(pl.ReturnVmToPool(vm_pool_id=pool, vm_id=vm_id))
+    assert grants() == []
+    m.run(pl.AllocateVm(vm_pool_id=pool, user_id=u0, start=False))
+    m.run(uc.RemoveUser(user_id=u0))  # its permissions and its assignment go
+    assert m.e.get(VmPool, pool).assignments == ()
+    m.permissions_name_live_things()
+    m.references_point_at_live_objects()
