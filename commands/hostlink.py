@@ -507,6 +507,8 @@ class HostLink:
             and fact.reason == "migrated"
         ):
             return  # the migration's outcome comes with MigrationDone
+        if vm.status == VmStatus.SAVING_STATE and status == VmStatus.PAUSED:
+            return  # libvirt pauses a VM to save it: "suspended" (or a failure) follows
         if (
             vm.status == VmStatus.MIGRATING
             and status == VmStatus.UP

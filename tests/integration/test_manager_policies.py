@@ -208,6 +208,22 @@ def test_console_ticket_reaches_the_host_and_never_the_log(world: World) -> None
     world.stop(vm_id)
 
 
+def test_suspended_vm_resumes_from_its_saved_memory(world: World) -> None:
+    m = world.m
+    vm_id = m.run(vm_cmds.AddVm(name="sleepy1", cluster_id=world.cluster_id, memory=32 * MiB)).value
+    world.start(vm_id)
+    host_id = m.get(Vm, vm_id).run_on_host_id
+    m.run(vm_cmds.SuspendVm(vm_id=vm_id))
+    m.wait(lambda: m.get(Vm, vm_id).status == VmStatus.SUSPENDED, 60, "VM suspended")
+    save = world.harness_host(host_id).base / "lib" / "qemu" / "save" / "sleepy1.save"
+    assert save.exists()
+    m.run(vm_cmds.StartVm(vm_id=vm_id, host_id=host_id))
+    m.wait(lambda: m.get(Vm, vm_id).status == VmStatus.UP, 60, "VM restored")
+    assert not save.exists()  # restored from it (libvirt drops a used managed save)
+    assert not any("restore VM" in e for e in m.link.errors)
+    world.stop(vm_id)
+
+
 def _kill_qemu(world: World, vm: Vm) -> None:
     h = world.harness_host(vm.run_on_host_id)
     pid = int((h.base / "run" / "qemu" / f"{vm.name}.pid").read_text().strip())
