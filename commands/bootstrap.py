@@ -8,6 +8,7 @@ from pathlib import Path
 
 import commands.all  # noqa: F401  (fills the handler registry)
 from commands.bus import CommandBus
+from commands.snapshots import SnapshotWriter
 from commands.store import EventLog
 
 
@@ -24,9 +25,15 @@ def open_bus(
     **bus_options: object,
 ) -> CommandBus:
     """Opens the log (PostgreSQL when a URL is given, else SQLite under data_dir),
-    rebuilds the Engine from it, and starts the writer."""
+    rebuilds the Engine from it, and starts the writer (and the snapshot writer)."""
     log = EventLog(database_url_from_env(database_url), data_dir)
     bus = CommandBus(log, **bus_options)  # type: ignore[arg-type]
     if progress is not None:
         bus.catch_up(progress=progress)
-    return bus.start() if start else bus
+    if not start:
+        return bus
+    snapshots = SnapshotWriter(log).start()
+    bus.subscribe(snapshots.on_committed)
+    bus.on_stop(snapshots.stop)
+    bus.snapshot_writer = snapshots  # type: ignore[attr-defined]
+    return bus.start()

@@ -136,6 +136,7 @@ class CommandBus:
         self._committer: threading.Thread | None = None
         self._commit_q: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
         self._listeners: list[Callable[[list[tuple[int, Event]]], None]] = []
+        self._on_stop: list[Callable[[], None]] = []
         self.lock = threading.RLock()  # held while the Engine changes
         self.batches = 0
         self._commit_s = 0.001  # recent commit duration (moving average)
@@ -162,6 +163,12 @@ class CommandBus:
             self._commit_q.put(None)
             self._committer.join(timeout=30)
             self._committer = None
+        while self._on_stop:
+            self._on_stop.pop()()
+
+    def on_stop(self, fn: Callable[[], None]) -> None:
+        """Calls fn once the writer has stopped (helpers started alongside the bus)."""
+        self._on_stop.append(fn)
 
     def subscribe(self, fn: Callable[[list[tuple[int, Event]]], None]) -> None:
         """Calls fn with each committed batch's (notification id, event) pairs."""

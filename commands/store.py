@@ -44,10 +44,13 @@ from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier, Literal
 
 import domain.model  # noqa: F401  (fills the event registry)
-from domain.base import EVENT_TYPES, UPCASTERS, Event
+from domain.base import AGGREGATE_TYPES, EVENT_TYPES, UPCASTERS, Aggregate, Event
 
 _encode = msgspec.json.Encoder().encode
 _decoders: dict[type[Event], msgspec.json.Decoder[Any]] = {}
+
+
+SNAPSHOT_TOPIC = "snapshot:"
 
 
 def topic_of(cls: type[Event]) -> str:
@@ -309,9 +312,51 @@ class EventLog(Application[UUID]):
             yield from chunk
             after = chunk[-1][0]
 
-    def events_of(self, originator_id: UUID, upto_version: int | None = None) -> list[Event]:
-        stored = self.recorder.select_events(originator_id, lte=upto_version)
+    def events_of(
+        self, originator_id: UUID, upto_version: int | None = None, after_version: int = 0
+    ) -> list[Event]:
+        stored = self.recorder.select_events(
+            originator_id, gt=after_version or None, lte=upto_version
+        )
         return [decode_event(s.topic, s.state) for s in stored]
+
+    # -- snapshots of long-lived aggregates ---------------------------------------------
+    # A snapshot is the aggregate's own msgspec JSON at one version, in the library's
+    # snapshots table under the topic ``snapshot:<AggregateClass>``. They are a cache:
+    # the log alone rebuilds everything, and a missing snapshot costs only time.
+    def store_snapshot(self, aggregate: Aggregate) -> bool:
+        """Stores the aggregate as it is (its ``version``); False if that one exists."""
+        assert self.snapshots is not None
+        stored = StoredEvent(
+            originator_id=aggregate.id,
+            originator_version=aggregate.version,
+            topic=f"{SNAPSHOT_TOPIC}{type(aggregate).__name__}",
+            state=_encode(aggregate),
+        )
+        try:
+            self.snapshots.recorder.insert_events([stored])
+        except IntegrityError:
+            return False
+        return True
+
+    def latest_snapshot(self, oid: UUID, upto_version: int | None = None) -> Aggregate | None:
+        assert self.snapshots is not None
+        found = self.snapshots.recorder.select_events(oid, lte=upto_version, desc=True, limit=1)
+        if not found:
+            return None
+        s = found[0]
+        cls = AGGREGATE_TYPES[s.topic.removeprefix(SNAPSHOT_TOPIC)]
+        return msgspec.json.decode(s.state, type=cls)
+
+    def aggregate_at(self, oid: UUID, version: int | None = None) -> Aggregate | None:
+        """The aggregate at ``version`` (default: its latest), from its newest snapshot at
+        or below that version plus the events after it; None if absent or deleted."""
+        agg = self.latest_snapshot(oid, version)
+        for ev in self.events_of(
+            oid, upto_version=version, after_version=agg.version if agg else 0
+        ):
+            agg = ev.evolve(agg)
+        return agg
 
     def head(self) -> int:
         return self.recorder.max_notification_id() or 0
