@@ -89,13 +89,20 @@ def object_at(
     """One object as of a position or moment (None: not yet created, or deleted),
     from its own events. Returns the object as plain data plus ``kind``."""
     oid = UUID(str(object_id))
-    events = log.events_of(oid)
     limit_t = parse_when(when) if when is not None else None
     limit_version = None
     if position is not None:
         # Versions committed at or before the position: ask the log for their ids.
         limit_version = _version_at(log, oid, position)
     obj = None
+    if limit_t is None:
+        # By version: start from the newest snapshot at or below it.
+        if limit_version == 0:
+            return None
+        obj = log.aggregate_at(oid, limit_version)
+        events = []
+    else:
+        events = log.events_of(oid)
     for ev in events:
         if limit_version is not None and ev.originator_version > limit_version:
             break
