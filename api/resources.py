@@ -17,6 +17,7 @@ from uuid import UUID
 import msgspec
 
 from api.faults import ApiError, bad_request, not_found
+from api.telemetry import STATISTIC_FIELDS, statistics_items
 
 BASE = "/ovirt-engine/api"
 MISSING: Any = msgspec.UNSET
@@ -786,7 +787,13 @@ HOST = Resource(
     search={"cluster": _ref_name("cluster_id"), "datacenter": _dc_of_cluster},
     subs=[
         Sub("nics", "empty", tag="host_nic"),
-        Sub("statistics", "empty", tag="statistic"),
+        Sub(
+            "statistics",
+            "embedded",
+            tag="statistic",
+            items=statistics_items,
+            fields=STATISTIC_FIELDS,
+        ),
         Sub("permissions", "child", resource="permissions", attr="object_id"),
     ],
 )
@@ -1270,7 +1277,13 @@ VM = Resource(
         ),
         Sub("numanodes", "empty", tag="vm_numa_node", tags="vm_numa_nodes"),
         Sub("watchdogs", "empty", tag="watchdog"),
-        Sub("statistics", "empty", tag="statistic"),
+        Sub(
+            "statistics",
+            "embedded",
+            tag="statistic",
+            items=statistics_items,
+            fields=STATISTIC_FIELDS,
+        ),
         Sub("permissions", "child", resource="permissions", attr="object_id"),
     ],
 )

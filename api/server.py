@@ -960,6 +960,7 @@ async def serve(
     data = Path(data_dir or "./data")
     secrets = HostSecrets(data / "host-secrets.json")
     options = dict(hostlink_options or {})
+    warehouse = None
     async with contextlib.AsyncExitStack() as stack:
         if history and "telemetry" not in options:
             from api.telemetry import TelemetrySink
@@ -972,6 +973,10 @@ async def serve(
             runner_.start()
             stack.push_async_callback(loop.run_in_executor, None, runner_.stop)
             options["telemetry"] = TelemetrySink(bus, runner_)
+        else:
+            from api.telemetry import TelemetrySink
+
+            options.setdefault("telemetry", TelemetrySink(bus))
         uris: dict[UUID, str] = {}
         if local_hosts:
             from api.local_hosts import attach_local_storage, start_local_hosts
@@ -987,6 +992,8 @@ async def serve(
             attaching = asyncio.create_task(attach_local_storage(bus, data, list(uris)))
             stack.callback(attaching.cancel)
         api = Api(bus, admin_password=admin_password, reads=reads, host_secrets=secrets)
+        api.reads.telemetry = options["telemetry"]
+        api.warehouse = warehouse
         runner = web.AppRunner(api.app(), access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)

@@ -7,22 +7,142 @@ keeps one row per object per interval), never to the event log.
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+import msgspec
 
 log = logging.getLogger("orrery.telemetry")
 MiB = 1 << 20
 
 
-class TelemetrySink:
-    """``sink(host_id, stats_sample)``: called by the HostLink for every StatsSample."""
+class Statistic(msgspec.Struct, frozen=True, kw_only=True):
+    """One of oVirt's statistics of a host or VM (GET .../statistics)."""
 
-    def __init__(self, bus: Any, runner: Any) -> None:
+    id: UUID
+    name: str
+    description: str
+    kind: str  # gauge | counter
+    type: str  # integer | decimal
+    unit: str  # bytes | percent | none
+    datum: float | int
+
+
+class TelemetrySink:
+    """``sink(host_id, stats_sample)``: called by the HostLink for every StatsSample.
+    Feeds the warehouse (when given a runner) and keeps each host's and VM's latest
+    figures for the API's statistics sub-collections."""
+
+    def __init__(self, bus: Any, runner: Any = None) -> None:
         self.bus = bus
         self.runner = runner
+        self._lock = threading.Lock()
+        self._hosts: dict[UUID, Any] = {}
+        self._vms: dict[UUID, Any] = {}
+        self._vms_of: dict[UUID, set[UUID]] = {}
+
+    def statistics_of(self, obj: Any) -> list[Statistic]:
+        with self._lock:
+            h = self._hosts.get(obj.id)
+            v = self._vms.get(obj.id)
+        if h is not None:
+            used = max(0, h.mem_total_mib - h.mem_free_mib) * MiB
+            rows = [
+                (
+                    "memory.total",
+                    "Total memory",
+                    "gauge",
+                    "integer",
+                    "bytes",
+                    h.mem_total_mib * MiB,
+                ),
+                ("memory.used", "Used memory", "gauge", "integer", "bytes", used),
+                ("memory.free", "Free memory", "gauge", "integer", "bytes", h.mem_free_mib * MiB),
+                ("swap.total", "Total swap", "gauge", "integer", "bytes", h.swap_total_mib * MiB),
+                ("swap.free", "Free swap", "gauge", "integer", "bytes", h.swap_free_mib * MiB),
+                ("cpu.current.user", "User CPU usage", "gauge", "decimal", "percent", h.cpu_user),
+                (
+                    "cpu.current.system",
+                    "System CPU usage",
+                    "gauge",
+                    "decimal",
+                    "percent",
+                    h.cpu_sys,
+                ),
+                ("cpu.current.idle", "Idle CPU usage", "gauge", "decimal", "percent", h.cpu_idle),
+                ("cpu.load.avg.5m", "CPU load average", "gauge", "decimal", "none", h.cpu_load),
+            ]
+        elif v is not None:
+            rows = [
+                (
+                    "memory.installed",
+                    "Total memory configured",
+                    "gauge",
+                    "integer",
+                    "bytes",
+                    v.memory_mib * MiB,
+                ),
+                (
+                    "memory.used",
+                    "Memory used (resident)",
+                    "gauge",
+                    "integer",
+                    "bytes",
+                    (v.memory_rss_mib or 0) * MiB,
+                ),
+                (
+                    "cpu.current.total",
+                    "Total CPU usage",
+                    "gauge",
+                    "decimal",
+                    "percent",
+                    v.cpu_percent,
+                ),
+                (
+                    "cpu.usage.history.ns",
+                    "CPU time used",
+                    "counter",
+                    "integer",
+                    "none",
+                    v.cpu_time_ns,
+                ),
+            ]
+        else:
+            return []
+        return [
+            Statistic(
+                id=uuid5(NAMESPACE_URL, f"{obj.id}/{r[0]}"),
+                name=r[0],
+                description=r[1],
+                kind=r[2],
+                type=r[3],
+                unit=r[4],
+                datum=r[5],
+            )
+            for r in rows
+        ]
 
     def __call__(self, host_id: UUID, fact: Any) -> None:
+        reported = set()
+        for v in fact.vms:
+            try:
+                reported.add(UUID(v.vm_id))
+            except ValueError:
+                continue
+        with self._lock:
+            self._hosts[host_id] = fact.host
+            for gone in self._vms_of.get(host_id, set()) - reported:
+                self._vms.pop(gone, None)
+            self._vms_of[host_id] = reported
+            for v in fact.vms:
+                if (vid := _uuid(v.vm_id)) is not None:
+                    self._vms[vid] = v
+        if self.runner is not None:
+            self._to_warehouse(host_id, fact)
+
+    def _to_warehouse(self, host_id: UUID, fact: Any) -> None:
         from domain.host import Host
         from domain.storage import StorageDomain
         from domain.vm import Vm
@@ -84,3 +204,26 @@ class TelemetrySink:
                             used=sd.used,
                         )
                     )
+
+
+def _uuid(text: str) -> UUID | None:
+    try:
+        return UUID(text)
+    except ValueError:
+        return None
+
+
+def statistics_items(parent: Any, reads: Any) -> list[Statistic]:
+    """The ``statistics`` sub-collection of a host or VM (empty before the first sample)."""
+    sink = getattr(reads, "telemetry", None)
+    return sink.statistics_of(parent) if sink is not None else []
+
+
+STATISTIC_FIELDS = [
+    ("name", lambda s: s.name),
+    ("description", lambda s: s.description),
+    ("kind", lambda s: s.kind),
+    ("type", lambda s: s.type),
+    ("unit", lambda s: s.unit),
+    ("values", lambda s: {"value": [{"datum": s.datum}]}),
+]

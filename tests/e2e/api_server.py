@@ -16,8 +16,10 @@ def running_server(
     database_url: str | None = None,
     reads: str = "engine",
     hostlink_options: dict[str, Any] | None = None,
+    warehouse: bool = False,
 ) -> Iterator[Any]:
-    """``hostlink_options`` given: the server also runs a HostLink (real hosts)."""
+    """``hostlink_options`` given: the server also runs a HostLink (real hosts);
+    ``warehouse``: the history warehouse, fed from the log, behind /orrery/warehouse."""
     import asyncio
     from pathlib import Path
 
@@ -39,12 +41,26 @@ def running_server(
     view = open_reads(bus, reads, data_dir)
     secrets = HostSecrets(Path(data_dir) / "host-secrets.json")
     api = Api(bus, admin_password=password, reads=view, host_secrets=secrets)
+    from api.telemetry import TelemetrySink
+
+    sink = TelemetrySink(bus)
+    api.reads.telemetry = sink
+    history_runner = None
+    if warehouse:
+        from history.runner import HistoryRunner
+        from history.warehouse import Warehouse, path_in
+
+        api.warehouse = Warehouse(path_in(data_dir))
+        history_runner = HistoryRunner(api.warehouse, bus.log.read)
+        history_runner.start()
+        sink.runner = history_runner
     srv = ServerThread(api).start()
     srv.bus = bus  # type: ignore[attr-defined]
+    srv.history = history_runner  # type: ignore[attr-defined]
     link = None
     if hostlink_options is not None:
         link = asyncio.run_coroutine_threadsafe(
-            HostLink(bus, secrets, **hostlink_options).start(), srv._loop
+            HostLink(bus, secrets, telemetry=sink, **hostlink_options).start(), srv._loop
         ).result(10)
     srv.link = link  # type: ignore[attr-defined]
     try:
@@ -53,6 +69,9 @@ def running_server(
         if link is not None:
             asyncio.run_coroutine_threadsafe(link.stop(), srv._loop).result(15)
         srv.stop()
+        if history_runner is not None:
+            history_runner.stop()
+            api.warehouse.close()
         read_side = getattr(view, "read", None)
         if read_side is not None:
             read_side.close()

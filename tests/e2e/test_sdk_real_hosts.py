@@ -158,6 +158,15 @@ def _drive(conn: Any, types: Any, hosts: HostCluster, sd_dir: Path, uris: dict) 
     vm_service.start()
     up = poll(vm_service.get, lambda x: x.status == types.VmStatus.UP, "VM up")
     first_host = up.host.id
+    # hostd samples every second here: the VM's and host's statistics fill in.
+    stats = poll(
+        lambda: {s.name: s for s in vm_service.statistics_service().list()},
+        lambda x: "memory.installed" in x,
+        "VM statistics",
+    )
+    assert stats["memory.installed"].values[0].datum == 64 * MiB
+    host_stats = hosts_service.host_service(first_host).statistics_service().list()
+    assert any(s.name == "memory.total" and s.values[0].datum > 0 for s in host_stats)
 
     snaps = vm_service.snapshots_service()
     snap = snaps.add(types.Snapshot(description="before upgrade", persist_memorystate=False))
