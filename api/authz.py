@@ -201,5 +201,57 @@ def visible(env: Any, res: Any, objs: list[Any]) -> list[Any]:
     return [o for o in objs if o.id in ids]
 
 
+# The object references an event entry carries, by the permission kind that governs them.
+_EVENT_KINDS = (
+    ("vm", "vm"),
+    ("host", "host"),
+    ("cluster", "cluster"),
+    ("data_center", "data_center"),
+    ("storage_domain", "storage_domain"),
+    ("template", "template"),
+)
+
+
+def visible_events(env: Any, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The audit entries a user may read: all for administrators (unless ``filter=true``),
+    else those about an object the user may see, or about the user's own actions."""
+    mod = _module()
+    if mod is None or env.user_id is None:
+        return entries
+    engine = getattr(env.reads, "engine", None)
+    if engine is None:
+        return entries
+    want_filter = env.query.get("filter", "").lower() in ("true", "1")
+    pos = (id(engine), engine.position)
+    with env.reads.lock:
+        if not want_filter and _memo(
+            ("admin", env.user_id, *pos), lambda: mod.is_admin(engine, env.user_id)
+        ):
+            return entries
+        seen = {
+            tag: _memo(
+                ("visible", env.user_id, kind, *pos),
+                lambda kind=kind: mod.visible_object_ids(engine, env.user_id, kind),
+            )
+            for tag, kind in _EVENT_KINDS
+        }
+    me = str(env.user_id)
+    return [
+        e
+        for e in entries
+        if e.get("user") == me
+        or any(e.get(tag) and _as_uuid(e[tag]) in seen[tag] for tag, _ in _EVENT_KINDS)
+    ]
+
+
+def _as_uuid(text: Any) -> Any:
+    from uuid import UUID
+
+    try:
+        return UUID(str(text))
+    except ValueError:
+        return None
+
+
 def can_see(env: Any, res: Any, obj: Any) -> bool:
     return bool(visible(env, res, [obj]))

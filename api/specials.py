@@ -49,6 +49,8 @@ def _event_values(e: dict[str, Any], key: str) -> list[str]:
 
 
 async def events(api: Any, request: web.Request, env: Any, rest: list[str]) -> web.Response:
+    from api import authz
+
     method = request.method
     q = env.query
     if not rest:
@@ -65,6 +67,7 @@ async def events(api: Any, request: web.Request, env: Any, rest: list[str]) -> w
 
             limit = _max(q)
             entries = api.feed.list(after, None if q.get("search") else limit)
+            entries = authz.visible_events(env, entries)
             if q.get("search"):
                 query = compile_search(q["search"], False)
                 sev = [c for g in query.groups for c in g if c.key == "severity"]
@@ -78,8 +81,6 @@ async def events(api: Any, request: web.Request, env: Any, rest: list[str]) -> w
                     entries = entries[:limit]
             return _collection(env, "events", "event", [render_event(e) for e in entries])
         if method == "POST":
-            from api import authz
-
             authz.check(env, "inject_external_events", "system", None, "add event")
             body = await api.read_body(request, env, "event")
             desc = body.get("description") if isinstance(body, dict) else None

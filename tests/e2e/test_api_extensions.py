@@ -78,6 +78,12 @@ def test_user_sees_only_what_it_holds_and_is_refused_the_rest(server, admin):
         assert alice.test(raise_exception=True)
         seen = [v.name for v in alice.system_service().vms_service().list()]
         assert seen == ["alice-vm"]
+        # The audit feed shows alice events about her VM, none about the other one.
+        admin_texts = [e.description for e in system.events_service().list(max=500)]
+        assert any("other-vm" in t for t in admin_texts)
+        texts = [e.description for e in alice.system_service().events_service().list(max=500)]
+        assert any("alice-vm" in t for t in texts), texts
+        assert not any("other-vm" in t for t in texts), texts
         head = server.bus.log.head()
         dc = admin.system_service().data_centers_service().list(search="name=Default")[0]
         with pytest.raises(sdk.AuthError) as err:
