@@ -902,7 +902,7 @@ class ServerThread:
         self._loop.run_forever()
 
     async def _start(self) -> None:
-        self._runner = web.AppRunner(self.api.app(), access_log=None)
+        self._runner = web.AppRunner(self.api.app(), access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
@@ -994,7 +994,7 @@ async def serve(
         api = Api(bus, admin_password=admin_password, reads=reads, host_secrets=secrets)
         api.reads.telemetry = options["telemetry"]
         api.warehouse = warehouse
-        runner = web.AppRunner(api.app(), access_log=None)
+        runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=5.0)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         site = web.TCPSite(runner, host, port, ssl_context=ssl)
