@@ -42,6 +42,7 @@ class TelemetrySink:
         self._hosts: dict[UUID, Any] = {}
         self._vms: dict[UUID, Any] = {}
         self._vms_of: dict[UUID, set[UUID]] = {}
+        self._disk_prev: dict[UUID, tuple[float, int, int]] = {}  # time, rd, wr bytes
 
     def statistics_of(self, obj: Any) -> list[Statistic]:
         with self._lock:
@@ -146,7 +147,7 @@ class TelemetrySink:
         from domain.host import Host
         from domain.storage import StorageDomain
         from domain.vm import Vm
-        from history.samples import HostSample, StorageDomainSample, VmSample
+        from history.samples import DiskSample, HostSample, NicSample, StorageDomainSample, VmSample
 
         when = datetime.fromtimestamp(fact.ts, UTC) if fact.ts else datetime.now(UTC)
         eng = self.bus.engine
@@ -189,6 +190,40 @@ class TelemetrySink:
                     host_id=host_id,
                 )
             )
+            # hostd lists a VM's NICs and disks in the order of the spec the HostLink
+            # built: plugged NICs, then active disk attachments, each in the VM's order.
+            nics = [n for n in vm.nics if n.plugged]
+            for nic, c in zip(nics, v.nics.values(), strict=False):
+                self.runner.observe(
+                    NicSample(
+                        time=when,
+                        nic_id=nic.id,
+                        vm_id=vm_id,
+                        received_bytes=c.get("rx.bytes", 0),
+                        transmitted_bytes=c.get("tx.bytes", 0),
+                        received_dropped=c.get("rx.drop", 0),
+                        transmitted_dropped=c.get("tx.drop", 0),
+                    )
+                )
+            atts = [a for a in vm.disk_attachments if a.active]
+            for att, c in zip(atts, v.disks.values(), strict=False):
+                t = when.timestamp()
+                rd, wr = c.get("rd.bytes", 0), c.get("wr.bytes", 0)
+                prev = self._disk_prev.get(att.disk_id)
+                self._disk_prev[att.disk_id] = (t, rd, wr)
+                dt = t - prev[0] if prev is not None else 0.0
+                self.runner.observe(
+                    DiskSample(
+                        time=when,
+                        disk_id=att.disk_id,
+                        vm_id=vm_id,
+                        actual_size=c.get("allocation", 0),
+                        read_rate=int(max(0, rd - prev[1]) / dt) if prev and dt > 0 else 0,
+                        write_rate=int(max(0, wr - prev[2]) / dt) if prev and dt > 0 else 0,
+                        read_ops=c.get("rd.reqs", 0),
+                        write_ops=c.get("wr.reqs", 0),
+                    )
+                )
         if host is not None:
             from domain.cluster import Cluster
 

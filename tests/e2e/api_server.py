@@ -17,6 +17,7 @@ def running_server(
     reads: str = "engine",
     hostlink_options: dict[str, Any] | None = None,
     warehouse: bool = False,
+    sample_interval: float = 60.0,
 ) -> Iterator[Any]:
     """``hostlink_options`` given: the server also runs a HostLink (real hosts);
     ``warehouse``: the history warehouse, fed from the log, behind /orrery/warehouse."""
@@ -51,7 +52,9 @@ def running_server(
         from history.warehouse import Warehouse, path_in
 
         api.warehouse = Warehouse(path_in(data_dir))
-        history_runner = HistoryRunner(api.warehouse, bus.log.read)
+        history_runner = HistoryRunner(
+            api.warehouse, bus.log.read, interval=sample_interval, poll=min(5.0, sample_interval)
+        )
         history_runner.start()
         sink.runner = history_runner
     srv = ServerThread(api).start()

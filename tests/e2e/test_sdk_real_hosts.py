@@ -68,8 +68,11 @@ def test_sdk_end_to_end_on_real_hosts(hosts: HostCluster, tmp_path: Path) -> Non
         "libvirt_uris": uris,
     }
     try:
-        with running_server(tmp_path, hostlink_options=options) as srv:
+        with running_server(
+            tmp_path, hostlink_options=options, warehouse=True, sample_interval=1.0
+        ) as srv:
             conn = connection(srv)
+            conn.srv = srv
             try:
                 _drive(conn, types, hosts, sd_dir, uris)
             finally:
@@ -167,6 +170,18 @@ def _drive(conn: Any, types: Any, hosts: HostCluster, sd_dir: Path, uris: dict) 
     assert stats["memory.installed"].values[0].datum == 64 * MiB
     host_stats = hosts_service.host_service(first_host).statistics_service().list()
     assert any(s.name == "memory.total" and s.values[0].datum > 0 for s in host_stats)
+    # The same telemetry reaches the history warehouse, per VM, disk and NIC.
+    wh = conn.srv.api.warehouse  # type: ignore[attr-defined]
+    for view in (
+        "v4_4_statistics_vms_resources_usage_samples",
+        "v4_4_statistics_vms_disks_resources_usage_samples",
+        "v4_4_statistics_vms_interfaces_resources_usage_samples",
+    ):
+        poll(
+            lambda view=view: wh.query(f"SELECT count(*) FROM {view}")[1][0][0],
+            lambda n: n > 0,
+            f"samples in {view}",
+        )
 
     snaps = vm_service.snapshots_service()
     snap = snaps.add(types.Snapshot(description="before upgrade", persist_memorystate=False))
