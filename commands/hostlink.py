@@ -186,6 +186,7 @@ class _Session:
         self.task: asyncio.Task[None] | None = None
         self.lost_at: float | None = None
         self.latest_stats: P.StatsSample | None = None
+        self.fact_lock = asyncio.Lock()
         self.handshaking = False
 
 
@@ -493,6 +494,12 @@ class HostLink:
                     log.exception("telemetry sink failed")
 
     async def _vm_fact(self, s: _Session, fact: P.VmStatusChanged) -> None:
+        # One host's VM facts are reported in the order the host sent them (asyncio's
+        # lock wakes waiters first come, first served; tasks start in creation order).
+        async with s.fact_lock:
+            await self._vm_fact_in_order(s, fact)
+
+    async def _vm_fact_in_order(self, s: _Session, fact: P.VmStatusChanged) -> None:
         status = _vm_status(fact.status)
         try:
             vm_id = UUID(fact.vm_id)

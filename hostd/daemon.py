@@ -624,6 +624,17 @@ class Hostd:
             xml = domxml.build(spec, self.kvm)
             if req.start:
                 xml = await self.run(self.hooks.run, "before_vm_start", xml, spec.custom_properties)
+                # Accepted and launching QEMU: oVirt's powering_up; libvirt's start event
+                # brings up once the guest's CPUs run (or down with the error).
+                self.emit(
+                    P.VmStatusChanged(
+                        vm_id=spec.id,
+                        name=spec.name,
+                        status="powering_up",
+                        reason="launching",
+                        event="hostd",
+                    )
+                )
             dom = await self.run(self._define_and_start, xml, req.start, req.paused, existed)
             if req.start:
                 self.spawn(self._after_hook(dom, "after_vm_start"))
@@ -646,8 +657,10 @@ class Hostd:
         new = await self.run(self.hooks.run, phase, xml, props)
         if new != xml and not restoring:
             dom = await self.run(self.c().defineXML, new)
-        if restoring:
-            self._status_fact(dom, "restoring_state", "managed_save")
+        self._status_fact(
+            dom,
+            *(("restoring_state", "managed_save") if restoring else ("powering_up", "launching")),
+        )
         await self.run(dom.createWithFlags, libvirt.VIR_DOMAIN_START_PAUSED if paused else 0)
         self.spawn(self._after_hook(dom, "after_vm_dehibernate" if restoring else "after_vm_start"))
         return await self.info(dom)

@@ -213,6 +213,13 @@ def test_manager_runs_migrates_and_survives_hostd_restart(
         m.run(vm_cmds.StartVm(vm_id=vm_id, actor="admin@internal"))
         m.wait(lambda: m.get(Vm, vm_id).status == VmStatus.UP, 60, "VM up")
         start_s = time.monotonic() - t0
+        # wait_for_launch (scheduled) -> powering_up (host launching QEMU) -> up.
+        reported = [
+            e.status
+            for _, e in m.bus.log.iter_all()
+            if e.originator_id == vm_id and type(e).__name__ in ("VmScheduled", "VmStatusReported")
+        ]
+        assert reported[:3] == [VmStatus.WAIT_FOR_LAUNCH, VmStatus.POWERING_UP, VmStatus.UP]
         src = m.get(Vm, vm_id).run_on_host_id
         src_h = hosts.hosts[host_ids.index(src)]
         dst_h = hosts.hosts[1 - host_ids.index(src)]
