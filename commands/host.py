@@ -113,6 +113,14 @@ class ConfirmHostRebooted(Command, frozen=True, kw_only=True):
     host_id: UUID
 
 
+class FenceHost(Command, frozen=True, kw_only=True):
+    """Power-management fencing (restart/start/stop/status); manual fencing is
+    ConfirmHostRebooted."""
+
+    host_id: UUID
+    fence_type: Annotated[str, msgspec.Meta(max_length=20)] = "restart"
+
+
 @handles(AddHost)
 def _add(tx: Tx, c: AddHost) -> UUID:
     return host.add_host(
@@ -217,3 +225,8 @@ def _activate(tx: Tx, c: ActivateHost) -> None:
 @handles(ConfirmHostRebooted)
 def _confirm_rebooted(tx: Tx, c: ConfirmHostRebooted) -> dict[str, Any]:
     return {"down_vm_ids": host.confirm_rebooted(tx, c.host_id)}
+
+
+@handles(FenceHost)
+def _fence(tx: Tx, c: FenceHost) -> None:
+    host.fence_host(tx, c.host_id, c.fence_type)

@@ -17,7 +17,7 @@ from uuid import UUID
 
 from msgspec import UNSET, UnsetType
 
-from domain.base import Aggregate, DomainError, Event, Tx
+from domain.base import Aggregate, DomainError, Event, InvalidInput, Tx
 from domain.datacenter import (
     DataCenter,
     current,
@@ -622,6 +622,24 @@ def confirm_rebooted(tx: Tx, host_id: UUID) -> list[UUID]:
     if hook is not None:
         hook(tx, host_id, reason="Host was rebooted")
     return [vm.id for vm in vms]
+
+
+FENCE_TYPES = ("restart", "start", "stop", "status")
+
+
+def fence_host(tx: Tx, host_id: UUID, fence_type: str) -> None:
+    """Power-management fencing. Orrery drives no fence agents (IPMI, iLO, ...), so every
+    host is one without power management, and oVirt refuses such a fence this way; the
+    manual fence ("Confirm host has been rebooted") is ``confirm_rebooted``."""
+    host = tx.engine.get(Host, host_id)
+    if fence_type not in FENCE_TYPES:
+        raise InvalidInput(
+            f"Invalid fence type '{fence_type}'; use one of {', '.join(FENCE_TYPES)} or manual.",
+            field="fence_type",
+        )
+    raise DomainError(
+        f"Cannot {fence_type} Host. Power Management is not enabled for Host {host.name}."
+    )
 
 
 __all__ = [
