@@ -182,6 +182,19 @@ def const(value: Any) -> Callable[[Any, Any], Any]:
     return lambda body, env: value
 
 
+def texts(*paths: str) -> dict[str, Callable[[Any, Any], Any]]:
+    """Command fields read as text from the elements of the same names."""
+    return {p: text(p) for p in paths}
+
+
+def flags(*paths: str) -> dict[str, Callable[[Any, Any], Any]]:
+    return {p: flag(p) for p in paths}
+
+
+def numbers(*paths: str) -> dict[str, Callable[[Any, Any], Any]]:
+    return {p: number(p) for p in paths}
+
+
 def parse_id(v: Any, field: str = "id") -> UUID:
     try:
         return UUID(str(v))
@@ -374,6 +387,21 @@ def names_list(name: str, outer: str, inner: str) -> Callable[[Any], Any]:
     return get
 
 
+def attrs(*names: str) -> list[tuple[str, Callable[[Any], Any]]]:
+    """Fields shown as the object's attributes of the same names."""
+    return [(n, attr(n)) for n in names]
+
+
+def links_to(resource: str, tag: str, name: str) -> Callable[[Any], Any]:
+    """A one-item list of references, ``{tag: [{href, id}]}``, while ``name`` is set."""
+    one = link_to(resource, name)
+
+    def get(o: Any) -> Any:
+        return {tag: [one(o)]} if getattr(o, name, None) else None
+
+    return get
+
+
 class Sub:
     """A sub-collection of an object.
 
@@ -412,6 +440,21 @@ class Sub:
         self.remove = remove
         self.actions = actions or {}
         self.match = match
+
+
+def child(path: str, attr_name: str, **kw: Any) -> Sub:
+    """The objects of resource ``path`` whose ``attr_name`` is the parent's id."""
+    return Sub(path, "child", resource=path, attr=attr_name, **kw)
+
+
+def statistics_sub() -> Sub:
+    return Sub(
+        "statistics",
+        "embedded",
+        tag="statistic",
+        items=statistics_items,
+        fields=STATISTIC_FIELDS,
+    )
 
 
 class Resource:
@@ -560,16 +603,20 @@ def _dc_of_cluster(o: Any, reads: Any) -> list[str]:
 
 # -- the collections ------------------------------------------------------------------
 
+# What adding and updating a data center read (adding also takes an "id").
+_DC_INPUT = {
+    **texts("name", "description"),
+    "local": flag("local"),
+    "version": version_in("version"),
+    "quota_mode": text("quota_mode"),
+}
+
 DC = Resource(
     "datacenters",
     "data_center",
     "DataCenter",
     [
-        ("name", attr("name")),
-        ("description", attr("description")),
-        ("local", attr("local")),
-        ("quota_mode", attr("quota_mode")),
-        ("status", attr("status")),
+        *attrs("name", "description", "local", "quota_mode", "status"),
         ("storage_format", fixed("v5")),
         ("version", version_of("compatibility_version")),
         (
@@ -578,37 +625,15 @@ DC = Resource(
         ),
     ],
     label="Data Center",
-    add=Input(
-        "AddDataCenter",
-        {
-            "name": text("name"),
-            "description": text("description"),
-            "local": flag("local"),
-            "version": version_in("version"),
-            "quota_mode": text("quota_mode"),
-            "id": text("id"),
-        },
-    ),
-    update=Input(
-        "UpdateDataCenter",
-        {
-            "name": text("name"),
-            "description": text("description"),
-            "local": flag("local"),
-            "version": version_in("version"),
-            "quota_mode": text("quota_mode"),
-        },
-        id_field="data_center_id",
-    ),
+    add=Input("AddDataCenter", {**_DC_INPUT, "id": text("id")}),
+    update=Input("UpdateDataCenter", _DC_INPUT, id_field="data_center_id"),
     remove=Input("RemoveDataCenter", id_field="data_center_id", query={"force": "force"}),
     subs=[
-        Sub("clusters", "child", resource="clusters", attr="data_center_id"),
-        Sub("networks", "child", resource="networks", attr="data_center_id"),
-        Sub(
+        child("clusters", "data_center_id"),
+        child("networks", "data_center_id"),
+        child(
             "storagedomains",
-            "child",
-            resource="storagedomains",
-            attr="data_center_id",
+            "data_center_id",
             add=Input(
                 "AttachStorageDomain",
                 {"storage_domain_id": ref("", "storagedomains"), "activate": const(True)},
@@ -634,18 +659,27 @@ DC = Resource(
                 ),
             },
         ),
-        Sub("quotas", "child", resource="quotas", attr="data_center_id"),
-        Sub("permissions", "child", resource="permissions", attr="object_id"),
+        child("quotas", "data_center_id"),
+        child("permissions", "object_id"),
     ],
 )
+
+# What adding and updating a cluster read after its name and description.
+_CLUSTER_SETTINGS = {
+    "cpu_type": text("cpu.type"),
+    "memory_overcommit": number("memory_policy.over_commit.percent"),
+    "scheduling_policy": text("scheduling_policy.name"),
+    "ha_reservation": flag("ha_reservation"),
+    "migration_policy": text("migration.policy.id"),
+    "version": version_in("version"),
+}
 
 CLUSTER = Resource(
     "clusters",
     "cluster",
     "Cluster",
     [
-        ("name", attr("name")),
-        ("description", attr("description")),
+        *attrs("name", "description"),
         ("data_center", link_to("datacenters", "data_center_id")),
         ("cpu", nested(type=attr("cpu_type"), architecture=fixed("x86_64"))),
         (
@@ -663,41 +697,24 @@ CLUSTER = Resource(
     add=Input(
         "AddCluster",
         {
-            "name": text("name"),
-            "description": text("description"),
+            **texts("name", "description"),
             "data_center_id": ref("data_center", "datacenters"),
-            "cpu_type": text("cpu.type"),
-            "memory_overcommit": number("memory_policy.over_commit.percent"),
-            "scheduling_policy": text("scheduling_policy.name"),
-            "ha_reservation": flag("ha_reservation"),
-            "migration_policy": text("migration.policy.id"),
-            "version": version_in("version"),
+            **_CLUSTER_SETTINGS,
             "id": text("id"),
         },
     ),
     update=Input(
         "UpdateCluster",
-        {
-            "name": text("name"),
-            "description": text("description"),
-            "cpu_type": text("cpu.type"),
-            "memory_overcommit": number("memory_policy.over_commit.percent"),
-            "scheduling_policy": text("scheduling_policy.name"),
-            "ha_reservation": flag("ha_reservation"),
-            "migration_policy": text("migration.policy.id"),
-            "version": version_in("version"),
-        },
+        {**texts("name", "description"), **_CLUSTER_SETTINGS},
         id_field="cluster_id",
     ),
     remove=Input("RemoveCluster", id_field="cluster_id"),
     search={"datacenter": _ref_name("data_center_id"), "data_center": _ref_name("data_center_id")},
     subs=[
-        Sub("hosts", "child", resource="hosts", attr="cluster_id"),
-        Sub(
+        child("hosts", "cluster_id"),
+        child(
             "networks",
-            "child",
-            resource="networks",
-            attr="cluster_ids",
+            "cluster_ids",
             add=Input(
                 "AttachNetworkToCluster",
                 {"network_id": ref("", "networks")},
@@ -707,8 +724,8 @@ CLUSTER = Resource(
                 "DetachNetworkFromCluster", parent_field="cluster_id", item_field="network_id"
             ),
         ),
-        Sub("affinitygroups", "child", resource="affinitygroups", attr="cluster_id"),
-        Sub("permissions", "child", resource="permissions", attr="object_id"),
+        child("affinitygroups", "cluster_id"),
+        child("permissions", "object_id"),
     ],
 )
 
@@ -717,13 +734,9 @@ HOST = Resource(
     "host",
     "Host",
     [
-        ("name", attr("name")),
-        ("description", attr("description")),
-        ("address", attr("address")),
-        ("port", attr("port")),
+        *attrs("name", "description", "address", "port"),
         ("cluster", link_to("clusters", "cluster_id")),
-        ("status", attr("status")),
-        ("status_detail", attr("status_detail")),
+        *attrs("status", "status_detail"),
         ("spm", nested(priority=attr("spm_priority"))),
         (
             "cpu",
@@ -744,9 +757,7 @@ HOST = Resource(
     add=Input(
         "AddHost",
         {
-            "name": text("name"),
-            "description": text("description"),
-            "address": text("address"),
+            **texts("name", "description", "address"),
             "port": number("port"),
             "cluster_id": ref("cluster", "clusters"),
             "root_password": text("root_password"),
@@ -758,9 +769,7 @@ HOST = Resource(
     update=Input(
         "UpdateHost",
         {
-            "name": text("name"),
-            "description": text("description"),
-            "address": text("address"),
+            **texts("name", "description", "address"),
             "spm_priority": number("spm.priority"),
             "port": number("port"),
             "cluster_id": ref("cluster", "clusters"),
@@ -787,14 +796,8 @@ HOST = Resource(
     search={"cluster": _ref_name("cluster_id"), "datacenter": _dc_of_cluster},
     subs=[
         Sub("nics", "empty", tag="host_nic"),
-        Sub(
-            "statistics",
-            "embedded",
-            tag="statistic",
-            items=statistics_items,
-            fields=STATISTIC_FIELDS,
-        ),
-        Sub("permissions", "child", resource="permissions", attr="object_id"),
+        statistics_sub(),
+        child("permissions", "object_id"),
     ],
 )
 
@@ -803,49 +806,33 @@ SD = Resource(
     "storage_domain",
     "StorageDomain",
     [
-        ("name", attr("name")),
-        ("description", attr("description")),
+        *attrs("name", "description"),
         ("type", attr("domain_type")),
-        ("status", attr("status")),
-        ("master", attr("master")),
+        *attrs("status", "master"),
         (
             "storage",
             nested(type=attr("storage_type"), address=attr("address"), path=attr("path")),
         ),
-        ("available", attr("available")),
-        ("used", attr("used")),
+        *attrs("available", "used"),
         ("warning_low_space_indicator", attr("warning_low_space")),
         ("critical_space_action_blocker", attr("critical_space_blocker")),
         ("storage_format", fixed("v5")),
         (
             "data_centers",
-            lambda o: (
-                {
-                    "data_center": [
-                        {
-                            "href": f"{BASE}/datacenters/{o.data_center_id}",
-                            "id": str(o.data_center_id),
-                        }
-                    ]
-                }
-                if getattr(o, "data_center_id", None)
-                else None
-            ),
+            links_to("datacenters", "data_center", "data_center_id"),
         ),
     ],
     label="Storage Domain",
     add=Input(
         "AddStorageDomain",
         {
-            "name": text("name"),
-            "description": text("description"),
+            **texts("name", "description"),
             "domain_type": text("type"),
             "storage_type": text("storage.type"),
             "address": text("storage.address"),
             "path": text("storage.path"),
             "host_id": ref("host", "hosts"),
-            "available": number("available"),
-            "used": number("used"),
+            **numbers("available", "used"),
             "warning_low_space": number("warning_low_space_indicator"),
             "critical_space_blocker": number("critical_space_action_blocker"),
             "id": text("id"),
@@ -854,8 +841,7 @@ SD = Resource(
     update=Input(
         "UpdateStorageDomain",
         {
-            "name": text("name"),
-            "description": text("description"),
+            **texts("name", "description"),
             "warning_low_space": number("warning_low_space_indicator"),
             "critical_space_blocker": number("critical_space_action_blocker"),
         },
@@ -869,65 +855,58 @@ SD = Resource(
     ),
     search={"datacenter": _ref_name("data_center_id")},
     subs=[
-        Sub("disks", "child", resource="disks", attr="storage_domain_id"),
-        Sub("permissions", "child", resource="permissions", attr="object_id"),
+        child("disks", "storage_domain_id"),
+        child("permissions", "object_id"),
     ],
 )
+
+# What adding and updating a network read after its name and description.
+_NETWORK_SETTINGS = {
+    "vlan_id": number("vlan.id"),
+    "mtu": number("mtu"),
+    "required": flag("required"),
+    "usages": listed("usages", "usage", lambda v, env: v),
+}
 
 NETWORK = Resource(
     "networks",
     "network",
     "LogicalNetwork",
     [
-        ("name", attr("name")),
-        ("description", attr("description")),
+        *attrs("name", "description"),
         ("data_center", link_to("datacenters", "data_center_id")),
         ("usages", names_list("usages", "usages", "usage")),
         ("vlan", nested(id=attr("vlan_id"))),
-        ("mtu", attr("mtu")),
-        ("required", attr("required")),
+        *attrs("mtu", "required"),
     ],
     label="Network",
     add=Input(
         "AddNetwork",
         {
-            "name": text("name"),
-            "description": text("description"),
+            **texts("name", "description"),
             "data_center_id": ref("data_center", "datacenters"),
-            "vlan_id": number("vlan.id"),
-            "mtu": number("mtu"),
-            "required": flag("required"),
-            "usages": listed("usages", "usage", lambda v, env: v),
+            **_NETWORK_SETTINGS,
             "id": text("id"),
         },
     ),
     update=Input(
         "UpdateNetwork",
-        {
-            "name": text("name"),
-            "description": text("description"),
-            "vlan_id": number("vlan.id"),
-            "mtu": number("mtu"),
-            "required": flag("required"),
-            "usages": listed("usages", "usage", lambda v, env: v),
-        },
+        {**texts("name", "description"), **_NETWORK_SETTINGS},
         id_field="network_id",
     ),
     remove=Input("RemoveNetwork", id_field="network_id"),
     search={"datacenter": _ref_name("data_center_id")},
     subs=[
-        Sub(
+        child(
             "vnicprofiles",
-            "child",
-            resource="vnicprofiles",
-            attr="network_id",
+            "network_id",
             add=Input(
                 "AddVnicProfile",
                 {"name": text("name"), "description": text("description")},
                 parent_field="network_id",
             ),
         ),
-        Sub("permissions", "child", resource="permissions", attr="object_id"),
+        child("permissions", "object_id"),
     ],
 )
 
@@ -936,16 +915,14 @@ VNIC_PROFILE = Resource(
     "vnic_profile",
     "VnicProfile",
     [
-        ("name", attr("name")),
-        ("description", attr("description")),
+        *attrs("name", "description"),
         ("network", link_to("networks", "network_id")),
     ],
     label="VNIC Profile",
     add=Input(
         "AddVnicProfile",
         {
-            "name": text("name"),
-            "description": text("description"),
+            **texts("name", "description"),
             "network_id": ref("network", "networks"),
             "id": text("id"),
         },
@@ -953,8 +930,7 @@ VNIC_PROFILE = Resource(
     update=Input(
         "UpdateVnicProfile",
         {
-            "name": text("name"),
-            "description": text("description"),
+            **texts("name", "description"),
             "port_mirroring": flag("port_mirroring"),
         },
         id_field="vnic_profile_id",
@@ -972,44 +948,31 @@ def _disk_attachment_href(o: Any) -> Any:
     return {"href": f"{BASE}/disks/{o.disk_id}", "id": str(o.disk_id)}
 
 
+_NIC_INPUT = {
+    **texts("name", "interface"),
+    "mac": text("mac.address"),
+    "vnic_profile_id": ref("vnic_profile", "vnicprofiles"),
+    "linked": flag("linked"),
+}
+
 VM_NICS = Sub(
     "nics",
     "embedded",
     tag="nic",
     items=_vm_items("nics"),
     fields=[
-        ("name", attr("name")),
-        ("interface", attr("interface")),
+        *attrs("name", "interface"),
         ("mac", nested(address=attr("mac"))),
         ("vnic_profile", link_to("vnicprofiles", "vnic_profile_id")),
-        ("plugged", attr("plugged")),
-        ("linked", attr("linked")),
+        *attrs("plugged", "linked"),
     ],
-    add=Input(
-        "AddVmNic",
-        {
-            "name": text("name"),
-            "interface": text("interface"),
-            "mac": text("mac.address"),
-            "vnic_profile_id": ref("vnic_profile", "vnicprofiles"),
-            "linked": flag("linked"),
-        },
-        parent_field="vm_id",
-    ),
-    update=Input(
-        "UpdateVmNic",
-        {
-            "name": text("name"),
-            "interface": text("interface"),
-            "mac": text("mac.address"),
-            "vnic_profile_id": ref("vnic_profile", "vnicprofiles"),
-            "linked": flag("linked"),
-        },
-        parent_field="vm_id",
-        item_field="nic_id",
-    ),
+    add=Input("AddVmNic", _NIC_INPUT, parent_field="vm_id"),
+    update=Input("UpdateVmNic", _NIC_INPUT, parent_field="vm_id", item_field="nic_id"),
     remove=Input("RemoveVmNic", parent_field="vm_id", item_field="nic_id"),
 )
+
+# How a disk is attached (given when attaching, creating-and-attaching, or updating).
+_ATTACHMENT_INPUT = {"interface": text("interface"), **flags("bootable", "active")}
 
 VM_DISK_ATTACHMENTS = Sub(
     "diskattachments",
@@ -1019,21 +982,14 @@ VM_DISK_ATTACHMENTS = Sub(
     items=lambda o, reads: [_Keyed(a, a.disk_id) for a in getattr(o, "disk_attachments", ())],
     fields=[
         ("disk", _disk_attachment_href),
-        ("interface", attr("interface")),
-        ("bootable", attr("bootable")),
-        ("active", attr("active")),
+        *attrs("interface", "bootable", "active"),
         ("pass_discard", fixed(False)),
         ("read_only", fixed(False)),
         ("uses_scsi_reservation", fixed(False)),
     ],
     add=Input(
         "AttachDisk",
-        {
-            "disk_id": ref("disk", "disks"),
-            "interface": text("interface"),
-            "bootable": flag("bootable"),
-            "active": flag("active"),
-        },
+        {"disk_id": ref("disk", "disks"), **_ATTACHMENT_INPUT},
         parent_field="vm_id",
         choose=lambda body: (
             _ADD_VM_DISK
@@ -1043,7 +999,7 @@ VM_DISK_ATTACHMENTS = Sub(
     ),
     update=Input(
         "UpdateDiskAttachment",
-        {"interface": text("interface"), "bootable": flag("bootable"), "active": flag("active")},
+        _ATTACHMENT_INPUT,
         parent_field="vm_id",
         item_field="disk_id",
     ),
@@ -1090,9 +1046,7 @@ _ADD_VM_DISK = Input(
         "sparse": _in_disk(flag("sparse")),
         "shareable": _in_disk(flag("shareable")),
         "storage_domain_id": lambda body, env: _first_sd(dig(body, "disk"), env),
-        "interface": text("interface"),
-        "bootable": flag("bootable"),
-        "active": flag("active"),
+        **_ATTACHMENT_INPUT,
     },
     parent_field="vm_id",
 )
@@ -1117,8 +1071,7 @@ VM_SNAPSHOTS = Sub(
     tag="snapshot",
     items=_vm_items("snapshots"),
     fields=[
-        ("description", attr("description")),
-        ("snapshot_type", attr("snapshot_type")),
+        *attrs("description", "snapshot_type"),
         ("snapshot_status", attr("status")),
         ("persist_memorystate", attr("persist_memory")),
         ("date", when("created_at")),
@@ -1149,21 +1102,33 @@ def _ticket_result(v: Any) -> dict[str, Any]:
     return {"ticket": {"value": v.get("ticket"), "expiry": expiry}}
 
 
+# The CPU as VMs and templates show it.
+_CPU = nested(
+    mode=fixed("custom"),
+    architecture=fixed("x86_64"),
+    topology=nested(
+        cores=attr("cpu_cores"), sockets=attr("cpu_sockets"), threads=attr("cpu_threads")
+    ),
+)
+
+# What adding and updating a VM, and updating a template, read of its settings.
+_VM_SETTINGS = {
+    "memory": number("memory"),
+    "cpu_sockets": number("cpu.topology.sockets"),
+    "cpu_cores": number("cpu.topology.cores"),
+    "cpu_threads": number("cpu.topology.threads"),
+    "os_type": text("os.type"),
+    "vm_type": text("type"),
+    "stateless": flag("stateless"),
+    "highly_available": flag("high_availability.enabled"),
+    "ha_priority": number("high_availability.priority"),
+}
+
 _VM_FIELDS: list[tuple[str, Callable[[Any], Any]]] = [
-    ("name", attr("name")),
-    ("description", attr("description")),
+    *attrs("name", "description"),
     ("cluster", link_to("clusters", "cluster_id")),
     ("template", link_to("templates", "template_id")),
-    (
-        "cpu",
-        nested(
-            mode=fixed("custom"),
-            architecture=fixed("x86_64"),
-            topology=nested(
-                cores=attr("cpu_cores"), sockets=attr("cpu_sockets"), threads=attr("cpu_threads")
-            ),
-        ),
-    ),
+    ("cpu", _CPU),
     ("memory", attr("memory")),
     ("os", nested(type=attr("os_type"))),
     ("type", attr("vm_type")),
@@ -1184,19 +1149,10 @@ VM = Resource(
     add=Input(
         "AddVm",
         {
-            "name": text("name"),
-            "description": text("description"),
+            **texts("name", "description"),
             "cluster_id": ref("cluster", "clusters"),
             "template_id": ref("template", "templates"),
-            "memory": number("memory"),
-            "cpu_sockets": number("cpu.topology.sockets"),
-            "cpu_cores": number("cpu.topology.cores"),
-            "cpu_threads": number("cpu.topology.threads"),
-            "os_type": text("os.type"),
-            "vm_type": text("type"),
-            "stateless": flag("stateless"),
-            "highly_available": flag("high_availability.enabled"),
-            "ha_priority": number("high_availability.priority"),
+            **_VM_SETTINGS,
             "placement_host_id": ref("placement_policy.hosts.host", "hosts"),
             "storage_domain_id": _first_sd_of_disks,
             "graphics": text("display.type"),
@@ -1207,17 +1163,8 @@ VM = Resource(
     update=Input(
         "UpdateVm",
         {
-            "name": text("name"),
-            "description": text("description"),
-            "memory": number("memory"),
-            "cpu_sockets": number("cpu.topology.sockets"),
-            "cpu_cores": number("cpu.topology.cores"),
-            "cpu_threads": number("cpu.topology.threads"),
-            "os_type": text("os.type"),
-            "vm_type": text("type"),
-            "stateless": flag("stateless"),
-            "highly_available": flag("high_availability.enabled"),
-            "ha_priority": number("high_availability.priority"),
+            **texts("name", "description"),
+            **_VM_SETTINGS,
             "cluster_id": ref("cluster", "clusters"),
             "placement_host_id": ref("placement_policy.hosts.host", "hosts"),
             "graphics": text("display.type"),
@@ -1277,14 +1224,8 @@ VM = Resource(
         ),
         Sub("numanodes", "empty", tag="vm_numa_node", tags="vm_numa_nodes"),
         Sub("watchdogs", "empty", tag="watchdog"),
-        Sub(
-            "statistics",
-            "embedded",
-            tag="statistic",
-            items=statistics_items,
-            fields=STATISTIC_FIELDS,
-        ),
-        Sub("permissions", "child", resource="permissions", attr="object_id"),
+        statistics_sub(),
+        child("permissions", "object_id"),
     ],
 )
 
@@ -1319,30 +1260,21 @@ DISK = Resource(
     [
         ("name", attr("name")),
         ("alias", attr("name")),
-        ("description", attr("description")),
-        ("provisioned_size", attr("provisioned_size")),
-        ("actual_size", attr("actual_size")),
-        ("format", attr("format")),
-        ("sparse", attr("sparse")),
-        ("status", attr("status")),
-        ("shareable", attr("shareable")),
-        ("bootable", attr("bootable")),
+        *attrs(
+            "description",
+            "provisioned_size",
+            "actual_size",
+            "format",
+            "sparse",
+            "status",
+            "shareable",
+            "bootable",
+        ),
         ("content_type", fixed("data")),
         ("storage_type", fixed("image")),
         (
             "storage_domains",
-            lambda o: (
-                {
-                    "storage_domain": [
-                        {
-                            "href": f"{BASE}/storagedomains/{o.storage_domain_id}",
-                            "id": str(o.storage_domain_id),
-                        }
-                    ]
-                }
-                if getattr(o, "storage_domain_id", None)
-                else None
-            ),
+            links_to("storagedomains", "storage_domain", "storage_domain_id"),
         ),
     ],
     label="Disk",
@@ -1353,8 +1285,7 @@ DISK = Resource(
             "description": text("description"),
             "provisioned_size": number("provisioned_size"),
             "format": text("format"),
-            "sparse": flag("sparse"),
-            "shareable": flag("shareable"),
+            **flags("sparse", "shareable"),
             "storage_domain_id": _first_sd,
             "id": text("id"),
         },
@@ -1365,8 +1296,7 @@ DISK = Resource(
             "name": first_of(text("alias"), text("name")),
             "description": text("description"),
             "provisioned_size": number("provisioned_size"),
-            "shareable": flag("shareable"),
-            "bootable": flag("bootable"),
+            **flags("shareable", "bootable"),
         },
         id_field="disk_id",
     ),
@@ -1382,7 +1312,7 @@ DISK = Resource(
         "alias": lambda o, r: [getattr(o, "name", "")],
         "storage": _ref_name("storage_domain_id"),
     },
-    subs=[Sub("permissions", "child", resource="permissions", attr="object_id")],
+    subs=[child("permissions", "object_id")],
 )
 
 TEMPLATE = Resource(
@@ -1390,22 +1320,10 @@ TEMPLATE = Resource(
     "template",
     "Template",
     [
-        ("name", attr("name")),
-        ("description", attr("description")),
+        *attrs("name", "description"),
         ("cluster", link_to("clusters", "cluster_id")),
         ("memory", attr("memory")),
-        (
-            "cpu",
-            nested(
-                mode=fixed("custom"),
-                architecture=fixed("x86_64"),
-                topology=nested(
-                    cores=attr("cpu_cores"),
-                    sockets=attr("cpu_sockets"),
-                    threads=attr("cpu_threads"),
-                ),
-            ),
-        ),
+        ("cpu", _CPU),
         ("os", nested(type=attr("os_type"))),
         ("status", attr("status")),
         (
@@ -1422,8 +1340,7 @@ TEMPLATE = Resource(
     add=Input(
         "AddTemplate",
         {
-            "name": text("name"),
-            "description": text("description"),
+            **texts("name", "description"),
             "vm_id": ref("vm", "vms"),
             "version_name": text("version.version_name"),
             "base_template_id": ref("version.base_template", "templates"),
@@ -1434,18 +1351,9 @@ TEMPLATE = Resource(
     update=Input(
         "UpdateTemplate",
         {
-            "name": text("name"),
-            "description": text("description"),
+            **texts("name", "description"),
             "version_name": text("version.version_name"),
-            "memory": number("memory"),
-            "cpu_sockets": number("cpu.topology.sockets"),
-            "cpu_cores": number("cpu.topology.cores"),
-            "cpu_threads": number("cpu.topology.threads"),
-            "os_type": text("os.type"),
-            "vm_type": text("type"),
-            "stateless": flag("stateless"),
-            "highly_available": flag("high_availability.enabled"),
-            "ha_priority": number("high_availability.priority"),
+            **_VM_SETTINGS,
         },
         id_field="template_id",
     ),
@@ -1454,7 +1362,7 @@ TEMPLATE = Resource(
     subs=[
         Sub("diskattachments", "empty", tag="disk_attachment", tags="disk_attachments"),
         Sub("nics", "empty", tag="nic"),
-        Sub("permissions", "child", resource="permissions", attr="object_id"),
+        child("permissions", "object_id"),
     ],
 )
 
@@ -1463,27 +1371,20 @@ VMPOOL = Resource(
     "vm_pool",
     "VmPool",
     [
-        ("name", attr("name")),
-        ("description", attr("description")),
+        *attrs("name", "description"),
         ("cluster", link_to("clusters", "cluster_id")),
         ("template", link_to("templates", "template_id")),
-        ("size", attr("size")),
-        ("prestarted_vms", attr("prestarted_vms")),
-        ("max_user_vms", attr("max_user_vms")),
-        ("stateless", attr("stateless")),
+        *attrs("size", "prestarted_vms", "max_user_vms", "stateless"),
         ("type", attr("pool_type")),
     ],
     label="VM Pool",
     add=Input(
         "AddVmPool",
         {
-            "name": text("name"),
-            "description": text("description"),
+            **texts("name", "description"),
             "cluster_id": ref("cluster", "clusters"),
             "template_id": ref("template", "templates"),
-            "size": number("size"),
-            "prestarted_vms": number("prestarted_vms"),
-            "max_user_vms": number("max_user_vms"),
+            **numbers("size", "prestarted_vms", "max_user_vms"),
             "pool_type": text("type"),
             "stateless": flag("stateless"),
             "id": text("id"),
@@ -1492,11 +1393,8 @@ VMPOOL = Resource(
     update=Input(
         "UpdateVmPool",
         {
-            "name": text("name"),
-            "description": text("description"),
-            "size": number("size"),
-            "prestarted_vms": number("prestarted_vms"),
-            "max_user_vms": number("max_user_vms"),
+            **texts("name", "description"),
+            **numbers("size", "prestarted_vms", "max_user_vms"),
         },
         id_field="vm_pool_id",
     ),
@@ -1511,7 +1409,7 @@ VMPOOL = Resource(
             ),
         )
     },
-    subs=[Sub("permissions", "child", resource="permissions", attr="object_id")],
+    subs=[child("permissions", "object_id")],
 )
 
 
@@ -1533,11 +1431,7 @@ USER = Resource(
     "user",
     "User",
     [
-        ("name", attr("name")),
-        ("last_name", attr("last_name")),
-        ("user_name", attr("user_name")),
-        ("principal", attr("principal")),
-        ("email", attr("email")),
+        *attrs("name", "last_name", "user_name", "principal", "email"),
         ("domain", nested(name=attr("domain"))),
     ],
     label="User",
@@ -1545,18 +1439,15 @@ USER = Resource(
         "AddUser",
         {
             "user_name": _user_name,
-            "last_name": text("last_name"),
-            "name": text("name"),
-            "email": text("email"),
+            **texts("last_name", "name", "email"),
             "domain": text("domain.name"),
-            "password": text("password"),
-            "id": text("id"),
+            **texts("password", "id"),
         },
     ),
     remove=Input("RemoveUser", id_field="user_id"),
     search={"usrname": lambda o, r: [getattr(o, "user_name", "")]},
     subs=[
-        Sub("permissions", "child", resource="permissions", attr="user_id"),
+        child("permissions", "user_id"),
         Sub("roles", "empty", tag="role"),
         Sub("tags", "empty", tag="tag"),
     ],
@@ -1573,12 +1464,11 @@ GROUP = Resource(
         {
             "name": text("name"),
             "domain": text("domain.name"),
-            "description": text("description"),
-            "id": text("id"),
+            **texts("description", "id"),
         },
     ),
     remove=Input("RemoveGroup", id_field="group_id"),
-    subs=[Sub("permissions", "child", resource="permissions", attr="group_id")],
+    subs=[child("permissions", "group_id")],
 )
 
 ROLE = Resource(
@@ -1586,17 +1476,14 @@ ROLE = Resource(
     "role",
     "Role",
     [
-        ("name", attr("name")),
-        ("description", attr("description")),
-        ("administrative", attr("administrative")),
+        *attrs("name", "description", "administrative"),
         ("mutable", lambda o: not getattr(o, "builtin", False)),
     ],
     label="Role",
     add=Input(
         "AddRole",
         {
-            "name": text("name"),
-            "description": text("description"),
+            **texts("name", "description"),
             "administrative": flag("administrative"),
             "permits": listed("permits", "permit", lambda v, env: dig(v, "name")),
             "id": text("id"),
@@ -1605,8 +1492,7 @@ ROLE = Resource(
     update=Input(
         "UpdateRole",
         {
-            "name": text("name"),
-            "description": text("description"),
+            **texts("name", "description"),
             "administrative": flag("administrative"),
         },
         id_field="role_id",
@@ -1708,16 +1594,14 @@ TAG = Resource(
     "tag",
     "Tag",
     [
-        ("name", attr("name")),
-        ("description", attr("description")),
+        *attrs("name", "description"),
         ("parent", link_to("tags", "parent_id")),
     ],
     label="Tag",
     add=Input(
         "AddTag",
         {
-            "name": text("name"),
-            "description": text("description"),
+            **texts("name", "description"),
             "parent_id": ref("parent", "tags"),
         },
     ),
@@ -1733,8 +1617,7 @@ QUOTA = Resource(
     "quota",
     "Quota",
     [
-        ("name", attr("name")),
-        ("description", attr("description")),
+        *attrs("name", "description"),
         ("data_center", link_to("datacenters", "data_center_id")),
         ("cluster_hard_limit_pct", attr("grace")),
         ("cluster_soft_limit_pct", attr("threshold")),
@@ -1748,11 +1631,9 @@ AFFINITY_GROUP = Resource(
     "affinity_group",
     "AffinityGroup",
     [
-        ("name", attr("name")),
-        ("description", attr("description")),
+        *attrs("name", "description"),
         ("cluster", link_to("clusters", "cluster_id")),
-        ("positive", attr("positive")),
-        ("enforcing", attr("enforcing")),
+        *attrs("positive", "enforcing"),
     ],
     label="Affinity Group",
     searchable=False,
