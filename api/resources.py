@@ -17,7 +17,7 @@ from uuid import UUID
 import msgspec
 
 from api.faults import ApiError, bad_request, not_found
-from api.telemetry import STATISTIC_FIELDS, statistics_items
+from api.telemetry import HOST_NIC_FIELDS, STATISTIC_FIELDS, host_nic_items, statistics_items
 
 BASE = "/ovirt-engine/api"
 MISSING: Any = msgspec.UNSET
@@ -789,13 +789,15 @@ HOST = Resource(
             "ConfirmHostRebooted",
             id_field="host_id",
             choose=lambda body: (
-                None if str(dig(body, "fence_type")).lower() == "manual" else Input("FenceHost")
+                None
+                if str(dig(body, "fence_type")).lower() == "manual"
+                else Input("FenceHost", texts("fence_type"), id_field="host_id")
             ),
         ),
     },
     search={"cluster": _ref_name("cluster_id"), "datacenter": _dc_of_cluster},
     subs=[
-        Sub("nics", "empty", tag="host_nic"),
+        Sub("nics", "embedded", tag="host_nic", items=host_nic_items, fields=HOST_NIC_FIELDS),
         statistics_sub(),
         child("permissions", "object_id"),
     ],

@@ -30,6 +30,16 @@ class Statistic(msgspec.Struct, frozen=True, kw_only=True):
     datum: float | int
 
 
+class HostNic(msgspec.Struct, frozen=True, kw_only=True):
+    """A host's network interface as hostd last sampled it (GET /hosts/{id}/nics)."""
+
+    id: UUID
+    name: str
+    bridged: bool
+    received_bytes: int
+    transmitted_bytes: int
+
+
 class TelemetrySink:
     """``sink(host_id, stats_sample)``: called by the HostLink for every StatsSample.
     Feeds the warehouse (when given a runner) and keeps each host's and VM's latest
@@ -43,6 +53,24 @@ class TelemetrySink:
         self._vms: dict[UUID, Any] = {}
         self._vms_of: dict[UUID, set[UUID]] = {}
         self._disk_prev: dict[UUID, tuple[float, int, int]] = {}  # time, rd, wr bytes
+
+    def nics_of(self, host: Any) -> list[HostNic]:
+        with self._lock:
+            h = self._hosts.get(host.id)
+        if h is None:
+            return []
+        bridges = set(getattr(host, "networks", ()))
+        return [
+            HostNic(
+                id=uuid5(NAMESPACE_URL, f"{host.id}/nic/{name}"),
+                name=name,
+                bridged=name in bridges,
+                received_bytes=c.get("rx_bytes", 0),
+                transmitted_bytes=c.get("tx_bytes", 0),
+            )
+            for name, c in sorted(h.nics.items())
+            if name != "lo"
+        ]
 
     def statistics_of(self, obj: Any) -> list[Statistic]:
         with self._lock:
@@ -261,4 +289,26 @@ STATISTIC_FIELDS = [
     ("type", lambda s: s.type),
     ("unit", lambda s: s.unit),
     ("values", lambda s: {"value": [{"datum": s.datum}]}),
+]
+
+
+def host_nic_items(parent: Any, reads: Any) -> list[HostNic]:
+    """The ``nics`` sub-collection of a host (empty before its first sample)."""
+    sink = getattr(reads, "telemetry", None)
+    return sink.nics_of(parent) if sink is not None else []
+
+
+HOST_NIC_FIELDS = [
+    ("name", lambda n: n.name),
+    ("bridged", lambda n: n.bridged),
+    ("status", lambda n: "up"),
+    (
+        "statistics",
+        lambda n: {
+            "statistic": [
+                {"name": "data.total.rx", "values": {"value": [{"datum": n.received_bytes}]}},
+                {"name": "data.total.tx", "values": {"value": [{"datum": n.transmitted_bytes}]}},
+            ]
+        },
+    ),
 ]

@@ -85,6 +85,8 @@ def test_sdk_end_to_end_on_real_hosts(hosts: HostCluster, tmp_path: Path) -> Non
 
 
 def _drive(conn: Any, types: Any, hosts: HostCluster, sd_dir: Path, uris: dict) -> None:
+    import ovirtsdk4 as sdk
+
     system = conn.system_service()
     hosts_service = system.hosts_service()
     for h in hosts.hosts:
@@ -170,6 +172,13 @@ def _drive(conn: Any, types: Any, hosts: HostCluster, sd_dir: Path, uris: dict) 
     assert stats["memory.installed"].values[0].datum == 64 * MiB
     host_stats = hosts_service.host_service(first_host).statistics_service().list()
     assert any(s.name == "memory.total" and s.values[0].datum > 0 for s in host_stats)
+    # The host's interfaces as hostd samples them; fencing without power management.
+    host_service = hosts_service.host_service(first_host)
+    nics = host_service.nics_service().list()
+    assert nics and all(n.name and n.name != "lo" for n in nics)
+    with pytest.raises(sdk.Error) as refused:
+        host_service.fence(fence_type="restart")
+    assert refused.value.code == 409 and "Power Management is not enabled" in str(refused.value)
     # The same telemetry reaches the history warehouse, per VM, disk and NIC.
     wh = conn.srv.api.warehouse  # type: ignore[attr-defined]
     for view in (
