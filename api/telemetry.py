@@ -53,6 +53,8 @@ class TelemetrySink:
         self._vms: dict[UUID, Any] = {}
         self._vms_of: dict[UUID, set[UUID]] = {}
         self._disk_prev: dict[UUID, tuple[float, int, int]] = {}  # time, rd, wr bytes
+        # (host, interface name) -> time, rx, tx bytes
+        self._host_nic_prev: dict[tuple[UUID, str], tuple[float, int, int]] = {}
 
     def nics_of(self, host: Any) -> list[HostNic]:
         with self._lock:
@@ -175,7 +177,15 @@ class TelemetrySink:
         from domain.host import Host
         from domain.storage import StorageDomain
         from domain.vm import Vm
-        from history.samples import DiskSample, HostSample, NicSample, StorageDomainSample, VmSample
+        from history.samples import (
+            DiskSample,
+            HostInterfaceSample,
+            HostSample,
+            NicSample,
+            StorageDomainSample,
+            VmSample,
+            host_interface_id,
+        )
 
         when = datetime.fromtimestamp(fact.ts, UTC) if fact.ts else datetime.now(UTC)
         eng = self.bus.engine
@@ -199,6 +209,33 @@ class TelemetrySink:
                 total_vms_vcpus=sum(v.vcpus for v in vm_stats),
             )
         )
+        t_now = when.timestamp()
+        for name, c in sorted((getattr(h, "nics", None) or {}).items()):
+            if name == "lo":
+                continue
+            rx, tx = c.get("rx_bytes", 0), c.get("tx_bytes", 0)
+            prev = self._host_nic_prev.get((host_id, name))
+            self._host_nic_prev[(host_id, name)] = (t_now, rx, tx)
+            dt = t_now - prev[0] if prev is not None else 0.0
+            self.runner.observe(
+                HostInterfaceSample(
+                    time=when,
+                    host_interface_id=host_interface_id(host_id, name),
+                    host_id=host_id,
+                    name=name,
+                    # a counter that went back (interface reset) gives no rate this time
+                    receive_rate=int(max(0, rx - prev[1]) / dt) if prev and dt > 0 else 0,
+                    transmit_rate=int(max(0, tx - prev[2]) / dt) if prev and dt > 0 else 0,
+                    received_bytes=rx,
+                    transmitted_bytes=tx,
+                    received_packets=c.get("rx_packets", 0),
+                    transmitted_packets=c.get("tx_packets", 0),
+                    received_errors=c.get("rx_errors", 0),
+                    transmitted_errors=c.get("tx_errors", 0),
+                    received_dropped=c.get("rx_dropped", 0),
+                    transmitted_dropped=c.get("tx_dropped", 0),
+                )
+            )
         for v in vm_stats:
             try:
                 vm_id = UUID(v.vm_id)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 import msgspec
 
@@ -104,7 +104,34 @@ class DiskSample(msgspec.Struct, frozen=True, kw_only=True):
     write_ops: int = 0
 
 
-Sample = VmSample | HostSample | StorageDomainSample | NicSample | DiskSample
+class HostInterfaceSample(msgspec.Struct, frozen=True, kw_only=True):
+    """One network interface of a host; ``host_interface_id`` is stable per (host, name)
+    (``host_interface_id(host_id, name)``)."""
+
+    time: datetime
+    host_interface_id: UUID
+    host_id: UUID
+    name: str
+    receive_rate: int = 0  # bytes/s over the last interval
+    transmit_rate: int = 0
+    receive_rate_percent: float = 0.0  # of the link speed, when known
+    transmit_rate_percent: float = 0.0
+    received_bytes: int = 0  # counters as the host reports them
+    transmitted_bytes: int = 0
+    received_packets: int = 0
+    transmitted_packets: int = 0
+    received_errors: int = 0
+    transmitted_errors: int = 0
+    received_dropped: int = 0
+    transmitted_dropped: int = 0
+
+
+def host_interface_id(host_id: UUID, name: str) -> UUID:
+    """The stable id of a host's interface (the same the API gives GET /hosts/{id}/nics)."""
+    return uuid5(NAMESPACE_URL, f"{host_id}/nic/{name}")
+
+
+Sample = VmSample | HostSample | StorageDomainSample | NicSample | DiskSample | HostInterfaceSample
 
 BASE_OF: dict[type, str] = {
     VmSample: "vm",
@@ -112,6 +139,7 @@ BASE_OF: dict[type, str] = {
     StorageDomainSample: "storage_domain",
     NicSample: "vm_interface",
     DiskSample: "vm_disk",
+    HostInterfaceSample: "host_interface",
 }
 _KEY_ATTR = {
     VmSample: "vm_id",
@@ -119,6 +147,7 @@ _KEY_ATTR = {
     StorageDomainSample: "storage_domain_id",
     NicSample: "nic_id",
     DiskSample: "disk_id",
+    HostInterfaceSample: "host_interface_id",
 }
 
 
@@ -222,6 +251,7 @@ VERSION_OF: dict[str, tuple[tuple[str, str], ...]] = {
     "storage_domain": (("storage_configuration_version", "storage_domain_id"),),
     "vm_interface": (("vm_interface_configuration_version", "vm_interface_id"),),
     "vm_disk": (("vm_disk_configuration_version", "vm_disk_id"),),
+    "host_interface": (("host_interface_configuration_version", "host_interface_id"),),
 }
 
 
@@ -315,12 +345,33 @@ def _disk(ss: Sequence[DiskSample]) -> dict[str, list[Any]]:
     }
 
 
+def _host_interface(ss: Sequence[HostInterfaceSample]) -> dict[str, list[Any]]:
+    return {
+        "host_interface_id": [s.host_interface_id for s in ss],
+        "receive_rate_percent": [s.receive_rate_percent for s in ss],
+        "transmit_rate_percent": [s.transmit_rate_percent for s in ss],
+        "receive_rate_bytes_per_second": [s.receive_rate for s in ss],
+        "transmit_rate_bytes_per_second": [s.transmit_rate for s in ss],
+        "host_id": [s.host_id for s in ss],
+        "host_interface_name": [s.name for s in ss],
+        "received_total_byte": [s.received_bytes for s in ss],
+        "transmitted_total_byte": [s.transmitted_bytes for s in ss],
+        "received_total_packets": [s.received_packets for s in ss],
+        "transmitted_total_packets": [s.transmitted_packets for s in ss],
+        "received_error_total_packets": [s.received_errors for s in ss],
+        "transmitted_error_total_packets": [s.transmitted_errors for s in ss],
+        "received_dropped_total_packets": [s.received_dropped for s in ss],
+        "transmitted_dropped_total_packets": [s.transmitted_dropped for s in ss],
+    }
+
+
 _COLUMNS: dict[str, Any] = {
     "vm": _vm,
     "host": _host,
     "storage_domain": _sd,
     "vm_interface": _nic,
     "vm_disk": _disk,
+    "host_interface": _host_interface,
 }
 
 

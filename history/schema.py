@@ -166,7 +166,35 @@ VM_DISK = StatsSpec(
     view="vms_disks",
 )
 
-STATS: tuple[StatsSpec, ...] = (VM, HOST, STORAGE_DOMAIN, VM_INTERFACE, VM_DISK)
+# A host's network interface (oVirt's host_interface_* tables). hostd reports no link
+# speed, so the *_rate_percent columns stay 0; the byte rates are ours, from the counters.
+HOST_INTERFACE = StatsSpec(
+    base="host_interface",
+    key="host_interface_id",
+    status=None,
+    measures=(
+        ("receive_rate_percent", "max_receive_rate_percent", "REAL"),
+        ("transmit_rate_percent", "max_transmit_rate_percent", "REAL"),
+        ("receive_rate_bytes_per_second", "max_receive_rate_bytes_per_second", "BIGINT"),
+        ("transmit_rate_bytes_per_second", "max_transmit_rate_bytes_per_second", "BIGINT"),
+    ),
+    lasts=(
+        ("host_id", "UUID"),
+        ("host_interface_name", "VARCHAR"),
+        ("received_total_byte", "BIGINT"),
+        ("transmitted_total_byte", "BIGINT"),
+        ("received_total_packets", "BIGINT"),
+        ("transmitted_total_packets", "BIGINT"),
+        ("received_error_total_packets", "BIGINT"),
+        ("transmitted_error_total_packets", "BIGINT"),
+        ("received_dropped_total_packets", "BIGINT"),
+        ("transmitted_dropped_total_packets", "BIGINT"),
+        ("host_interface_configuration_version", "BIGINT"),
+    ),
+    view="hosts_interfaces",
+)
+
+STATS: tuple[StatsSpec, ...] = (VM, HOST, STORAGE_DOMAIN, VM_INTERFACE, VM_DISK, HOST_INTERFACE)
 STATS_BY_BASE = {s.base: s for s in STATS}
 
 # -- configuration history: one type-2 table for every tracked kind -----------------------

@@ -179,12 +179,13 @@ def _drive(conn: Any, types: Any, hosts: HostCluster, sd_dir: Path, uris: dict) 
     with pytest.raises(sdk.Error) as refused:
         host_service.fence(fence_type="restart")
     assert refused.value.code == 409 and "Power Management is not enabled" in str(refused.value)
-    # The same telemetry reaches the history warehouse, per VM, disk and NIC.
+    # The same telemetry reaches the history warehouse, per VM, disk, NIC and host NIC.
     wh = conn.srv.api.warehouse  # type: ignore[attr-defined]
     for view in (
         "v4_4_statistics_vms_resources_usage_samples",
         "v4_4_statistics_vms_disks_resources_usage_samples",
         "v4_4_statistics_vms_interfaces_resources_usage_samples",
+        "v4_4_statistics_hosts_interfaces_resources_usage_samples",
     ):
         poll(
             lambda view=view: wh.query(f"SELECT count(*) FROM {view}")[1][0][0],
