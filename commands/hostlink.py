@@ -45,6 +45,7 @@ from uuid import UUID
 
 from commands import disk as disk_cmds
 from commands import host as host_cmds
+from commands import storage as sd_cmds
 from commands import vm as vm_cmds
 from commands.bus import CommandBus
 from commands.messages import Command
@@ -200,6 +201,7 @@ class HostLink:
         non_responsive_after: float = 60.0,
         reconnect_every: float = 2.0,
         shutdown_timeout: float = 30.0,
+        space_every: float = 60.0,
         telemetry: Callable[[UUID, P.StatsSample], None] | None = None,
         libvirt_uris: dict[UUID, str] | None = None,
         policies: Any = True,
@@ -211,6 +213,7 @@ class HostLink:
         self.non_responsive_after = non_responsive_after
         self.reconnect_every = reconnect_every
         self.shutdown_timeout = shutdown_timeout
+        self.space_every = space_every
         self.migration_grace = 10.0  # wait for MigrationDone after the destination's "up"
         self.telemetry = telemetry
         self.sessions: dict[UUID, _Session] = {}
@@ -251,6 +254,7 @@ class HostLink:
         self._tasks = [
             asyncio.create_task(self._dispatch_loop(), name="hostlink-dispatch"),
             asyncio.create_task(self._monitor_loop(), name="hostlink-monitor"),
+            asyncio.create_task(self._space_loop(), name="hostlink-space"),
         ]
         if self.policies is not None:
             await self.policies.start()
@@ -330,6 +334,44 @@ class HostLink:
                 self._spawn(self._extend_image(disk_id))
             elif disk.operation == "move" and disk.move_target_id is not None:
                 self._spawn(self._move_image(disk_id, disk.move_target_id))
+
+    async def _space_loop(self) -> None:
+        """Measures each active storage domain's space on a host that reaches it and
+        reports it when it moved by more than 1% (or for the first time): the low-space
+        rules and the history warehouse read it."""
+        while True:
+            await asyncio.sleep(self.space_every)
+            try:
+                await self._measure_space()
+            except Exception:
+                log.exception("storage space tick failed")
+
+    async def _measure_space(self) -> None:
+        with self.bus.lock:
+            domains = [
+                sd
+                for sd in self.bus.engine.all(StorageDomain)
+                if sd.status == StorageDomainStatus.ACTIVE and sd.data_center_id is not None
+            ]
+        for sd in domains:
+            host_id = self._storage_host(sd)
+            if host_id is None:
+                continue
+            try:
+                space: P.StorageSpaceResult = await self._call(
+                    host_id, P.StorageSpace(sd_id=str(sd.id))
+                )
+            except P.HostdError:
+                continue  # not connected there yet: the next tick asks again
+            if _moved(sd.available, space.available) or _moved(sd.used, space.used):
+                await self.run_command(
+                    sd_cmds.ReportStorageDomainSpace(
+                        storage_domain_id=sd.id,
+                        available=space.available,
+                        used=space.used,
+                        actor=ACTOR,
+                    )
+                )
 
     async def _check_silence(self) -> None:
         now = time.monotonic()
@@ -1222,6 +1264,10 @@ def disk_leaf(vm: Vm, disk: Disk, root: str, *, before: UUID | None = None) -> s
         if disk.id in snap.config.disk_ids:
             volume = snap.id
     return f"{root}/{disk.storage_domain_id}/images/{disk.id}/{volume}"
+
+
+def _moved(old: int, new: int) -> bool:
+    return old != new and (old == 0 or abs(new - old) > old // 100)
 
 
 def _vm_status(text: str) -> VmStatus | None:

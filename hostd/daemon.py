@@ -537,6 +537,19 @@ class Hostd:
         self.storage_kind[req.sd_id] = req.kind
         return P.StorageConnected(sd_id=req.sd_id, path=path)
 
+    async def do_StorageSpace(self, req: P.StorageSpace) -> P.StorageSpaceResult:
+        path = self.storage.get(req.sd_id)
+        if path is None:
+            raise Fail("not_found", f"storage domain {req.sd_id} is not connected on this host")
+        st = await self.run(os.statvfs, path)
+        total = st.f_blocks * st.f_frsize
+        return P.StorageSpaceResult(
+            sd_id=req.sd_id,
+            total=total,
+            available=st.f_bavail * st.f_frsize,
+            used=total - st.f_bfree * st.f_frsize,
+        )
+
     async def do_DisconnectStorage(self, req: P.DisconnectStorage) -> P.Ok:
         path = self.storage.pop(req.sd_id, None)
         if path is None:

@@ -358,6 +358,12 @@ class ConnectStorage(Request, tag="connect_storage", kw_only=True):
     mount_options: str | None = None
 
 
+class StorageSpace(Request, tag="storage_space", kw_only=True):
+    """The filesystem space of a connected storage domain (like VDSM's repoStats)."""
+
+    sd_id: str
+
+
 class DisconnectStorage(Request, tag="disconnect_storage", kw_only=True):
     sd_id: str
 
@@ -400,6 +406,7 @@ RequestT = (
     | SetupNetworks
     | ConnectStorage
     | DisconnectStorage
+    | StorageSpace
     | GetStats
     | Ping
 )
@@ -497,6 +504,13 @@ class MigrationState(Msg, kw_only=True):
 class StorageConnected(Msg, kw_only=True):
     sd_id: str
     path: str
+
+
+class StorageSpaceResult(Msg, kw_only=True):
+    sd_id: str
+    total: int  # bytes
+    available: int
+    used: int
 
 
 class NetworksResult(Msg, kw_only=True):
@@ -673,6 +687,7 @@ RESULTS: dict[type, type] = {
     SetupNetworks: NetworksResult,
     ConnectStorage: StorageConnected,
     DisconnectStorage: Ok,
+    StorageSpace: StorageSpaceResult,
     GetStats: StatsSample,
     Ping: Ok,
 }

@@ -9,6 +9,7 @@ pairs from the harness, QEMU/KVM guests (OS-less, so nothing waits for a guest).
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 import tempfile
@@ -91,6 +92,7 @@ class Manager:
             non_responsive_after=2.0,
             reconnect_every=0.5,
             shutdown_timeout=2.0,
+            space_every=0.5,
             libvirt_uris=self.uris,
             policies=self.policies,
         )
@@ -191,6 +193,10 @@ def test_manager_runs_migrates_and_survives_hostd_restart(
             "storage domain active",
         )
         m.wait(lambda: m.get(DataCenter, dc_id).spm_host_id is not None, 30, "an SPM")
+        # The hosts measure the domain's filesystem: its space is reported, not declared.
+        m.wait(lambda: m.get(StorageDomain, sd_id).used > 0, 30, "space reported")
+        fs = os.statvfs(sd_dir)
+        assert abs(m.get(StorageDomain, sd_id).available - fs.f_bavail * fs.f_frsize) < 2**30
 
         vm_id = m.run(
             vm_cmds.AddVm(name="web1", cluster_id=cluster.id, memory=64 * MiB, actor="admin")
