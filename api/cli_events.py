@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     from commands.bootstrap import database_url_from_env
     from commands.store import EventLog, decode_event
+    from domain.base import redacted
     from projections.timetravel import parse_when
 
     try:
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
                     "user": ev.meta.actor,
                     "command": ev.meta.command,
                     "correlation_id": ev.meta.correlation_id,
-                    "data": msgspec.to_builtins(ev.payload()),
+                    "data": redacted(msgspec.to_builtins(ev.payload())),
                 }
             )
         after = notes[-1].id

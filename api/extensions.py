@@ -26,6 +26,7 @@ from aiohttp import web
 
 from api.faults import bad_request, not_found
 from api.resources import RESOURCES
+from domain.base import redacted
 
 
 async def handle(api: Any, request: web.Request, rest: str) -> web.StreamResponse:
@@ -120,7 +121,7 @@ def history(api: Any, collection: str, obj_id: str) -> web.Response:
     before: dict[str, Any] = {}
     for ev in events:
         state = ev.evolve(state)
-        after = msgspec.to_builtins(state) if state is not None else {}
+        after = redacted(msgspec.to_builtins(state)) if state is not None else {}
         diff = {
             k: [before.get(k), after.get(k)]
             for k in sorted(set(before) | set(after))

@@ -16,6 +16,17 @@ UPCASTERS: dict[tuple[str, int], Any] = {}
 AGGREGATE_TYPES: dict[str, type[Aggregate]] = {}
 
 
+# Fields holding credentials (password hashes): kept in the log so logins survive a
+# replay, never shown by the tools that print events or objects for people.
+SECRET_FIELDS = frozenset({"password_hash"})
+REDACTED = "***"
+
+
+def redacted(data: dict[str, Any]) -> dict[str, Any]:
+    """A copy of plain data with the credential fields masked."""
+    return {k: REDACTED if k in SECRET_FIELDS and v is not None else v for k, v in data.items()}
+
+
 class DomainError(Exception):
     """A rule says no. ``status`` follows the HTTP status oVirt answers with."""
 

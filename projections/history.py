@@ -11,6 +11,7 @@ from uuid import UUID
 
 import msgspec
 
+from domain.base import redacted
 from domain.engine import Engine
 from projections.db import ViewDB
 from projections.engine_view import object_name
@@ -40,8 +41,8 @@ _SKIP = {"version"}
 
 def diff(before: Any, after: Any) -> dict[str, list[Any]]:
     """{field: [before, after]} for every field that differs (plain JSON values)."""
-    b = msgspec.to_builtins(before) if before is not None else {}
-    a = msgspec.to_builtins(after) if after is not None else {}
+    b = redacted(msgspec.to_builtins(before)) if before is not None else {}
+    a = redacted(msgspec.to_builtins(after)) if after is not None else {}
     out: dict[str, list[Any]] = {}
     for k in sorted(set(a) | set(b)):
         if k in _SKIP:

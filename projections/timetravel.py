@@ -15,6 +15,7 @@ from uuid import UUID
 import msgspec
 
 from commands.store import EventLog, decode_event
+from domain.base import redacted
 from domain.engine import Engine
 
 
@@ -113,7 +114,7 @@ def object_at(
         obj = ev.evolve(obj)
     if obj is None:
         return None
-    out = msgspec.to_builtins(obj)
+    out = redacted(msgspec.to_builtins(obj))
     out["kind"] = type(obj).KIND
     return out
 
@@ -147,7 +148,7 @@ def snapshot_at(
     engine = engine_at(log, position, when=when)
     objects = {}
     for oid, obj in sorted(engine.objects.items()):
-        d = msgspec.to_builtins(obj)
+        d = redacted(msgspec.to_builtins(obj))
         d["kind"] = type(obj).KIND
         objects[str(oid)] = d
     return {"position": engine.position, "objects": objects, "digest": engine.digest()}
