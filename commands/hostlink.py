@@ -81,7 +81,10 @@ from domain.vm import (
     VmScheduled,
     VmShutdownRequested,
     VmSnapshotAdded,
+    VmSnapshotCommitted,
+    VmSnapshotPreviewed,
     VmSnapshotRemoveStarted,
+    VmSnapshotUndone,
     VmStopRequested,
     VmSuspendRequested,
 )
@@ -653,6 +656,12 @@ class HostLink:
             self._spawn(self._snapshot_create(oid, ev.snapshot))
         elif isinstance(ev, VmSnapshotRemoveStarted):
             self._spawn(self._snapshot_remove(oid, ev.snapshot_id))
+        elif isinstance(ev, VmSnapshotPreviewed):
+            self._spawn(self._snapshot_preview(oid, ev.snapshot_id, ev.saved.id))
+        elif isinstance(ev, VmSnapshotUndone):
+            self._spawn(self._snapshot_undo(oid, ev.snapshot_id, ev.saved_id))
+        elif isinstance(ev, VmSnapshotCommitted):
+            self._spawn(self._snapshot_commit(oid, ev.snapshot_id, ev.removed_ids))
         elif isinstance(ev, VmConsoleTicketSet):
             password = CONSOLE_TICKETS.take(oid, ev.originator_version)
             if password is None:
@@ -863,6 +872,129 @@ class HostLink:
             vm_cmds.ReportSnapshot(vm_id=vm_id, snapshot_id=snapshot_id, ok=ok, actor=ACTOR)
         )
 
+    # -- preview / undo / commit of a down VM (no report: the domain locks nothing). While
+    # a snapshot S is in preview, every disk S covers runs on a preview layer named after
+    # the ``saved`` (preview-type) record, on top of S's content (the volume under S's
+    # layer); undo deletes it and the normal leaf is active again. Commit drops S's old
+    # layer (the state after S) and the later snapshots' layers, and puts a fresh empty
+    # layer named after S on top of the preview layer, so the plain derivation (newest
+    # snapshot covering the disk -> its layer) keeps pointing at the committed state:
+    # base ... <- under-S <- preview(saved id) <- S. The preview layer's name is then no
+    # longer derivable from the snapshot list; it stays in the qcow2 backing chain.
+    def _volume(self, d: Disk, host_id: UUID | None, volume: UUID) -> tuple[str, str]:
+        """(the domain's root as the host sees it, the volume's path)."""
+        roots = self.sessions[host_id].storage if host_id in self.sessions else {}
+        root = roots.get(str(d.storage_domain_id))
+        if root is None:
+            root = self.bus.engine.get(StorageDomain, d.storage_domain_id).path
+        return root, f"{root}/{d.storage_domain_id}/images/{d.id}/{volume}"
+
+    async def _new_layer(
+        self, host_id: UUID | None, d: Disk, volume: UUID, backing: str, backing_fmt: str
+    ) -> None:
+        root, _ = self._volume(d, host_id, volume)
+        await self._call(
+            host_id,
+            P.CreateImage(
+                volume=P.VolumeRef(
+                    sd_path=root,
+                    sd_id=str(d.storage_domain_id),
+                    disk_id=str(d.id),
+                    volume_id=str(volume),
+                ),
+                backing=backing,
+                backing_format="qcow2" if backing_fmt == "qcow2" else "raw",
+            ),
+        )
+
+    def _covered(self, snap: Snapshot | None) -> list[Disk]:
+        out = []
+        for disk_id in snap.config.disk_ids if snap is not None and snap.config else ():
+            d = self.bus.engine.find(Disk, disk_id)
+            if d is not None:
+                out.append(d)
+        return out
+
+    async def _snapshot_preview(self, vm_id: UUID, snapshot_id: UUID, saved_id: UUID) -> None:
+        vm = self.bus.engine.find(Vm, vm_id)
+        snap = vm.snapshot(snapshot_id) if vm is not None else None
+        if vm is None or snap is None:
+            return
+        host_id = self._any_storage_host(vm)
+        for d in self._covered(snap):
+            if d.id in self._volumes and saved_id not in self._volumes[d.id][1]:
+                self._volumes[d.id][1].append(saved_id)
+            root, _ = self._volume(d, host_id, saved_id)
+            below = disk_leaf(vm, d, root, before=snap.id)
+            fmt = _fmt(d.format) if below.endswith(f"/{d.id}") else "qcow2"
+            try:
+                if host_id is None:
+                    raise LookupError("no up host can reach the storage domain")
+                await self._new_layer(host_id, d, saved_id, below, fmt)
+            except (P.HostdError, LookupError) as e:
+                self._note(f"preview snapshot {snapshot_id} of VM {vm.name}: {e}")
+
+    async def _snapshot_undo(self, vm_id: UUID, snapshot_id: UUID, saved_id: UUID) -> None:
+        vm = self.bus.engine.find(Vm, vm_id)
+        snap = vm.snapshot(snapshot_id) if vm is not None else None
+        if vm is None or snap is None:
+            return
+        host_id = self._any_storage_host(vm)
+        for d in self._covered(snap):
+            vols = self._volumes.get(d.id)
+            if vols is not None and saved_id in vols[1]:
+                vols[1].remove(saved_id)
+            _, path = self._volume(d, host_id, saved_id)
+            try:
+                if host_id is None:
+                    raise LookupError("no up host can reach the storage domain")
+                await self._call(host_id, P.DeleteImage(path=path))
+            except (P.HostdError, LookupError) as e:
+                self._note(f"undo preview of VM {vm.name}: delete {path}: {e}")
+
+    async def _snapshot_commit(
+        self, vm_id: UUID, snapshot_id: UUID, removed_ids: tuple[UUID, ...]
+    ) -> None:
+        vm = self.bus.engine.find(Vm, vm_id)
+        snap = vm.snapshot(snapshot_id) if vm is not None else None
+        if vm is None or snap is None:
+            return
+        # commit_snapshot lists the later snapshots, then the preview-type record.
+        removed = set(removed_ids)
+        saved_id = removed_ids[-1] if removed_ids else None
+        host_id = self._any_storage_host(vm)
+        covered = {d.id for d in self._covered(snap)}
+        for att in vm.disk_attachments:
+            d = self.bus.engine.find(Disk, att.disk_id)
+            vols = self._volumes.get(att.disk_id)
+            if d is None or vols is None:
+                continue
+            dropped = [v for v in vols[1] if v in removed]
+            preview = saved_id if d.id in covered and saved_id in dropped else None
+            if d.id in covered and preview is None:
+                self._note(f"commit snapshot {snapshot_id} of VM {vm.name}: no preview layer")
+            gone = [v for v in dropped if v != preview]
+            if preview is not None:
+                gone.append(snap.id)
+            try:
+                if host_id is None:
+                    raise LookupError("no up host can reach the storage domain")
+                for v in reversed(gone):
+                    _, path = self._volume(d, host_id, v)
+                    await self._call(host_id, P.DeleteImage(path=path))
+                if preview is not None:
+                    _, ppath = self._volume(d, host_id, preview)
+                    await self._new_layer(host_id, d, snap.id, ppath, "qcow2")
+            except (P.HostdError, LookupError) as e:
+                self._note(f"commit snapshot {snapshot_id} of VM {vm.name}: {e}")
+            # Volume list: ... under-S, preview, S (the later snapshots are gone).
+            kept = [v for v in vols[1] if v not in removed and v != snap.id]
+            if preview is not None:
+                kept += [preview, snap.id]
+            elif snap.id in vols[1]:
+                kept.append(snap.id)
+            vols[1][:] = kept
+
     def _any_storage_host(self, vm: Vm) -> UUID | None:
         for att in vm.disk_attachments:
             d = self.bus.engine.find(Disk, att.disk_id)
@@ -894,6 +1026,15 @@ class HostLink:
                 for disk_id in snap.config.disk_ids:
                     if disk_id in self._volumes:
                         self._volumes[disk_id][1].append(snap.id)
+            # A preview layer (named after the preview-type record) tops the disks of
+            # the snapshot in preview.
+            saved = next((s for s in vm.snapshots if s.snapshot_type == SnapshotType.PREVIEW), None)
+            previewed = next(
+                (s for s in vm.snapshots if s.status == SnapshotStatus.IN_PREVIEW), None
+            )
+            for d_id in previewed.config.disk_ids if previewed and previewed.config else ():
+                if saved is not None and d_id in self._volumes:
+                    self._volumes[d_id][1].append(saved.id)
 
     def _image_host(self, sd_id: UUID | None) -> tuple[UUID, _Session, StorageDomain]:
         sd = self.bus.engine.find(StorageDomain, sd_id) if sd_id is not None else None
@@ -1252,7 +1393,19 @@ class HostLink:
 
 def disk_leaf(vm: Vm, disk: Disk, root: str, *, before: UUID | None = None) -> str:
     """The disk's active volume: the layer of the newest settled snapshot covering it
-    (only those older than ``before`` when given), else the disk's base volume."""
+    (only those older than ``before`` when given), else the disk's base volume. While a
+    snapshot covering the disk is in preview (and no ``before``), the preview layer named
+    after the ``saved`` preview-type record (see ``HostLink._snapshot_preview``)."""
+    if before is None:
+        previewed = next((s for s in vm.snapshots if s.status == SnapshotStatus.IN_PREVIEW), None)
+        saved = next((s for s in vm.snapshots if s.snapshot_type == SnapshotType.PREVIEW), None)
+        if (
+            previewed is not None
+            and saved is not None
+            and previewed.config is not None
+            and disk.id in previewed.config.disk_ids
+        ):
+            return f"{root}/{disk.storage_domain_id}/images/{disk.id}/{saved.id}"
     volume = disk.id
     for snap in vm.snapshots:
         if before is not None and snap.id == before:
