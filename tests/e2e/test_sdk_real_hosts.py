@@ -17,9 +17,8 @@ from uuid import UUID
 import pytest
 
 from hostd.harness import Cluster as HostCluster
-from hostd.harness import HarnessError
 from tests.e2e.api_server import connection, running_server
-from tests.integration.hostd_fixtures import REQUIRE, need_libvirt
+from tests.integration.hostd_fixtures import running_hosts
 
 pytestmark = pytest.mark.e2e
 
@@ -28,18 +27,8 @@ MiB = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def hosts() -> Iterator[HostCluster]:
-    need_libvirt()
-    c = HostCluster(2, hostd_args=["--stats-interval", "1", "--heartbeat-interval", "0.5"])
-    try:
-        c.start()
-    except HarnessError as e:
-        if REQUIRE:
-            pytest.fail(f"cannot start hosts: {e}")
-        pytest.skip(f"cannot start hosts: {e}")
-    try:
+    with running_hosts(2, ["--stats-interval", "1", "--heartbeat-interval", "0.5"]) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def poll(fetch: Callable[[], Any], ok: Callable[[Any], bool], what: str, timeout: float = 60):

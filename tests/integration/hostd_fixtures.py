@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -32,12 +33,14 @@ def need_libvirt() -> None:
         pytest.skip(f"no libvirt: {reason}")
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
+@contextmanager
+def running_hosts(
+    n: int, hostd_args: list[str], bridges: tuple[str, ...] = ()
+) -> Iterator[Cluster]:
+    """N harness hosts for a test module: a machine that cannot start them fails the
+    run under ORRERY_REQUIRE_SERVICES=1 and skips it elsewhere; they stop afterwards."""
     need_libvirt()
-    bridge = "ovt" + uuid.uuid4().hex[:8]
-    c = Cluster(2, bridges=(bridge,), hostd_args=["--stats-interval", "1"])
-    c.test_bridge = bridge  # type: ignore[attr-defined]
+    c = Cluster(n, bridges=bridges, hostd_args=hostd_args)
     try:
         c.start()
     except HarnessError as e:
@@ -48,6 +51,14 @@ def cluster() -> Iterator[Cluster]:
         yield c
     finally:
         c.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    bridge = "ovt" + uuid.uuid4().hex[:8]
+    with running_hosts(2, ["--stats-interval", "1"], bridges=(bridge,)) as c:
+        c.test_bridge = bridge  # type: ignore[attr-defined]
+        yield c
 
 
 @pytest.fixture(scope="module")

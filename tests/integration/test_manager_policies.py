@@ -38,8 +38,7 @@ from domain.template import Template
 from domain.vm import Vm, VmConsoleTicketSet, VmStartRequested, VmStatusReported
 from domain.vmpool import VmPool
 from hostd.harness import Cluster as HostCluster
-from hostd.harness import HarnessError
-from tests.integration.hostd_fixtures import REQUIRE, need_libvirt
+from tests.integration.hostd_fixtures import running_hosts
 from tests.integration.test_manager_hosts import Manager
 
 pytestmark = pytest.mark.integration
@@ -95,14 +94,11 @@ def qemu_img_info(path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[World]:
-    need_libvirt()
-    hosts = HostCluster(2, hostd_args=["--stats-interval", "5", "--heartbeat-interval", "0.5"])
-    try:
-        hosts.start()
-    except HarnessError as e:
-        if REQUIRE:
-            pytest.fail(f"cannot start hosts: {e}")
-        pytest.skip(f"cannot start hosts: {e}")
+    with running_hosts(2, ["--stats-interval", "5", "--heartbeat-interval", "0.5"]) as hosts:
+        yield from _world(hosts)
+
+
+def _world(hosts: HostCluster) -> Iterator[World]:
     data = Path(tempfile.mkdtemp(prefix="orrery-mgr-"))
     sd_dirs = [Path(tempfile.mkdtemp(prefix="orrery-sd-")) for _ in range(2)]
     m = None
@@ -168,7 +164,6 @@ def world() -> Iterator[World]:
     finally:
         if m is not None:
             m.close()
-        hosts.stop()
         for d in [data, *sd_dirs]:
             shutil.rmtree(d, ignore_errors=True)
 

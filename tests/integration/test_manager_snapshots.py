@@ -28,8 +28,7 @@ from domain.statuses import DiskStatus, HostStatus, StorageDomainStatus, VmStatu
 from domain.storage import StorageDomain
 from domain.vm import Vm
 from hostd.harness import Cluster as HostCluster
-from hostd.harness import HarnessError
-from tests.integration.hostd_fixtures import REQUIRE, need_libvirt
+from tests.integration.hostd_fixtures import need_libvirt, running_hosts
 from tests.integration.test_manager_hosts import Manager, sd_dir
 
 pytestmark = pytest.mark.integration
@@ -44,17 +43,8 @@ def hosts() -> Iterator[HostCluster]:
     need_libvirt()
     if shutil.which("qemu-io") is None:
         pytest.skip("qemu-io (qemu-utils) is not installed")
-    c = HostCluster(1, hostd_args=["--stats-interval", "1", "--heartbeat-interval", "0.5"])
-    try:
-        c.start()
-    except HarnessError as e:
-        if REQUIRE:
-            pytest.fail(f"cannot start hosts: {e}")
-        pytest.skip(f"cannot start hosts: {e}")
-    try:
+    with running_hosts(1, ["--stats-interval", "1", "--heartbeat-interval", "0.5"]) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def qemu_io(path: str, cmd: str, *, read_only: bool = False) -> str:
