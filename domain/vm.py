@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
@@ -483,12 +483,7 @@ class VmSnapshotSettled(Event, frozen=True, kw_only=True):
         if self.removed:
             snaps = tuple(s for s in agg.snapshots if s.id != self.snapshot_id)
         else:
-            snaps = tuple(
-                msgspec.structs.replace(s, status=SnapshotStatus.OK, operation="")
-                if s.id == self.snapshot_id
-                else s
-                for s in agg.snapshots
-            )
+            snaps = _snapshot_changed(agg, self.snapshot_id, status=SnapshotStatus.OK, operation="")
         return _set(self, agg, snapshots=snaps)
 
 
@@ -496,11 +491,8 @@ class VmSnapshotRemoveStarted(Event, frozen=True, kw_only=True):
     snapshot_id: UUID
 
     def evolve(self, agg: Any) -> Any:
-        snaps = tuple(
-            msgspec.structs.replace(s, status=SnapshotStatus.LOCKED, operation="remove")
-            if s.id == self.snapshot_id
-            else s
-            for s in agg.snapshots
+        snaps = _snapshot_changed(
+            agg, self.snapshot_id, status=SnapshotStatus.LOCKED, operation="remove"
         )
         return _set(self, agg, snapshots=snaps)
 
@@ -513,12 +505,7 @@ class VmSnapshotPreviewed(Event, frozen=True, kw_only=True):
     config: SnapshotConfig | None = None
 
     def evolve(self, agg: Any) -> Any:
-        snaps = tuple(
-            msgspec.structs.replace(s, status=SnapshotStatus.IN_PREVIEW)
-            if s.id == self.snapshot_id
-            else s
-            for s in agg.snapshots
-        )
+        snaps = _snapshot_changed(agg, self.snapshot_id, status=SnapshotStatus.IN_PREVIEW)
         return _set(self, agg, snapshots=(*snaps, self.saved), **_config_fields(self.config))
 
 
@@ -529,11 +516,8 @@ class VmSnapshotCommitted(Event, frozen=True, kw_only=True):
     removed_ids: tuple[UUID, ...] = ()
 
     def evolve(self, agg: Any) -> Any:
-        gone = set(self.removed_ids)
-        snaps = tuple(
-            msgspec.structs.replace(s, status=SnapshotStatus.OK) if s.id == self.snapshot_id else s
-            for s in agg.snapshots
-            if s.id not in gone
+        snaps = _snapshot_changed(
+            agg, self.snapshot_id, drop=set(self.removed_ids), status=SnapshotStatus.OK
         )
         return _set(self, agg, snapshots=snaps)
 
@@ -546,12 +530,21 @@ class VmSnapshotUndone(Event, frozen=True, kw_only=True):
     config: SnapshotConfig | None = None
 
     def evolve(self, agg: Any) -> Any:
-        snaps = tuple(
-            msgspec.structs.replace(s, status=SnapshotStatus.OK) if s.id == self.snapshot_id else s
-            for s in agg.snapshots
-            if s.id != self.saved_id
+        snaps = _snapshot_changed(
+            agg, self.snapshot_id, drop={self.saved_id}, status=SnapshotStatus.OK
         )
         return _set(self, agg, snapshots=snaps, **_config_fields(self.config))
+
+
+def _snapshot_changed(
+    agg: Any, snapshot_id: UUID, *, drop: Collection[UUID] = (), **changes: Any
+) -> tuple[Snapshot, ...]:
+    """The VM's snapshots with ``changes`` on one of them and those in ``drop`` left out."""
+    return tuple(
+        msgspec.structs.replace(s, **changes) if s.id == snapshot_id else s
+        for s in agg.snapshots
+        if s.id not in drop
+    )
 
 
 def _set(event: Event, agg: Any, **changes: Any) -> Any:
