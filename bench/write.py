@@ -38,7 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=4,
         help="bus slices, each between two baseline runs (the ratio is their median)",
     )
-    parser.add_argument("--mode", choices=("thread", "async"), default="thread")
+    parser.add_argument(
+        "--mode",
+        choices=("async", "thread"),
+        default="async",
+        help="clients: coroutines on one event loop (as the API server runs them) or threads",
+    )
     parser.add_argument("--max-batch", type=int, default=None)
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--no-command-ids", action="store_true")

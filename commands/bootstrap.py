@@ -32,7 +32,7 @@ def open_bus(
         bus.catch_up(progress=progress)
     if not start:
         return bus
-    snapshots = SnapshotWriter(log).start()
+    snapshots = SnapshotWriter(log, engine=bus.engine).start()
     bus.subscribe(snapshots.on_committed)
     bus.on_stop(snapshots.stop)
     bus.snapshot_writer = snapshots  # type: ignore[attr-defined]

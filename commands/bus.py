@@ -24,7 +24,8 @@ import random
 import threading
 import time
 import uuid
-from collections import OrderedDict
+import weakref
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import UTC, datetime
@@ -57,10 +58,97 @@ class CommandResult(msgspec.Struct, frozen=True, kw_only=True):
     events: int = 0
 
 
+class _LoopMail:
+    """Outcomes bound for one event loop, handed over in bursts.
+
+    ``call_soon_threadsafe`` writes to the loop's self-pipe and hands the GIL over: per
+    command, that was most of a small command's cost. Here the writer appends to a deque
+    and wakes the loop only when no delivery is pending, so a batch costs one wake-up."""
+
+    __slots__ = ("__weakref__", "box", "loop", "scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.box: deque[tuple[asyncio.Future[Any], bool, Any]] = deque()
+        self.scheduled = False
+
+    def post(self, fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
+        self.box.append((fut, ok, value))
+        if not self.scheduled:
+            self.scheduled = True
+            try:
+                self.loop.call_soon_threadsafe(self._deliver)
+            except RuntimeError:  # the loop is closed: nobody waits for these any more
+                self.box.clear()
+                self.scheduled = False
+
+    def _deliver(self) -> None:
+        # Cleared before popping: whatever is posted from here on schedules anew.
+        self.scheduled = False
+        box = self.box
+        while box:
+            fut, ok, value = box.popleft()
+            if not fut.done():
+                if ok:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(value)
+
+
+class _LoopWaiter:
+    """The part of concurrent.futures.Future the bus uses, for a caller on a loop."""
+
+    __slots__ = ("_callbacks", "_exc", "_fut", "_mail", "_result", "_state")
+
+    def __init__(self, mail: _LoopMail, fut: asyncio.Future[CommandResult]) -> None:
+        self._mail = mail
+        self._fut = fut
+        self._state = 0  # 0 pending, 1 result, 2 exception
+        self._result: CommandResult | None = None
+        self._exc: BaseException | None = None
+        self._callbacks: list[Callable[[Any], None]] = []
+
+    def done(self) -> bool:
+        return self._state != 0
+
+    def set_result(self, result: CommandResult) -> None:
+        self._state, self._result = 1, result
+        self._mail.post(self._fut, True, result)
+        self._call_back()
+
+    def set_exception(self, exc: BaseException) -> None:
+        self._state, self._exc = 2, exc
+        self._mail.post(self._fut, False, exc)
+        self._call_back()
+
+    def result(self) -> CommandResult:
+        if self._exc is not None:
+            raise self._exc
+        assert self._result is not None
+        return self._result
+
+    def exception(self) -> BaseException | None:
+        return self._exc
+
+    def add_done_callback(self, fn: Callable[[Any], None]) -> None:
+        if self._state:
+            fn(self)
+        else:
+            self._callbacks.append(fn)
+
+    def _call_back(self) -> None:
+        callbacks, self._callbacks = self._callbacks, []
+        for fn in callbacks:
+            fn(self)
+
+
+_Waiter = Future[CommandResult] | _LoopWaiter
+
+
 class _Item:
     __slots__ = ("attempts", "cmd", "future")
 
-    def __init__(self, cmd: Command, future: Future[CommandResult]) -> None:
+    def __init__(self, cmd: Command, future: _Waiter) -> None:
         self.cmd = cmd
         self.future = future
         self.attempts = 0
@@ -137,6 +225,9 @@ class CommandBus:
         self._commit_q: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
         self._listeners: list[Callable[[list[tuple[int, Event]]], None]] = []
         self._on_stop: list[Callable[[], None]] = []
+        self._mail: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopMail] = (
+            weakref.WeakKeyDictionary()
+        )
         self.lock = threading.RLock()  # held while the Engine changes
         self.batches = 0
         self._commit_s = 0.001  # recent commit duration (moving average)
@@ -189,7 +280,19 @@ class CommandBus:
         return self.submit(cmd).result(timeout)
 
     async def execute_async(self, cmd: Command) -> CommandResult:
-        return await asyncio.wrap_future(self.submit(cmd))
+        """Runs a command from an event loop. The result comes back through the loop's
+        mailbox: one wake-up of the loop per committed batch, not one per command."""
+        loop = asyncio.get_running_loop()
+        mail = self._mail.get(loop)
+        if mail is None:
+            mail = self._mail[loop] = _LoopMail(loop)
+        fut: asyncio.Future[CommandResult] = loop.create_future()
+        waiter = _LoopWaiter(mail, fut)
+        if self._thread is None:
+            self._run_batch([_Item(cmd, waiter)])
+        else:
+            self._queue.put(_Item(cmd, waiter))
+        return await fut
 
     # -- the writer -----------------------------------------------------------------
     def _run(self) -> None:
@@ -648,8 +751,8 @@ def _resolve(item: _Item, outcome: CommandResult | DomainError) -> None:
         item.future.set_result(outcome)
 
 
-def _copy_to(target: Future[CommandResult]) -> Callable[[Future[CommandResult]], None]:
-    def copy(src: Future[CommandResult]) -> None:
+def _copy_to(target: _Waiter) -> Callable[[_Waiter], None]:
+    def copy(src: _Waiter) -> None:
         exc = src.exception()
         if exc is not None:
             target.set_exception(exc)

@@ -326,18 +326,38 @@ class EventLog(Application[UUID]):
     # the log alone rebuilds everything, and a missing snapshot costs only time.
     def store_snapshot(self, aggregate: Aggregate) -> bool:
         """Stores the aggregate as it is (its ``version``); False if that one exists."""
+        return self.store_snapshots([aggregate]) == 1
+
+    def store_snapshots(self, aggregates: Sequence[Aggregate]) -> int:
+        """Stores aggregates in one transaction; returns how many were new. If one
+        already exists (a rebuild after restart), each is tried alone."""
         assert self.snapshots is not None
-        stored = StoredEvent(
-            originator_id=aggregate.id,
-            originator_version=aggregate.version,
-            topic=f"{SNAPSHOT_TOPIC}{type(aggregate).__name__}",
-            state=_encode(aggregate),
-        )
+        stored = [
+            StoredEvent(
+                originator_id=a.id,
+                originator_version=a.version,
+                topic=f"{SNAPSHOT_TOPIC}{type(a).__name__}",
+                state=_encode(a),
+            )
+            for a in aggregates
+        ]
+        if not stored:
+            return 0
+        insert = self.snapshots.recorder.insert_events
         try:
-            self.snapshots.recorder.insert_events([stored])
+            insert(stored)
+            return len(stored)
         except IntegrityError:
-            return False
-        return True
+            if len(stored) == 1:
+                return 0
+        written = 0
+        for s in stored:
+            try:
+                insert([s])
+                written += 1
+            except IntegrityError:
+                pass
+        return written
 
     def latest_snapshot(self, oid: UUID, upto_version: int | None = None) -> Aggregate | None:
         assert self.snapshots is not None

@@ -3,6 +3,7 @@ conflict retry across two writers, and rebuild-from-log equality."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import pytest
@@ -49,6 +50,44 @@ def test_rule_violation_in_a_batch_fails_alone(store_location) -> None:
         # Each data center brings its ovirtmgmt network: 2 events per success.
         assert bus.log.head() - head >= 100
         assert bus.batches < 51  # group commit: fewer transactions than commands
+    finally:
+        bus.stop()
+
+
+def test_commands_from_an_event_loop(store_location) -> None:
+    """execute_async: results, refusals and resubmitted ids reach coroutines on the loop,
+    many commands share a transaction, and a cancelled caller does not break the rest."""
+    bus = open_bus(**store_location)
+    try:
+
+        async def main() -> None:
+            made = await asyncio.gather(
+                *(
+                    bus.execute_async(AddDataCenter(name=f"a{i}", command_id=f"a{i}"))
+                    for i in range(40)
+                )
+            )
+            assert len({r.created[0] for r in made}) == 40
+            batches = bus.batches
+            # Two coroutines submit the same command id at once: one transaction, one result.
+            twins = await asyncio.gather(
+                bus.execute_async(AddDataCenter(name="twin", command_id="twin")),
+                bus.execute_async(AddDataCenter(name="twin", command_id="twin")),
+            )
+            assert twins[0] == twins[1]
+            with pytest.raises(DomainError, match="name is already in use"):
+                await bus.execute_async(AddDataCenter(name="a0"))
+            dc = made[0].created[0]
+            slow = asyncio.ensure_future(
+                bus.execute_async(UpdateDataCenter(data_center_id=dc, description="late"))
+            )
+            slow.cancel()
+            done = await bus.execute_async(UpdateDataCenter(data_center_id=dc, description="now"))
+            assert done.position > 0
+            assert bus.batches > batches
+
+        asyncio.run(main())
+        assert bus.batches < 45  # the 40 concurrent adds were group-committed
     finally:
         bus.stop()
 
