@@ -91,6 +91,7 @@ def parent_ids(obj: Any, engine: Engine) -> dict[str, Any]:
 class EngineView(Projection):
     name = "engine_view"
     tables = ("objects", "tombstones")
+    coalesces = True  # only each object's last change of a batch makes its row
     digest_order = {"objects": "id", "tombstones": "id"}
 
     def __init__(self) -> None:

@@ -19,6 +19,7 @@ in-process bus (``attach(bus)``), and a slow poll as a safety net; whichever wak
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import queue
@@ -27,17 +28,19 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, NamedTuple
+from uuid import UUID
 
 import msgspec
 
 from commands.store import EventLog, decode_event, parse_topic
 from domain.base import EVENT_TYPES, Aggregate, Event
-from domain.engine import Engine
+from domain.engine import Engine, VersionMismatch
 from projections.db import ViewDB
 
 log = logging.getLogger("orrery.projections")
 
 DEFAULT_BATCH = 20_000
+_GC_PAUSE_ROWS = 1_000
 
 
 _DECODERS: dict[str, Any] = {}
@@ -54,6 +57,45 @@ def fast_decode(topic: str, state: bytes) -> Event:
             return decode_event(topic, state)
         dec = _DECODERS[topic] = msgspec.json.Decoder(cls)
     return dec.decode(state)
+
+
+_RAW = msgspec.json.Decoder()
+_RAW_ENCODE = msgspec.json.Encoder().encode
+# topic -> (event class or None, its JSON merges as its payload) for coalesced batches
+_TOPIC_INFO: dict[str, tuple[type[Event] | None, bool]] = {}
+_ENVELOPE = ("originator_id", "originator_version", "timestamp", "meta")
+
+
+def _topic_info(topic: str) -> tuple[type[Event] | None, bool]:
+    """The event class of a stored topic and whether its events *merge*: a current-
+    version, plain update (the default ``Event.evolve``: copy the set fields onto the
+    aggregate) whose payload fields are all required or default to UNSET, so that the
+    keys of its stored JSON are exactly its ``payload()`` and a run of such events on
+    one object equals ONE ``replace`` with the union of their JSON fields."""
+    info = _TOPIC_INFO.get(topic)
+    if info is None:
+        name, version = parse_topic(topic)
+        cls = EVENT_TYPES.get(name)
+        merges = (
+            cls is not None
+            and version == cls.VERSION
+            and cls.CREATES is None
+            and not cls.DELETES
+            and cls.evolve is Event.evolve
+            and all(
+                f.name in _ENVELOPE or f.required or f.default is msgspec.UNSET
+                for f in msgspec.structs.fields(cls)
+            )
+        )
+        info = _TOPIC_INFO[topic] = (cls, merges)
+    return info
+
+
+def _typed(cls: type[Event], raw: dict[str, Any]) -> Event:
+    """The merged JSON fields of a run of ``cls`` events as one ``cls`` event (decoded
+    exactly as the stored JSON is)."""
+    topic = cls.TOPIC if cls.VERSION == 1 else f"{cls.TOPIC}/v{cls.VERSION}"
+    return fast_decode(topic, _RAW_ENCODE(raw))
 
 
 class Change(NamedTuple):
@@ -75,6 +117,10 @@ class Projection:
 
     name: str = ""
     tables: tuple[str, ...] = ()
+    # True: the projection keeps only each object's LAST change of a batch, so the
+    # runner may coalesce a batch per object (see ``ProjectionRunner._absorb_coalesced``)
+    # and call ``observe`` once per object touched, with the engine at the batch's end.
+    coalesces: bool = False
     # Columns ordering rows for the content digest, per table.
     digest_order: dict[str, str] = {}
 
@@ -330,6 +376,20 @@ class ProjectionRunner:
         projections = self.projections
         objects = engine.objects
         last = engine.position
+        if rows and all(p.coalesces and p.position < rows[0][0] for p in projections):
+            # The batch's decoded JSON lives until the batch is folded: tens of
+            # thousands of young containers that the cyclic GC would scan (and promote
+            # up to full collections) many times over, for nothing. Pause it meanwhile.
+            paused = len(rows) >= _GC_PAUSE_ROWS and gc.isenabled()
+            if paused:
+                gc.disable()
+            try:
+                self._absorb_coalesced(rows)
+            finally:
+                if paused:
+                    gc.enable()
+            last = rows[-1][0]
+            rows = ()
         for nid, topic, state in rows:
             event = fast_decode(topic, state if isinstance(state, bytes) else bytes(state))
             oid = event.originator_id
@@ -350,6 +410,92 @@ class ProjectionRunner:
             self._pending = self._committer.submit(self._commit, last, writers, len(rows))
         else:
             self._commit(last, writers, len(rows))
+
+    def _absorb_coalesced(self, rows: Sequence[tuple[int, str, bytes]]) -> None:
+        """Advances the engine over a batch object by object, folding each run of
+        merging updates (``_topic_info``) into one ``replace`` instead of decoding and
+        applying every event; other events are decoded and evolved one by one. The
+        engine ends exactly where ``Engine.apply`` event by event would (objects,
+        versions, tombstones; the name index too, names being unique), with the same
+        version checks. Each projection then observes, per object touched, one
+        ``Change``: the position of the object's last event, that event (for a merged
+        run: its envelope, carrying the run's merged payload), ``before`` the object
+        before that event or run, ``after`` its state at the batch's end."""
+        decode = _RAW.decode
+        docs = [decode(row[2]) for row in rows]
+        groups: dict[str, list[int]] = {}
+        for i, d in enumerate(docs):
+            oid = d["originator_id"]
+            g = groups.get(oid)
+            if g is None:
+                groups[oid] = [i]
+            else:
+                g.append(i)
+        engine = self.engine
+        objects = engine.objects
+        info = _topic_info
+        changes = []
+        for key, events in groups.items():
+            oid = UUID(key)
+            cur = objects.get(oid)
+            tomb = engine.tombstone_of(oid)
+            version = cur.version if cur is not None else (tomb or 0)
+            before: Aggregate | None = cur
+            last_event: Event | None = None
+            # An open run of merging events: the object before it, the typed payload
+            # merged so far, and the JSON of the current class's events not yet typed.
+            base: Aggregate | None = None
+            acc: dict[str, Any] = {}
+            raw: dict[str, Any] | None = None
+            raw_cls: type[Event] | None = None
+            raw_last: dict[str, Any] = {}
+            pos = 0
+            for i in events:
+                nid, topic, state = rows[i]
+                d = docs[i]
+                cls, merges = info(topic)
+                v = d.get("originator_version")
+                if v != version + 1:
+                    raise VersionMismatch(f"{topic} v{v} on {oid}, expected v{version + 1}")
+                version = v
+                pos = nid
+                if merges and (cur is not None or base is not None):
+                    if base is None:
+                        base = before = cur
+                        acc = {}
+                    if raw_cls is not cls:
+                        if raw is not None:
+                            last_event = _merged(raw_cls, raw, raw_last, acc)
+                        raw, raw_cls = d, cls
+                    else:
+                        raw.update(d)  # type: ignore[union-attr]
+                    raw_last = d
+                    continue
+                if base is not None:  # close the open run
+                    last_event = _merged(raw_cls, raw, raw_last, acc)  # type: ignore[arg-type]
+                    cur = msgspec.structs.replace(
+                        base, version=last_event.originator_version, **acc
+                    )
+                    base, raw, raw_cls = None, None, None
+                event = fast_decode(topic, state if isinstance(state, bytes) else bytes(state))
+                if cur is None and event.CREATES is None:
+                    raise VersionMismatch(f"{event.TOPIC} on unknown object {oid}")
+                before = cur
+                cur = event.evolve(cur)
+                if cur is None:
+                    tomb = event.originator_version
+                last_event = event
+            if base is not None:
+                last_event = _merged(raw_cls, raw, raw_last, acc)  # type: ignore[arg-type]
+                cur = msgspec.structs.replace(base, version=last_event.originator_version, **acc)
+            engine.restore(oid, cur, tomb)
+            assert last_event is not None
+            changes.append(Change(pos, last_event, before, cur))
+        engine.position = rows[-1][0]
+        for p in self.projections:
+            observe = p.observe
+            for change in changes:
+                observe(change, engine)
 
     def _join_commit(self) -> None:
         pending, self._pending = self._pending, None
@@ -505,6 +651,19 @@ class ProjectionRunner:
 
     def digest(self) -> dict[str, dict[str, str]]:
         return {p.name: p.digest(self.db) for p in self.projections}
+
+
+def _merged(
+    cls: type[Event] | None, raw: dict[str, Any] | None, last: dict[str, Any], acc: dict[str, Any]
+) -> Event:
+    """Types a run of one class's merged JSON, adds its payload to ``acc``; the event
+    carries the envelope of the run's last event."""
+    assert cls is not None and raw is not None
+    if "meta" not in last:  # the default Meta is left out of the JSON: not inherited
+        raw.pop("meta", None)
+    event = _typed(cls, raw)
+    acc.update(event.payload())
+    return event
 
 
 class _Prefetch:
