@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from api.server import initialize, serve, ssl_context
-    from commands.bootstrap import open_bus
+    from commands.bootstrap import open_bus, tune_gc
 
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO))
     host, _, port = args.listen.rpartition(":")
@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         password = initialize(bus, args.data_dir)
         reads = open_reads(bus, args.reads, args.data_dir)
+        tune_gc()
         asyncio.run(
             serve(
                 bus,

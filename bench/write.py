@@ -173,7 +173,7 @@ def run_bus(
     """The bus run, in ``rounds`` slices; ``baseline()`` runs before the first slice and
     after each one, so every slice has a baseline measured right around it."""
     from commands import bus as bus_module
-    from commands.bootstrap import open_bus
+    from commands.bootstrap import open_bus, tune_gc
     from commands.datacenter import AddDataCenter
 
     options: dict[str, Any] = {}
@@ -187,6 +187,7 @@ def run_bus(
     hists: list[LatencyHistogram] = []
     try:
         dcs = [bus.execute(AddDataCenter(name=f"bench-dc-{i}")).value for i in range(args.clients)]
+        tune_gc()  # as `orrery serve` does once loaded
         per = max(1, args.events // args.clients // rounds)
         samples: list[tuple[int, float]] = []  # (events written, rss)
         done = threading.Event()

@@ -7,8 +7,9 @@ that breaks a rule fails alone; the rest of its batch still commits. On a versio
 conflict (another writer got there first) the batch is undone in memory, the Engine
 catches up from the log, and each command is retried on the fresh state.
 
-Pipelining: while one batch is being committed (a committer thread waits on the
-database), the writer already decides the next one on top of it. A command's result
+Pipelining: while one batch is being committed (its transaction is sent and the
+writer reads the reply later, from the same thread), the writer already decides the
+next one on top of it. A command's result
 is only reported once its own batch has committed; if the batch before it fails,
 the speculative batch is undone and decided again. So the Engine can hold the events
 of at most two uncommitted batches for the few milliseconds of a commit: readers of
@@ -37,7 +38,7 @@ from eventsourcing.persistence import IntegrityError
 
 from commands.messages import Command
 from commands.registry import HANDLERS
-from commands.store import EventLog
+from commands.store import EventLog, PendingInsert
 from domain.base import Conflict, Ctx, DomainError, Event, Meta, Tx
 from domain.engine import Engine
 
@@ -175,12 +176,14 @@ class _Batch:
     __slots__ = (
         "cids",
         "decided",
-        "done",
         "error",
+        "finished",
         "ids",
         "order",
+        "pending",
+        "prepared",
         "rejected",
-        "sent",
+        "sent_at",
         "started",
         "stored",
         "undo",
@@ -194,10 +197,12 @@ class _Batch:
         self.cids: list[str] = []
         self.stored: list[Any] = []
         self.ids: list[int] = []
+        self.prepared: str | None = None  # the transaction's text, built while deciding
         self.error: BaseException | None = None
-        self.done = threading.Event()
-        self.sent = threading.Event()
-        self.started = False  # handed to the committer
+        self.pending: PendingInsert | None = None
+        self.sent_at = 0.0
+        self.started = False  # sent to the database
+        self.finished = False  # its outcome (ids or error) is known
 
 
 class CommandBus:
@@ -221,8 +226,6 @@ class CommandBus:
         self._done = _Window()
         self._in_progress: dict[str, _Item] = {}  # command ids decided, not yet committed
         self._thread: threading.Thread | None = None
-        self._committer: threading.Thread | None = None
-        self._commit_q: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
         self._listeners: list[Callable[[list[tuple[int, Event]]], None]] = []
         self._on_stop: list[Callable[[], None]] = []
         self._mail: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopMail] = (
@@ -236,11 +239,6 @@ class CommandBus:
     # -- lifecycle ------------------------------------------------------------------
     def start(self) -> CommandBus:
         if self._thread is None:
-            if self.pipeline:
-                self._committer = threading.Thread(
-                    target=self._commit_loop, name="orrery-committer", daemon=True
-                )
-                self._committer.start()
             self._thread = threading.Thread(target=self._run, name="orrery-writer", daemon=True)
             self._thread.start()
         return self
@@ -250,10 +248,6 @@ class CommandBus:
             self._queue.put(_Stop())
             self._thread.join(timeout=30)
             self._thread = None
-        if self._committer is not None:
-            self._commit_q.put(None)
-            self._committer.join(timeout=30)
-            self._committer = None
         while self._on_stop:
             self._on_stop.pop()()
 
@@ -320,7 +314,7 @@ class CommandBus:
                             control = first
                     elif not items and inflight is not None:
                         # Let the commit run a little, so the next batch can fill up.
-                        inflight.done.wait(self._commit_s * 0.5)
+                        self._wait(inflight, self._commit_s * 0.5)
                     if control is None:
                         control = self._drain(items)
                 if items:
@@ -360,7 +354,7 @@ class CommandBus:
         if unstarted is not None and unstarted.started:
             started, unstarted = [unstarted, *started], None
         for b in started:
-            b.done.wait(30)
+            self._wait(b)
         batches = ([unstarted] if unstarted is not None else []) + started  # newest first
         with self.lock:
             for b in batches:
@@ -392,28 +386,37 @@ class CommandBus:
         return None
 
     def _start(self, batch: _Batch) -> None:
+        """Sends the batch's transaction; on PostgreSQL this returns before the commit."""
         batch.started = True
-        self._commit_q.put(batch)
-        # Hand the GIL over until the committer is on its way to the database; else it
-        # would wait for it while we go on deciding.
-        batch.sent.wait(0.01)
-
-    def _commit_loop(self) -> None:
-        while True:
-            batch = self._commit_q.get()
-            if batch is None:
-                return
-            batch.sent.set()
-            self._commit(batch)
-
-    def _commit(self, batch: _Batch) -> None:
-        t0 = time.perf_counter()
+        batch.sent_at = time.perf_counter()
         try:
-            batch.ids = self.log.append_stored(batch.stored)
+            batch.pending = self.log.send_append(batch.stored, batch.prepared)
+        except BaseException as e:
+            batch.pending = PendingInsert(None, e)
+
+    def _wait(self, batch: _Batch, timeout: float | None = None) -> bool:
+        """Waits up to timeout for the batch's commit; True once its outcome is known."""
+        if batch.finished:
+            return True
+        pending = batch.pending
+        if pending is None:  # never sent (a writer failure before _start)
+            batch.error = batch.error or RuntimeError("batch was not sent")
+            batch.finished = True
+            return True
+        if not pending.wait(timeout):
+            return False
+        try:
+            batch.ids = pending.result()
         except BaseException as e:
             batch.error = e
-        self._commit_s = 0.8 * self._commit_s + 0.2 * (time.perf_counter() - t0)
-        batch.done.set()
+        batch.finished = True
+        took = time.perf_counter() - batch.sent_at
+        self._commit_s = 0.8 * self._commit_s + 0.2 * took
+        return True
+
+    def _commit(self, batch: _Batch) -> None:
+        self._start(batch)
+        self._wait(batch)
 
     def _run_batch(self, items: list[_Item]) -> None:
         """Decides and commits items in the calling thread (not started, or a retry)."""
@@ -487,7 +490,9 @@ class CommandBus:
                 continue
             batch.decided.append((item, events, value, tx.created))
         to_stored = self.log.mapper.to_stored_event
-        batch.stored = [to_stored(e) for _, evs, _, _ in batch.decided for e in evs]
+        batch.stored = stored = [to_stored(e) for _, evs, _, _ in batch.decided for e in evs]
+        if stored:
+            batch.prepared = self.log.prepare_append(stored)
         return batch
 
     def _apply_all(self, events: list[Event], undo: _Undo) -> None:
@@ -526,7 +531,7 @@ class CommandBus:
     def _finish(self, batch: _Batch, after: _Batch | None) -> list[_Item] | None:
         """Waits for batch's commit and settles it. ``after`` is the batch decided on top
         of it; when it has to be decided again, its items are returned."""
-        batch.done.wait()
+        self._wait(batch)
         redo: list[_Item] | None = None
         err = batch.error
         with self.lock:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import select
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from uuid import UUID
 
 import msgspec
 import psycopg
+import psycopg.errors
 from eventsourcing.application import Application
 from eventsourcing.persistence import (
     ApplicationRecorder,
@@ -170,18 +173,50 @@ class OrreryPostgresRecorder(PostgresApplicationRecorder):
             with contextlib.suppress(Exception):
                 self.datastore.pool.putconn(conn)
 
-    def _insert(self, conn: Any, stored_events: Sequence[StoredEvent]) -> list[int]:
+    def transaction_text(self, stored_events: Sequence[StoredEvent]) -> str:
+        """The batch's whole transaction as one simple-protocol query."""
         head = self._head_text
         if head is None:
-            head = self._head_text = self._head.as_string(conn)
+            head = self._head_text = self._head.as_string(None)
         rows = ",".join(
             f"('{_uuid_hex(e.originator_id)}',{int(e.originator_version)},"
-            f"{_text_literal(e.topic, conn)},E'\\\\x{e.state.hex()}')"
+            f"{_text_literal(e.topic)},E'\\\\x{e.state.hex()}')"
             for e in stored_events
         )
+        return f"{head}{rows} RETURNING notification_id; COMMIT"
+
+    def send_events(
+        self, stored_events: Sequence[StoredEvent], text: str | None = None
+    ) -> PendingInsert:
+        """Sends the batch's transaction and returns without waiting for PostgreSQL, so
+        the caller can work while the database commits; ``result()`` collects the ids.
+
+        The writer's connection stays reserved until then. When it is busy (another
+        caller) or the send fails, the batch goes through ``insert_events`` instead."""
+        if not stored_events:
+            return PendingInsert.done([])
+        if not self._writer_lock.acquire(blocking=False):
+            return PendingInsert.now(lambda: self.insert_events(stored_events))
+        try:
+            conn = self._writer_conn
+            if conn is None or conn.closed or conn.broken:
+                self._release_writer_conn()
+                self.datastore.pool.open(True, 30.0)
+                conn = self._writer_conn = self.datastore.pool.getconn()
+            pg = conn.pgconn
+            pg.send_query((text or self.transaction_text(stored_events)).encode())
+            while pg.flush():  # a nonblocking connection: push the rest of the query
+                select.select([], [pg.socket], [], 1.0)
+        except BaseException:
+            self._release_writer_conn()
+            self._writer_lock.release()
+            return PendingInsert.now(lambda: self.insert_events(stored_events))
+        return _PgPending(self, conn, stored_events)
+
+    def _insert(self, conn: Any, stored_events: Sequence[StoredEvent]) -> list[int]:
         cur = ClientCursor(conn, row_factory=tuple_row)
         try:
-            cur.execute(f"{head}{rows} RETURNING notification_id; COMMIT", prepare=False)
+            cur.execute(self.transaction_text(stored_events), prepare=False)
         except BaseException:
             if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
                 with contextlib.suppress(Exception):
@@ -194,6 +229,114 @@ class OrreryPostgresRecorder(PostgresApplicationRecorder):
 
     def close(self) -> None:
         self._release_writer_conn()
+
+
+class PendingInsert:
+    """An append on its way: ``wait(timeout)`` says whether it has finished,
+    ``result()`` waits and returns the notification ids (or raises the library's error)."""
+
+    def __init__(self, ids: list[int] | None = None, error: BaseException | None = None):
+        self._ids = ids
+        self._error = error
+
+    @classmethod
+    def done(cls, ids: list[int]) -> PendingInsert:
+        return cls(ids)
+
+    @classmethod
+    def now(cls, insert: Any) -> PendingInsert:
+        """Runs a blocking insert at once and holds its outcome."""
+        try:
+            return cls(list(insert() or []))
+        except Exception as e:
+            return cls(None, e)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return True
+
+    def result(self) -> list[int]:
+        if self._error is not None:
+            raise self._error
+        assert self._ids is not None
+        return self._ids
+
+
+class _PgPending(PendingInsert):
+    """The results of one transaction sent with ``send_events``, read as they arrive."""
+
+    def __init__(
+        self, recorder: OrreryPostgresRecorder, conn: Any, stored: Sequence[StoredEvent]
+    ) -> None:
+        super().__init__()
+        self._rec = recorder
+        self._conn = conn
+        self._stored = stored
+        self._results: list[Any] = []
+        self._finished = False
+        self._settled = False
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._finished:
+            return True
+        pg = self._conn.pgconn
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while True:
+                pg.consume_input()
+                while not pg.is_busy():
+                    res = pg.get_result()
+                    if res is None:
+                        self._finished = True
+                        return True
+                    self._results.append(res)
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                if not select.select([pg.socket], [], [], left)[0] and left is not None:
+                    return False
+        except Exception as e:  # the connection broke: result() retries the plain way
+            self._error = e
+            self._finished = True
+            return True
+
+    def result(self) -> list[int]:
+        if self._settled:
+            return super().result()
+        self.wait(None)
+        self._settled = True
+        rec, conn = self._rec, self._conn
+        try:
+            ids, failure = self._read()
+        finally:
+            if failure is not None or self._error is not None:
+                if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+                    with contextlib.suppress(Exception):
+                        conn.execute("ROLLBACK")
+                if self._error is not None or conn.closed or conn.broken:
+                    rec._release_writer_conn()
+            rec._writer_lock.release()
+        if self._error is not None or isinstance(failure, psycopg.OperationalError):
+            # Lost connection or lock timeout: the way insert_events would have retried.
+            self._ids = list(rec.insert_events(self._stored) or [])
+            return self._ids
+        if failure is not None:
+            self._error = _library_error(failure)
+            raise self._error
+        self._ids = ids
+        return ids
+
+    def _read(self) -> tuple[list[int], psycopg.Error | None]:
+        ids: list[int] | None = None
+        for res in self._results:
+            if res.status == ExecStatus.FATAL_ERROR:
+                return [], psycopg.errors.error_from_result(res, self._conn.info.encoding)
+            if res.status == ExecStatus.TUPLES_OK:
+                ids = [int(res.get_value(i, 0)) for i in range(res.ntuples)]
+        if ids is None:
+            if self._error is not None:
+                return [], None
+            raise ProgrammingError("no notification ids returned")
+        return ids, None
 
 
 def _library_error(e: psycopg.Error) -> Exception:
@@ -220,10 +363,10 @@ def _uuid_hex(value: Any) -> str:
     return (value if type(value) is UUID else UUID(str(value))).hex
 
 
-def _text_literal(text: str, conn: Any) -> str:
+def _text_literal(text: str) -> str:
     if _PLAIN.fullmatch(text):
         return f"'{text}'"
-    return Literal(text).as_string(conn)
+    return Literal(text).as_string(None)
 
 
 def persistence_env(database_url: str | None, data_dir: Path | str | None) -> dict[str, str]:
@@ -289,6 +432,20 @@ class EventLog(Application[UUID]):
 
     def append_stored(self, stored: Sequence[StoredEvent]) -> list[int]:
         return list(self.recorder.insert_events(stored) or [])
+
+    def prepare_append(self, stored: Sequence[StoredEvent]) -> str | None:
+        """What ``send_append`` will send (built ahead, off the commit's critical path)."""
+        rec = self.recorder
+        return rec.transaction_text(stored) if isinstance(rec, OrreryPostgresRecorder) else None
+
+    def send_append(
+        self, stored: Sequence[StoredEvent], prepared: str | None = None
+    ) -> PendingInsert:
+        """Starts appending; on PostgreSQL returns before the commit, elsewhere after."""
+        rec = self.recorder
+        if isinstance(rec, OrreryPostgresRecorder):
+            return rec.send_events(stored, prepared)
+        return PendingInsert.now(lambda: rec.insert_events(stored))
 
     def read(
         self, after: int = 0, limit: int = 1000, stop: int | None = None

@@ -52,7 +52,7 @@ class Conflict(DomainError):
     status = 409
 
 
-class Meta(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Meta(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """Who and why: lands on every event of a command."""
 
     actor_id: UUID | None = None
@@ -62,7 +62,7 @@ class Meta(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     command: str | None = None
 
 
-class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """A fact in past tense about one aggregate.
 
     Subclasses set ``TOPIC`` (stable forever; defaults to the class name) and bump
@@ -127,7 +127,7 @@ def upcaster(topic: str, from_version: int) -> Any:
     return register
 
 
-class Aggregate(msgspec.Struct, frozen=True, kw_only=True):
+class Aggregate(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """An immutable snapshot of one object; events produce the next snapshot.
 
     ``KIND`` is the name clients know it by ("vm", "host"). ``NAME_SCOPE`` returns the

@@ -17,6 +17,7 @@ from commands.bus import CommandBus
 from commands.datacenter import AddDataCenter, UpdateDataCenter
 from commands.messages import Command
 from commands.registry import HANDLERS
+from commands.store import PendingInsert
 from domain.base import DomainError
 from domain.datacenter import DataCenter
 
@@ -33,18 +34,18 @@ def _replayed_digest(store_location: dict) -> str:
 
 def _fail_appends(bus: CommandBus, should_fail: Callable[[int], bool]) -> list[int]:
     """Makes the log's append raise (like a dropped connection) when should_fail(call#)."""
-    real = bus.log.append_stored
+    real = bus.log.send_append
     calls = [0]
     failed: list[int] = []
 
-    def append(stored: Any) -> list[int]:
+    def send(stored: Any, prepared: str | None = None) -> PendingInsert:
         calls[0] += 1
         if should_fail(calls[0]):
             failed.append(calls[0])
-            raise OperationalError("connection dropped (test)")
-        return real(stored)
+            return PendingInsert(None, OperationalError("connection dropped (test)"))
+        return real(stored, prepared)
 
-    bus.log.append_stored = append  # type: ignore[method-assign]
+    bus.log.send_append = send  # type: ignore[method-assign]
     return failed
 
 
