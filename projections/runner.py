@@ -32,7 +32,7 @@ from uuid import UUID
 
 import msgspec
 
-from commands.store import EventLog, decode_event, parse_topic
+from commands.store import EventLog, decode_event, parse_topic, topic_of
 from domain.base import EVENT_TYPES, Aggregate, Event
 from domain.engine import Engine, VersionMismatch
 from projections.db import ViewDB
@@ -59,8 +59,6 @@ def fast_decode(topic: str, state: bytes) -> Event:
     return dec.decode(state)
 
 
-_RAW = msgspec.json.Decoder()
-_RAW_ENCODE = msgspec.json.Encoder().encode
 # topic -> (event class or None, its JSON merges as its payload) for coalesced batches
 _TOPIC_INFO: dict[str, tuple[type[Event] | None, bool]] = {}
 _ENVELOPE = ("originator_id", "originator_version", "timestamp", "meta")
@@ -82,6 +80,8 @@ def _topic_info(topic: str) -> tuple[type[Event] | None, bool]:
             and cls.CREATES is None
             and not cls.DELETES
             and cls.evolve is Event.evolve
+            and not cls.__struct_config__.array_like
+            and cls.__struct_config__.tag is None
             and all(
                 f.name in _ENVELOPE or f.required or f.default is msgspec.UNSET
                 for f in msgspec.structs.fields(cls)
@@ -89,13 +89,6 @@ def _topic_info(topic: str) -> tuple[type[Event] | None, bool]:
         )
         info = _TOPIC_INFO[topic] = (cls, merges)
     return info
-
-
-def _typed(cls: type[Event], raw: dict[str, Any]) -> Event:
-    """The merged JSON fields of a run of ``cls`` events as one ``cls`` event (decoded
-    exactly as the stored JSON is)."""
-    topic = cls.TOPIC if cls.VERSION == 1 else f"{cls.TOPIC}/v{cls.VERSION}"
-    return fast_decode(topic, _RAW_ENCODE(raw))
 
 
 class Change(NamedTuple):
@@ -186,8 +179,12 @@ def read_positions(db: ViewDB) -> dict[str, int]:
     return {n: int(p) for n, p in db.query("SELECT name, position FROM {tracking}")}
 
 
+Row = tuple[int, str, bytes, Any, int]
+
+
 class LogReader:
-    """Reads (notification id, topic, state) rows after a position, in id order.
+    """Reads (notification id, topic, state, originator key, originator version) rows
+    after a position, in id order. The key identifies the object (``_as_uuid``).
 
     On PostgreSQL it uses its own connection and a lean query (the library's
     select_notifications builds dict rows and Notification objects we do not need);
@@ -206,20 +203,27 @@ class LogReader:
             conninfo, _ = split_schema(log_.database_url or "")
             rec: Any = log_.recorder
             self._conninfo = conninfo
+            # The object's id as its 16 bytes (a cheap, hashable key; no Python UUID
+            # per row) and its version: what a coalesced batch groups and checks by.
+            oid = (
+                "uuid_send(originator_id)"
+                if getattr(rec.datastore, "originator_id_type", "uuid") == "uuid"
+                else "originator_id"
+            )
             self._sql = (
-                f'SELECT notification_id, topic, state FROM "{rec.datastore.schema}".'
-                f'"{rec.events_table_name}" WHERE notification_id > %s '
-                "ORDER BY notification_id LIMIT %s"
+                f"SELECT notification_id, topic, state, {oid}, originator_version "
+                f'FROM "{rec.datastore.schema}"."{rec.events_table_name}" '
+                "WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
             )
             self._psycopg = psycopg
             self.channel = rec.channel_name
 
-    def fetch(self, after: int, limit: int) -> list[tuple[int, str, bytes]]:
+    def fetch(self, after: int, limit: int) -> list[Row]:
         if not self._sql:
             notes = self.log.recorder.select_notifications(
                 start=after, limit=limit, inclusive_of_start=False
             )
-            return [(n.id, n.topic, n.state) for n in notes]
+            return [(n.id, n.topic, n.state, n.originator_id, n.originator_version) for n in notes]
         for attempt in range(5):
             try:
                 if self._conn is None or self._conn.closed:
@@ -371,7 +375,7 @@ class ProjectionRunner:
                 progress(self.position)
         return total
 
-    def _absorb(self, rows: Sequence[tuple[int, str, bytes]], *, pipelined: bool) -> None:
+    def _absorb(self, rows: Sequence[Row], *, pipelined: bool) -> None:
         engine = self.engine
         projections = self.projections
         objects = engine.objects
@@ -390,7 +394,7 @@ class ProjectionRunner:
                     gc.enable()
             last = rows[-1][0]
             rows = ()
-        for nid, topic, state in rows:
+        for nid, topic, state, _, _ in rows:
             event = fast_decode(topic, state if isinstance(state, bytes) else bytes(state))
             oid = event.originator_id
             before = objects.get(oid)
@@ -411,7 +415,7 @@ class ProjectionRunner:
         else:
             self._commit(last, writers, len(rows))
 
-    def _absorb_coalesced(self, rows: Sequence[tuple[int, str, bytes]]) -> None:
+    def _absorb_coalesced(self, rows: Sequence[Row]) -> None:
         """Advances the engine over a batch object by object, folding each run of
         merging updates (``_topic_info``) into one ``replace`` instead of decoding and
         applying every event; other events are decoded and evolved one by one. The
@@ -421,62 +425,53 @@ class ProjectionRunner:
         ``Change``: the position of the object's last event, that event (for a merged
         run: its envelope, carrying the run's merged payload), ``before`` the object
         before that event or run, ``after`` its state at the batch's end."""
-        decode = _RAW.decode
-        docs = [decode(row[2]) for row in rows]
-        groups: dict[str, list[int]] = {}
-        for i, d in enumerate(docs):
-            oid = d["originator_id"]
-            g = groups.get(oid)
+        groups: dict[Any, list[int]] = {}
+        for i, row in enumerate(rows):
+            g = groups.get(row[3])
             if g is None:
-                groups[oid] = [i]
+                groups[row[3]] = [i]
             else:
                 g.append(i)
         engine = self.engine
         objects = engine.objects
-        info = _topic_info
+        topic_info = _TOPIC_INFO
         changes = []
-        for key, events in groups.items():
-            oid = UUID(key)
+        for key, indexes in groups.items():
+            oid = _as_uuid(key)
             cur = objects.get(oid)
             tomb = engine.tombstone_of(oid)
             version = cur.version if cur is not None else (tomb or 0)
             before: Aggregate | None = cur
             last_event: Event | None = None
             # An open run of merging events: the object before it, the typed payload
-            # merged so far, and the JSON of the current class's events not yet typed.
+            # merged so far, and the stored JSON of the current class's events.
             base: Aggregate | None = None
             acc: dict[str, Any] = {}
-            raw: dict[str, Any] | None = None
-            raw_cls: type[Event] | None = None
-            raw_last: dict[str, Any] = {}
+            parts: list[bytes] = []
+            run_cls: type[Event] | None = None
             pos = 0
-            for i in events:
-                nid, topic, state = rows[i]
-                d = docs[i]
-                cls, merges = info(topic)
-                v = d.get("originator_version")
+            for i in indexes:
+                pos, topic, state, _, v = rows[i]
                 if v != version + 1:
                     raise VersionMismatch(f"{topic} v{v} on {oid}, expected v{version + 1}")
                 version = v
-                pos = nid
-                if merges and (cur is not None or base is not None):
+                info = topic_info.get(topic) or _topic_info(topic)
+                if info[1] and cur is not None:
                     if base is None:
                         base = before = cur
                         acc = {}
-                    if raw_cls is not cls:
-                        if raw is not None:
-                            last_event = _merged(raw_cls, raw, raw_last, acc)
-                        raw, raw_cls = d, cls
-                    else:
-                        raw.update(d)  # type: ignore[union-attr]
-                    raw_last = d
+                    elif info[0] is not run_cls:
+                        last_event = _merge(run_cls, parts, acc)
+                        parts = []
+                    run_cls = info[0]
+                    parts.append(state)
                     continue
                 if base is not None:  # close the open run
-                    last_event = _merged(raw_cls, raw, raw_last, acc)  # type: ignore[arg-type]
+                    last_event = _merge(run_cls, parts, acc)
                     cur = msgspec.structs.replace(
                         base, version=last_event.originator_version, **acc
                     )
-                    base, raw, raw_cls = None, None, None
+                    base, parts, run_cls = None, [], None
                 event = fast_decode(topic, state if isinstance(state, bytes) else bytes(state))
                 if cur is None and event.CREATES is None:
                     raise VersionMismatch(f"{event.TOPIC} on unknown object {oid}")
@@ -486,7 +481,7 @@ class ProjectionRunner:
                     tomb = event.originator_version
                 last_event = event
             if base is not None:
-                last_event = _merged(raw_cls, raw, raw_last, acc)  # type: ignore[arg-type]
+                last_event = _merge(run_cls, parts, acc)
                 cur = msgspec.structs.replace(base, version=last_event.originator_version, **acc)
             engine.restore(oid, cur, tomb)
             assert last_event is not None
@@ -653,17 +648,56 @@ class ProjectionRunner:
         return {p.name: p.digest(self.db) for p in self.projections}
 
 
-def _merged(
-    cls: type[Event] | None, raw: dict[str, Any] | None, last: dict[str, Any], acc: dict[str, Any]
-) -> Event:
-    """Types a run of one class's merged JSON, adds its payload to ``acc``; the event
-    carries the envelope of the run's last event."""
-    assert cls is not None and raw is not None
-    if "meta" not in last:  # the default Meta is left out of the JSON: not inherited
-        raw.pop("meta", None)
-    event = _typed(cls, raw)
-    acc.update(event.payload())
+def _merge(cls: type[Event] | None, parts: list[bytes], acc: dict[str, Any]) -> Event:
+    """Adds the payload of a run of one class's events to ``acc`` and returns the run's
+    last event. The run's stored JSON objects are concatenated into one and decoded
+    into the class's payload struct (``_payload_decoder``): msgspec keeps the last value
+    of a repeated key (``tests/unit/test_projection_coalesce.py`` holds it to that), so
+    each field comes from the last event that set it; the envelope keys are skipped
+    unparsed."""
+    assert cls is not None
+    last = parts[-1]
+    event = fast_decode(topic_of(cls), last if isinstance(last, bytes) else bytes(last))
+    if len(parts) == 1:
+        acc.update(event.payload())
+        return event
+    doc = b"{" + b",".join([bytes(p)[1:-1] for p in parts]) + b"}"
+    merged = _payload_decoder(cls).decode(doc)
+    unset = msgspec.UNSET
+    for f in merged.__struct_fields__:
+        v = getattr(merged, f)
+        if v is not unset:
+            acc[f] = v
     return event
+
+
+_PAYLOAD_DECODERS: dict[type[Event], Any] = {}
+
+
+def _payload_decoder(cls: type[Event]) -> Any:
+    """A decoder of a struct with ``cls``'s payload fields (same names in JSON, same
+    types and constraints), every one defaulting to UNSET."""
+    dec = _PAYLOAD_DECODERS.get(cls)
+    if dec is None:
+        fields = [f for f in msgspec.structs.fields(cls) if f.name not in _ENVELOPE]
+        payload = msgspec.defstruct(
+            f"{cls.__name__}Payload",
+            [(f.name, f.type, msgspec.UNSET) for f in fields],
+            kw_only=True,
+            gc=False,
+            rename={f.name: f.encode_name for f in fields},
+        )
+        dec = _PAYLOAD_DECODERS[cls] = msgspec.json.Decoder(payload)
+    return dec
+
+
+def _as_uuid(key: Any) -> UUID:
+    """An originator id as the log reader keys it (16 bytes, text or a UUID)."""
+    if isinstance(key, UUID):
+        return key
+    if isinstance(key, bytes | memoryview):
+        return UUID(bytes=bytes(key))
+    return UUID(str(key))
 
 
 class _Prefetch:
@@ -691,7 +725,7 @@ class _Prefetch:
     def request(self, after: int) -> None:
         self._req.put(after)
 
-    def get(self) -> list[tuple[int, str, bytes]]:
+    def get(self) -> list[Row]:
         out = self._out.get()
         if isinstance(out, BaseException):
             raise out

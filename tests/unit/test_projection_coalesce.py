@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
@@ -22,7 +23,7 @@ from domain.engine import VersionMismatch
 from domain.statuses import DataCenterStatus
 from projections.db import ViewDB
 from projections.engine_view import EngineView
-from projections.runner import Change, ProjectionRunner, _topic_info
+from projections.runner import Change, ProjectionRunner, _payload_decoder, _topic_info
 from tests.unit.test_model_statemachine import Model
 
 pytestmark = pytest.mark.unit
@@ -106,6 +107,15 @@ def _dc_log() -> list[Event]:
             ev(DataCenterUpdated, oid, name=f"dc{k}-{r}")  # default Meta: left out
             ev(DataCenterUpdated, oid, local=bool(r % 2), compatibility_version="4.7")
     return out
+
+
+def test_msgspec_keeps_the_last_value_of_a_repeated_key() -> None:
+    """What ``projections.runner._merge`` builds on: a run's JSON objects concatenated
+    into one decode with each field from the last object that has it."""
+    doc = b'{"name":"a","description":"x","local":true,"name":"b","description":"y"}'
+    merged = _payload_decoder(DataCenterUpdated).decode(doc)
+    assert (merged.name, merged.description, merged.local) == ("b", "y", True)
+    assert merged.quota_mode is msgspec.UNSET
 
 
 def test_merged_runs_keep_the_last_envelope_and_every_field() -> None:
