@@ -19,6 +19,7 @@ of at most two uncommitted batches for the few milliseconds of a commit: readers
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import random
@@ -27,7 +28,7 @@ import time
 import uuid
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any
@@ -47,6 +48,7 @@ log = logging.getLogger("orrery.bus")
 MAX_BATCH = 1000
 MAX_RETRIES = 20
 IDEMPOTENCY_WINDOW = 200_000  # remembered command ids
+_MIN_HALF = 4  # a drained batch is split in two for pipelining from 2 x this many
 
 
 class CommandResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -77,11 +79,18 @@ class _LoopMail:
         self.box.append((fut, ok, value))
         if not self.scheduled:
             self.scheduled = True
-            try:
-                self.loop.call_soon_threadsafe(self._deliver)
-            except RuntimeError:  # the loop is closed: nobody waits for these any more
-                self.box.clear()
-                self.scheduled = False
+            held = _tls.held
+            if held is not None:
+                held.append(self)
+            else:
+                self.wake()
+
+    def wake(self) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self._deliver)
+        except RuntimeError:  # the loop is closed: nobody waits for these any more
+            self.box.clear()
+            self.scheduled = False
 
     def _deliver(self) -> None:
         # Cleared before popping: whatever is posted from here on schedules anew.
@@ -94,6 +103,31 @@ class _LoopMail:
                     fut.set_result(value)
                 else:
                     fut.set_exception(value)
+
+
+class _Held(threading.local):
+    held: list[_LoopMail] | None = None
+
+
+_tls = _Held()
+
+
+@contextlib.contextmanager
+def _one_wakeup() -> Iterator[None]:
+    """Loops posted to inside are woken once, at the end. Waking one mid-way hands the
+    GIL to its thread, which takes the first result and sleeps again: a batch's worth
+    of results became a batch's worth of thread switches."""
+    if _tls.held is not None:
+        yield
+        return
+    held: list[_LoopMail] = []
+    _tls.held = held
+    try:
+        yield
+    finally:
+        _tls.held = None
+        for mail in held:
+            mail.wake()
 
 
 class _LoopWaiter:
@@ -234,6 +268,7 @@ class CommandBus:
         self.lock = threading.RLock()  # held while the Engine changes
         self.batches = 0
         self._commit_s = 0.001  # recent commit duration (moving average)
+        self._last_settled = 0  # commands answered by the last commit
         self.catch_up()
 
     # -- lifecycle ------------------------------------------------------------------
@@ -313,11 +348,16 @@ class CommandBus:
                         else:
                             control = first
                     elif not items and inflight is not None:
-                        # Let the commit run a little, so the next batch can fill up.
-                        self._wait(inflight, self._commit_s * 0.5)
+                        self._fill_while_committing(inflight)
                     if control is None:
                         control = self._drain(items)
                 if items:
+                    if inflight is None and self.pipeline and len(items) >= 2 * _MIN_HALF:
+                        # Nothing is being committed: send half now and decide the rest
+                        # while it commits, so the callers split into two groups whose
+                        # turns overlap instead of all waiting for one commit at a time.
+                        half = len(items) // 2
+                        items, pending = items[:half], items[half:]
                     with self.lock:
                         batch = self._decide(items)
                 if inflight is not None:
@@ -372,6 +412,16 @@ class CommandBus:
             for fut in futures:
                 if not fut.done():
                     fut.set_exception(err)
+
+    def _fill_while_committing(self, inflight: _Batch) -> None:
+        """Waits, while ``inflight`` commits, until the callers just answered have sent
+        their next commands (or the commit ends), so the next batch goes out full."""
+        want = max(1, self._last_settled)
+        deadline = time.perf_counter() + self._commit_s
+        qsize = self._queue.qsize
+        while not self._wait(inflight, 0.0002):
+            if qsize() >= want or time.perf_counter() > deadline:
+                return
 
     def _drain(self, items: list[_Item]) -> _Control | None:
         get = self._queue.get_nowait
@@ -515,13 +565,14 @@ class CommandBus:
     def _deliver_rejections(self, batch: _Batch) -> None:
         """Reports the batch's refusals: the state they saw is committed (but their own
         batch), so they stand."""
-        for item, exc in batch.rejected:
-            cid = item.cmd.command_id
-            if cid is not None:
-                self._in_progress.pop(cid, None)
-                if isinstance(exc, DomainError):
-                    self._remember(cid, exc)
-            item.future.set_exception(exc)
+        with _one_wakeup():
+            for item, exc in batch.rejected:
+                cid = item.cmd.command_id
+                if cid is not None:
+                    self._in_progress.pop(cid, None)
+                    if isinstance(exc, DomainError):
+                        self._remember(cid, exc)
+                item.future.set_exception(exc)
         batch.rejected = []
 
     def _forget(self, batch: _Batch) -> None:
@@ -590,6 +641,7 @@ class CommandBus:
         k = 0
         in_progress = self._in_progress
         results = []
+        self._last_settled = len(batch.decided)
         for item, evs, value, created in batch.decided:
             n = len(evs)
             if n == 1:
@@ -612,8 +664,9 @@ class CommandBus:
                 in_progress.pop(cid, None)
                 self._remember(cid, result)
             results.append((item.future, result))
-        for fut, result in results:
-            fut.set_result(result)
+        with _one_wakeup():
+            for fut, result in results:
+                fut.set_result(result)
         for fn in self._listeners:
             try:
                 fn(pairs)

@@ -102,6 +102,14 @@ class Engine:
         return self._tombstones.get(obj_id)
 
     def _put(self, oid: UUID, old: Aggregate | None, new: Aggregate | None) -> None:
+        if old is not None and new is not None and type(old) is type(new):
+            key = _name_key(new)
+            if key == _name_key(old):  # the common change: replace in place
+                self.objects[oid] = new
+                self._by_type[type(new)][oid] = new
+                if key is not None:
+                    self._names[key] = oid
+                return
         if old is not None:
             self._by_type[type(old)].pop(oid, None)
             key = _name_key(old)
