@@ -431,13 +431,13 @@ class ProjectionRunner:
         ``Change``: the position of the object's last event, that event (for a merged
         run: its envelope, carrying the run's merged payload), ``before`` the object
         before that event or run, ``after`` its state at the batch's end."""
-        groups: dict[Any, list[int]] = {}
-        for i, row in enumerate(rows):
+        groups: dict[Any, list[Row]] = {}
+        for row in rows:
             g = groups.get(row[3])
             if g is None:
-                groups[row[3]] = [i]
+                groups[row[3]] = [row]
             else:
-                g.append(i)
+                g.append(row)
         engine = self.engine
         objects = engine.objects
         topic_info = _TOPIC_INFO
@@ -445,7 +445,7 @@ class ProjectionRunner:
         uuids = self._uuids
         if len(uuids) > 1_000_000:
             uuids.clear()
-        for key, indexes in groups.items():
+        for key, events in groups.items():
             oid = uuids.get(key)
             if oid is None:
                 oid = uuids[key] = _as_uuid(key)
@@ -460,29 +460,29 @@ class ProjectionRunner:
             acc: dict[str, Any] = {}
             parts: list[bytes] = []
             run_cls: type[Event] | None = None
-            pos = 0
-            for i in indexes:
-                pos, topic, state, _, v = rows[i]
+            run_topic = None  # the topic of the events in ``parts``
+            for _, topic, state, _, v in events:
                 if v != version + 1:
                     raise VersionMismatch(f"{topic} v{v} on {oid}, expected v{version + 1}")
                 version = v
-                info = topic_info.get(topic) or _topic_info(topic)
-                if info[1] and cur is not None:
+                if topic == run_topic:  # the common case: the run goes on
+                    parts.append(state)
+                    continue
+                cls, merges = topic_info.get(topic) or _topic_info(topic)
+                if merges and cur is not None:
                     if base is None:
                         base = before = cur
                         acc = {}
-                    elif info[0] is not run_cls:
+                    elif parts:
                         last_event = _merge(run_cls, parts, acc)
-                        parts = []
-                    run_cls = info[0]
-                    parts.append(state)
+                    run_cls, run_topic, parts = cls, topic, [state]
                     continue
                 if base is not None:  # close the open run
                     last_event = _merge(run_cls, parts, acc)
                     cur = msgspec.structs.replace(
                         base, version=last_event.originator_version, **acc
                     )
-                    base, parts, run_cls = None, [], None
+                    base, parts, run_cls, run_topic = None, [], None, None
                 event = fast_decode(topic, state if isinstance(state, bytes) else bytes(state))
                 if cur is None and event.CREATES is None:
                     raise VersionMismatch(f"{event.TOPIC} on unknown object {oid}")
@@ -496,7 +496,7 @@ class ProjectionRunner:
                 cur = msgspec.structs.replace(base, version=last_event.originator_version, **acc)
             engine.restore(oid, cur, tomb)
             assert last_event is not None
-            changes.append(Change(pos, last_event, before, cur))
+            changes.append(Change(events[-1][0], last_event, before, cur))
         engine.position = rows[-1][0]
         for p in self.projections:
             observe = p.observe
