@@ -593,9 +593,14 @@ class Hostd:
     async def do_GetVm(self, req: P.GetVm) -> P.VmInfo:
         return await self.info(await self.dom(req.vm_id), req.with_xml)
 
-    def _define_and_start(self, xml: str, start: bool, paused: bool, existed: bool) -> Any:
+    def _define_and_start(
+        self, xml: str, start: bool, paused: bool, existed: bool, timings: dict[str, float]
+    ) -> Any:
         conn = self.c()
+        t0 = time.perf_counter()
         dom = conn.defineXML(xml)
+        t1 = time.perf_counter()
+        timings["define"] = round((t1 - t0) * 1000, 1)
         if start:
             try:
                 dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED if paused else 0)
@@ -604,6 +609,8 @@ class Hostd:
                     with contextlib.suppress(libvirt.libvirtError):
                         dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)
                 raise
+            finally:
+                timings["create"] = round((time.perf_counter() - t1) * 1000, 1)
         return dom
 
     async def do_CreateVm(self, req: P.CreateVm) -> P.VmInfo:
@@ -613,6 +620,8 @@ class Hostd:
         except ValueError as e:
             raise Fail("invalid", f"VM id {spec.id!r} is not a UUID") from e
         async with self.lock(spec.id):
+            t0 = time.perf_counter()
+            timings: dict[str, float] = {}
             conn = self.c()
             existed = False
             try:
@@ -632,11 +641,15 @@ class Hostd:
             except libvirt.libvirtError as e:
                 if e.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
                     raise
+            t1 = time.perf_counter()
             if req.start:
                 self._check_networks(spec)
             xml = domxml.build(spec, self.kvm)
+            t2 = time.perf_counter()
+            timings.update(lookup=round((t1 - t0) * 1000, 1), xml=round((t2 - t1) * 1000, 1))
             if req.start:
                 xml = await self.run(self.hooks.run, "before_vm_start", xml, spec.custom_properties)
+                timings["hooks"] = round((time.perf_counter() - t2) * 1000, 1)
                 # Accepted and launching QEMU: oVirt's powering_up; libvirt's start event
                 # brings up once the guest's CPUs run (or down with the error).
                 self.emit(
@@ -648,10 +661,14 @@ class Hostd:
                         event="hostd",
                     )
                 )
-            dom = await self.run(self._define_and_start, xml, req.start, req.paused, existed)
+            dom = await self.run(
+                self._define_and_start, xml, req.start, req.paused, existed, timings
+            )
             if req.start:
                 self.spawn(self._after_hook(dom, "after_vm_start"))
-            return await self.info(dom)
+            info = await self.info(dom)
+            info.timings_ms = timings
+            return info
 
     async def do_StartVm(self, req: P.StartVm) -> P.VmInfo:
         dom = await self.dom(req.vm_id)

@@ -107,6 +107,9 @@ class VmSpec(Msg, kw_only=True):
     initrd: str | None = None
     cmdline: str | None = None
     boot: list[Literal["hd", "cdrom", "network"]] = msgspec.field(default_factory=lambda: ["hd"])
+    # auto: SeaBIOS, except qboot (which halts at once) for a VM with nothing to boot: no
+    # disk, NIC or kernel. See domxml.firmware().
+    firmware: Literal["auto", "seabios", "qboot"] = "auto"
 
 
 # --------------------------------------------------------------------------- requests
@@ -467,6 +470,8 @@ class VmInfo(Msg, kw_only=True):
     display_type: str | None = None
     disks: list[VmDisk] = []
     xml: str | None = None
+    # CreateVm only: where hostd spent the call (xml, hooks, define, create), in ms.
+    timings_ms: dict[str, float] = {}
 
 
 class VmList(Msg, kw_only=True):

@@ -261,6 +261,54 @@ def test_errors_become_clear_replies(cluster, sd_path) -> None:
     run(go())
 
 
+def _vcpu_seconds(pid: int) -> float:
+    """CPU time of a QEMU's vCPU threads."""
+    total = 0.0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        stat = open(f"/proc/{pid}/task/{tid}/stat").read()  # noqa: SIM115
+        if "CPU " in stat.split(")")[0]:
+            fields = stat.rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def test_firmware_of_a_vm_with_nothing_to_boot(cluster, sd_path) -> None:
+    """A VM with no disk, NIC or kernel gets qboot, which halts at once (SeaBIOS would POST
+    for seconds of CPU to say "No bootable device"); one with a disk keeps SeaBIOS. Both
+    report up from libvirt's started event; CreateVm says where hostd spent its time."""
+
+    async def go() -> None:
+        c = await client_of(cluster, 0)
+        bare = tiny_spec("fw-bare")
+        info = await c.call(P.CreateVm(spec=bare))
+        await _status(c, bare.id, "up")
+        assert {"lookup", "xml", "hooks", "define", "create"} <= set(info.timings_ms)
+        assert info.timings_ms["create"] > 0
+        xml = (await c.call(P.GetVm(vm_id=bare.id, with_xml=True))).xml or ""
+        assert "qboot.rom</loader>" in xml
+        pid = int((cluster.hosts[0].base / "run" / "qemu" / "fw-bare.pid").read_text())
+        before = _vcpu_seconds(pid)
+        await asyncio.sleep(1.0)
+        assert _vcpu_seconds(pid) - before < 0.3  # halted, not spinning in a POST
+
+        img = await _disk(c, str(sd_path))
+        disk = P.DiskSpec(path=img.path, format="qcow2", bootable=True)
+        booted = tiny_spec("fw-disk", disks=[disk])
+        await c.call(P.CreateVm(spec=booted))
+        await _status(c, booted.id, "up")
+        xml = (await c.call(P.GetVm(vm_id=booted.id, with_xml=True))).xml or ""
+        assert "<loader" not in xml
+        forced = tiny_spec("fw-forced", firmware="seabios")
+        await c.call(P.CreateVm(spec=forced, start=False))
+        xml = (await c.call(P.GetVm(vm_id=forced.id, with_xml=True))).xml or ""
+        assert "<loader" not in xml and "<boot dev='hd'/>" in xml
+        for s in (bare, booted, forced):
+            await c.call(P.DestroyVm(vm_id=s.id, undefine=True))
+        await c.close()
+
+    run(go())
+
+
 def test_hooks(cluster, sd_path) -> None:
     hooks_dir = cluster.hosts[0].data_dir / "hooks"
     before = hooks_dir / "before_vm_start"
