@@ -210,26 +210,46 @@ class LogReader:
                 if getattr(rec.datastore, "originator_id_type", "uuid") == "uuid"
                 else "originator_id"
             )
+            table = f'"{rec.datastore.schema}"."{rec.events_table_name}"'
+            where = "WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
             self._sql = (
                 f"SELECT notification_id, topic, state, {oid}, originator_version "
-                f'FROM "{rec.datastore.schema}"."{rec.events_table_name}" '
-                "WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+                f"FROM {table} {where}"
+            )
+            # For coalesced batches the server also cuts each JSON object's braces
+            # off (``body``), so runs concatenate without a slice per event here.
+            self._sql_bodies = (
+                "SELECT notification_id, topic, "
+                "'\\x2c'::bytea || substring(state FROM 2 FOR length(state) - 2), "
+                f"{oid}, originator_version FROM {table} {where}"
             )
             self._psycopg = psycopg
             self.channel = rec.channel_name
 
-    def fetch(self, after: int, limit: int) -> list[Row]:
+    def fetch(self, after: int, limit: int, *, bodies: bool = False) -> list[Row]:
+        """Rows after ``after``; with ``bodies`` each state comes as its JSON object's
+        body: a comma, then the object without its braces (``_whole`` undoes it)."""
         if not self._sql:
             notes = self.log.recorder.select_notifications(
                 start=after, limit=limit, inclusive_of_start=False
             )
-            return [(n.id, n.topic, n.state, n.originator_id, n.originator_version) for n in notes]
+            return [
+                (
+                    n.id,
+                    n.topic,
+                    b"," + bytes(n.state)[1:-1] if bodies else n.state,
+                    n.originator_id,
+                    n.originator_version,
+                )
+                for n in notes
+            ]
         for attempt in range(5):
             try:
                 if self._conn is None or self._conn.closed:
                     self._conn = self._psycopg.connect(self._conninfo, autocommit=True)
                 with self._conn.cursor(binary=True) as cur:
-                    cur.execute(self._sql, (after, limit), prepare=True)
+                    sql = self._sql_bodies if bodies else self._sql
+                    cur.execute(sql, (after, limit), prepare=True)
                     return cur.fetchall()
             except self._psycopg.OperationalError:
                 if attempt == 4:
@@ -339,7 +359,8 @@ class ProjectionRunner:
         with self._lock:
             if upto is not None and self.position >= upto:
                 return 0
-            rows = self.reader.fetch(self.position, self.batch)
+            bodies = self._coalesces(self.position)
+            rows = self.reader.fetch(self.position, self.batch, bodies=bodies)
             if not rows:
                 return 0
             big = len(rows) >= self.batch
@@ -350,24 +371,26 @@ class ProjectionRunner:
                     if upto is not None and rows[-1][0] > upto:
                         rows = [r for r in rows if r[0] <= upto]
                         if rows:
-                            self._absorb(rows, pipelined=False)
+                            self._absorb(rows, pipelined=False, bodies=bodies)
                             total += len(rows)
                         break
+                    after = rows[-1][0]
                     if prefetch is not None:
-                        prefetch.request(rows[-1][0])
-                    self._absorb(rows, pipelined=big)
+                        prefetch.request(after, self._coalesces(after))
+                    self._absorb(rows, pipelined=big, bodies=bodies)
                     total += len(rows)
                     if pause is not None:
                         pause.tick()
                     if progress is not None:
                         progress(self.engine.position)
                     if prefetch is not None:
-                        rows = prefetch.get()
+                        rows, bodies = prefetch.get()
                         if len(rows) < self.batch:
                             prefetch.close()
                             prefetch = None
                     else:
-                        rows = self.reader.fetch(self.engine.position, self.batch)
+                        bodies = self._coalesces(after)
+                        rows = self.reader.fetch(after, self.batch, bodies=bodies)
                 self._join_commit()
             except BaseException:
                 self._abandon()
@@ -381,12 +404,19 @@ class ProjectionRunner:
                 progress(self.position)
         return total
 
-    def _absorb(self, rows: Sequence[Row], *, pipelined: bool) -> None:
+    def _coalesces(self, after: int) -> bool:
+        """Whether the batch after ``after`` is absorbed coalesced: every projection
+        keeps only last changes and none is ahead of ``after``."""
+        return all(p.coalesces and p.position <= after for p in self.projections)
+
+    def _absorb(self, rows: Sequence[Row], *, pipelined: bool, bodies: bool = False) -> None:
+        """Absorbs a batch; ``bodies``: its rows were read for ``_absorb_coalesced``."""
         engine = self.engine
         projections = self.projections
         objects = engine.objects
         last = engine.position
-        if rows and all(p.coalesces and p.position < rows[0][0] for p in projections):
+        n = len(rows)
+        if bodies and rows:
             # The batch's rows live until the batch is folded: tens of thousands of
             # young containers that the cyclic GC would scan (and promote up to full
             # collections) many times over, for nothing. Pause it meanwhile.
@@ -417,9 +447,9 @@ class ProjectionRunner:
         if pipelined:
             if self._committer is None:
                 self._committer = ThreadPoolExecutor(1, thread_name_prefix="orrery-view")
-            self._pending = self._committer.submit(self._commit, last, writers, len(rows))
+            self._pending = self._committer.submit(self._commit, last, writers, n)
         else:
-            self._commit(last, writers, len(rows))
+            self._commit(last, writers, n)
 
     def _absorb_coalesced(self, rows: Sequence[Row]) -> None:
         """Advances the engine over a batch object by object, folding each run of
@@ -483,7 +513,7 @@ class ProjectionRunner:
                         base, version=last_event.originator_version, **acc
                     )
                     base, parts, run_cls, run_topic = None, [], None, None
-                event = fast_decode(topic, state if isinstance(state, bytes) else bytes(state))
+                event = fast_decode(topic, _whole(state))
                 if cur is None and event.CREATES is None:
                     raise VersionMismatch(f"{event.TOPIC} on unknown object {oid}")
                 before = cur
@@ -667,12 +697,13 @@ def _merge(cls: type[Event] | None, parts: list[bytes], acc: dict[str, Any]) -> 
     each field comes from the last event that set it; the envelope keys are skipped
     unparsed."""
     assert cls is not None
-    last = parts[-1]
-    event = fast_decode(topic_of(cls), last if isinstance(last, bytes) else bytes(last))
+    event = fast_decode(topic_of(cls), _whole(parts[-1]))
     if len(parts) == 1:
         acc.update(event.payload())
         return event
-    doc = b"{" + b",".join([bytes(p)[1:-1] for p in parts]) + b"}"
+    doc = bytearray().join(parts)
+    doc[0] = 0x7B  # the first body's comma -> "{"
+    doc.append(0x7D)
     merged = _payload_decoder(cls).decode(doc)
     unset = msgspec.UNSET
     for f in merged.__struct_fields__:
@@ -700,6 +731,11 @@ def _payload_decoder(cls: type[Event]) -> Any:
         )
         dec = _PAYLOAD_DECODERS[cls] = msgspec.json.Decoder(payload)
     return dec
+
+
+def _whole(body: bytes) -> bytes:
+    """A stored JSON object from its body (``LogReader.fetch(bodies=True)``)."""
+    return b"{" + bytes(body)[1:] + b"}"
 
 
 def _as_uuid(key: Any) -> UUID:
@@ -744,25 +780,26 @@ class _Prefetch:
         self._reader = LogReader(reader.log) if reader._sql else reader
         self._own = self._reader is not reader
         self._batch = batch
-        self._req: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        self._req: queue.SimpleQueue[tuple[int, bool] | None] = queue.SimpleQueue()
         self._out: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while True:
-            after = self._req.get()
-            if after is None:
+            req = self._req.get()
+            if req is None:
                 return
+            after, bodies = req
             try:
-                self._out.put(self._reader.fetch(after, self._batch))
+                self._out.put((self._reader.fetch(after, self._batch, bodies=bodies), bodies))
             except BaseException as e:
                 self._out.put(e)
 
-    def request(self, after: int) -> None:
-        self._req.put(after)
+    def request(self, after: int, bodies: bool) -> None:
+        self._req.put((after, bodies))
 
-    def get(self) -> list[Row]:
+    def get(self) -> tuple[list[Row], bool]:
         out = self._out.get()
         if isinstance(out, BaseException):
             raise out
