@@ -40,19 +40,21 @@ def _state(runner: ProjectionRunner) -> tuple[Any, ...]:
     return runner.digest()["engine_view"], e.digest(), tombs, names, e.position
 
 
-def _compare(events: list[Event], batches: tuple[int, ...]) -> None:
+def _compare(events: list[Event], batches: tuple[int, ...], url: str | None = None) -> None:
+    """The event-by-event view and engine against coalesced catch-ups in ``batches``,
+    on SQLite or, with ``url``, on PostgreSQL (an empty schema)."""
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        log = EventLog(None, d)
+        log = EventLog(url, d)
         log.append(events)
-        ref_db = ViewDB(None, d, prefix="by_event")
+        ref_db = ViewDB(url, d, prefix="by_event")
         ref = ProjectionRunner(log, ref_db, [_EventByEvent()], batch=10_000)
         ref.catch_up()
         expected = _state(ref)
         ref.close()
         ref_db.close()
         for batch in batches:
-            db = ViewDB(None, d, prefix=f"coalesced_{batch}")
+            db = ViewDB(url, d, prefix=f"coalesced_{batch}")
             runner = ProjectionRunner(log, db, [EngineView()], batch=batch)
             assert runner.catch_up() == len(events)
             assert _state(runner) == expected, batch
