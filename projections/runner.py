@@ -13,6 +13,12 @@ as it stood right after that event (for name lookups), buffers its rows, and wri
 in ``flush`` inside the batch transaction. A projection that can restore the engine from
 its own tables (the engine view) spares a replay on restart.
 
+Coalesced batches: when every projection keeps only each object's last change of a
+batch (``Projection.coalesces``: the engine view), a batch is folded object by object
+(``_absorb_coalesced``): a run of plain updates becomes one ``replace`` from one decode
+of the run's concatenated JSON, and each projection observes one ``Change`` per object.
+The engine ends where event-by-event application would.
+
 Live following: PostgreSQL LISTEN on the library's channel (the insert NOTIFYs it), the
 in-process bus (``attach(bus)``), and a slow poll as a safety net; whichever wakes first.
 """
