@@ -5,8 +5,18 @@ downtime (hosts from hostd.harness on this machine).
 command handed to the bus until the engine holds the VM ``up`` (bus, HostLink, hostd,
 libvirt/QEMU, the status fact back as a ``ReportVmStatus`` command), and the downtime of a
 ``MigrateVm`` as recorded by ``VmMigrated``. The breakdown (``*_ms`` under ``phases``)
-says where a sequential start spends its time. ``--level hostd`` measures hostd alone
-(``CreateVm`` -> the ``up`` fact).
+says where a sequential start spends its time: the Manager's part, hostd's part of the
+``CreateVm`` call (``hostd_*``: lookups, XML, hooks, defineXML, and the create call that
+launches QEMU), and an ``anatomy`` of that create call measured beside it on a bare QEMU
+(its start-up until QMP answers, and the guest-CPU read-back libvirt 9 does on every
+start: one ``qom-get`` per CPU feature, several hundred). ``--level hostd`` measures hostd
+alone (``CreateVm`` -> the ``up`` fact).
+
+"up" is libvirt's own started event (the guest's CPUs run), as oVirt reports it. The VM is
+the Manager's small VM: 1 vCPU, ``--memory-mib`` MiB (not preallocated), a VNC display,
+a serial console on a pty, a virtio balloon, no disk, NIC or OS; having nothing to boot,
+hostd gives it qboot, which halts at once (``--level hostd --firmware seabios`` measures
+the same VM under SeaBIOS, whose POST costs ~4-5 s of a core per guest here).
 """
 
 from __future__ import annotations
@@ -26,8 +36,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--starts", type=int, default=20, help="sequential starts for p50/p99")
     p.add_argument("--concurrent", type=int, default=50, help="VMs started at once")
     p.add_argument("--migrations", type=int, default=3, help="migrations to average")
-    p.add_argument("--memory-mib", type=int, default=32)
+    p.add_argument("--memory-mib", type=int, default=256)
     p.add_argument("--level", choices=("manager", "hostd"), default="manager")
+    p.add_argument(
+        "--firmware", choices=("auto", "seabios", "qboot"), default="auto", help="(hostd level)"
+    )
     p.add_argument(
         "--launch-concurrency", type=int, default=0, help="HostLink's launches per host (0: all)"
     )
@@ -57,7 +70,13 @@ async def _bench(cluster, args: argparse.Namespace) -> dict:
         c.listeners.append(listener)
 
     def spec(name: str) -> P.VmSpec:
-        return P.VmSpec(id=str(uuid.uuid4()), name=name, memory_mib=args.memory_mib)
+        return P.VmSpec(
+            id=str(uuid.uuid4()),
+            name=name,
+            memory_mib=args.memory_mib,
+            graphics=[P.GraphicsSpec(type="vnc")],
+            firmware=args.firmware,
+        )
 
     async def start(c: P.HostClient, s: P.VmSpec) -> float:
         loop = asyncio.get_running_loop()
@@ -118,6 +137,8 @@ async def _bench(cluster, args: argparse.Namespace) -> dict:
     for c in clients:
         await c.close()
     return {
+        "level": "hostd",
+        "vm": _vm_text(args, args.firmware),
         "kvm": clients[0].welcome.kvm if clients[0].welcome else None,
         "starts": len(lat),
         "p50_ms": round(statistics.median(lat), 1),
@@ -206,6 +227,7 @@ def _bench_manager(cluster: Any, args: argparse.Namespace) -> dict:
             m.bus.subscribe(committed)
             # Where a start spends its time: hostd's CreateVm call, and the up fact's arrival.
             create_calls: dict[str, tuple[float, float]] = {}
+            hostd_timings: dict[str, dict[str, float]] = {}
             fact_at: dict[str, float] = {}
             real_call = m.link._call
 
@@ -214,6 +236,7 @@ def _bench_manager(cluster: Any, args: argparse.Namespace) -> dict:
                 out = await real_call(host_id, req)
                 if isinstance(req, P.CreateVm):
                     create_calls[req.spec.id] = (t0, time.perf_counter())
+                    hostd_timings[req.spec.id] = dict(getattr(out, "timings_ms", None) or {})
                 return out
 
             m.link._call = timed_call  # type: ignore[method-assign]
@@ -279,14 +302,18 @@ def _bench_manager(cluster: Any, args: argparse.Namespace) -> dict:
                 t_acc = time.perf_counter()
                 m.wait(lambda: vm_id in up_at, 60, "VM up")
                 t_up = up_at[vm_id]
+                # The up fact may overtake CreateVm's reply; the phases need both.
+                m.wait(lambda: str(vm_id) in create_calls, 30, "CreateVm reply")
                 c0, c1 = create_calls.get(str(vm_id), (t_acc, t_acc))
                 f = fact_at.pop(str(vm_id), t_up)
+                inner = hostd_timings.pop(str(vm_id), {})
                 return {
                     "total": (t_up - t0) * 1000,
                     "commit_start": (t_acc - t0) * 1000,
                     "dispatch": (c0 - scheduled_at.pop(vm_id, c0)) * 1000,
-                    "hostd_create": (c1 - c0) * 1000,
-                    "fact_after_create": (f - c1) * 1000,
+                    "hostd_call": (c1 - c0) * 1000,
+                    **{f"hostd_{k}": v for k, v in inner.items()},
+                    "up_fact_after_create_call": (f - c1) * 1000,
                     "fact_to_engine": (t_up - f) * 1000,
                 }
 
@@ -340,7 +367,7 @@ def _bench_manager(cluster: Any, args: argparse.Namespace) -> dict:
             stop_all([mig])
             downtimes = migrated.get(mig, [])
             phases = {
-                f"{k}_ms": round(statistics.median(r[k] for r in runs), 1)
+                f"{k}_ms": round(statistics.median(r[k] for r in runs if k in r), 1)
                 for k in runs[0]
                 if k != "total"
             }
@@ -348,11 +375,13 @@ def _bench_manager(cluster: Any, args: argparse.Namespace) -> dict:
             m.close()
     return {
         "level": "manager",
+        "vm": _vm_text(args, "auto"),
         "kvm": bool(cluster.hosts and _kvm()),
         "starts": len(lat),
         "p50_ms": round(statistics.median(lat), 1),
         "p99_ms": round(_pct(lat, 0.99), 1),
         "phases": phases,
+        "anatomy": _anatomy(args.memory_mib),
         "concurrent": args.concurrent,
         "concurrent50_s": round(concurrent_s, 2),
         "concurrent_per_host": list(per_host.values()),
@@ -361,6 +390,83 @@ def _bench_manager(cluster: Any, args: argparse.Namespace) -> dict:
         "migration_downtime_ms": round(statistics.median(downtimes), 1) if downtimes else None,
         "migration_duration_ms": round(statistics.median(durations), 1) if durations else None,
         "migration_downtimes_reported_ms": raw_downtimes,
+    }
+
+
+def _vm_text(args: argparse.Namespace, fw: str) -> str:
+    from hostd import domxml
+    from hostd import protocol as P
+
+    fw = domxml.firmware(P.VmSpec(id="", name="", firmware=fw))  # type: ignore[arg-type]
+    return (
+        f"1 vCPU, {args.memory_mib} MiB, VNC display, serial console (pty), virtio balloon, "
+        f"no disk/NIC/OS, firmware {fw}"
+    )
+
+
+class _Qmp:
+    """A bare QEMU (paused) with its monitor on stdio."""
+
+    def __init__(self, memory_mib: int) -> None:
+        import subprocess
+
+        from hostd import domxml
+
+        argv = ["qemu-system-x86_64", "-machine", "pc,accel=kvm", "-cpu", "qemu64"]
+        argv += ["-m", str(memory_mib), "-bios", domxml.QBOOT, "-nodefaults"]
+        argv += ["-display", "none", "-S", "-qmp", "stdio"]
+        self.p = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+        )
+        assert self.p.stdout is not None
+        self.p.stdout.readline()  # the greeting
+
+    def __call__(self, name: str, **arguments: Any) -> Any:
+        import json
+
+        assert self.p.stdin is not None and self.p.stdout is not None
+        self.p.stdin.write(json.dumps({"execute": name, "arguments": arguments}) + "\n")
+        while True:
+            r = json.loads(self.p.stdout.readline())
+            if "return" in r or "error" in r:
+                return r.get("return")
+
+    def close(self) -> None:
+        self.p.kill()
+        self.p.wait()
+
+
+def _anatomy(memory_mib: int, rounds: int = 5) -> dict:
+    """The two big parts of libvirt's create call, measured on a bare QEMU with the same
+    machine: QEMU's start-up until its monitor answers, and reading the guest CPU back one
+    feature at a time (``qom-get`` per boolean CPU property, as libvirt 9 does on every
+    start to verify the guest CPU). Medians of ``rounds``."""
+    starts, readbacks, counts = [], [], []
+    cpu = "/machine/unattached/device[0]"
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        qmp = _Qmp(memory_mib)
+        try:
+            qmp("qmp_capabilities")
+            t1 = time.perf_counter()
+            props = [x["name"] for x in qmp("qom-list", path=cpu) if x["type"] == "bool"]
+            for name in props:
+                qmp("qom-get", path=cpu, property=name)
+            t2 = time.perf_counter()
+        finally:
+            qmp.close()
+        starts.append((t1 - t0) * 1000)
+        readbacks.append((t2 - t1) * 1000)
+        counts.append(len(props))
+    return {
+        "qemu_start_to_qmp_ms": round(statistics.median(starts), 1),
+        "cpu_readback_ms": round(statistics.median(readbacks), 1),
+        "cpu_readback_qom_gets": max(counts),
     }
 
 
