@@ -858,13 +858,29 @@ class HostLink:
             return
         ok = True
         try:
-            if vm.status not in (VmStatus.UP, VmStatus.PAUSED) or vm.run_on_host_id is None:
-                raise LookupError("snapshots of a VM that is not running are merged on start")
-            paths = self._disk_paths(vm, snap, vm.run_on_host_id)
-            await self._call(
-                vm.run_on_host_id,
-                P.SnapshotDelete(vm_id=str(vm_id), base_paths=[below for _, below, _ in paths]),
-            )
+            running = vm.status in (VmStatus.UP, VmStatus.PAUSED) and vm.run_on_host_id
+            if running:
+                # Live merge, on the host running it: the snapshot's layer may be the
+                # active one (commit + pivot) or one deeper in the chain.
+                paths = self._disk_paths(vm, snap, vm.run_on_host_id)
+                await self._call(
+                    vm.run_on_host_id,
+                    P.SnapshotDelete(vm_id=str(vm_id), layers=[layer for _, _, layer in paths]),
+                )
+            else:
+                # Cold merge, on any up host that reaches the storage (oVirt's SPM role).
+                host_id = self._any_storage_host(vm)
+                if host_id is None:
+                    raise LookupError("no up host can reach the VM's storage domains")
+                for d, _below, layer in self._disk_paths(vm, snap, host_id):
+                    root = layer.split(f"/{d.storage_domain_id}/images/")[0]
+                    await self._call(
+                        host_id, P.MergeVolume(leaf=disk_leaf(vm, d, root), layer=layer)
+                    )
+            for d in self._covered(snap):
+                vols = self._volumes.get(d.id)
+                if vols is not None and snapshot_id in vols[1]:
+                    vols[1].remove(snapshot_id)
         except (P.HostdError, LookupError) as e:
             self._note(f"remove snapshot {snapshot_id} of VM {vm.name}: {e}")
             ok = False

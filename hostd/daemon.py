@@ -920,13 +920,58 @@ class Hostd:
             self.spawn(self._after_hook(dom, "after_vm_snapshot"))
             return P.SnapshotResult(snapshot_id=req.snapshot_id, changes=plan, memory_path=mem)
 
-    def _merge(self, dom: libvirt.virDomain, req: P.SnapshotDelete) -> list[P.DiskChange]:
+    def _merge_layers(self, dom: libvirt.virDomain, req: P.SnapshotDelete) -> list[P.DiskChange]:
+        """Merges each of ``req.layers`` found in a disk's chain into the volume under it."""
+        active = dom.isActive()
+        changes = []
+        seen = []
+        for d in domxml.disks(dom.XMLDesc(0)):
+            chain = images.info(d.path).chain
+            seen.append(f"{d.target}: {' <- '.join(reversed(chain))}")
+            for layer in req.layers:
+                at = next((i for i, p in enumerate(chain) if images._same(p, layer)), None)
+                if at is None:
+                    continue
+                if at == len(chain) - 1:
+                    raise Fail("image", f"{layer} is the bottom of {d.target}'s chain")
+                base = chain[at + 1]
+                if at == 0:  # the active layer: what the older form does
+                    changes += self._merge(
+                        dom, P.SnapshotDelete(vm_id=req.vm_id, base_paths=[base]), only=d.target
+                    )
+                elif active:
+                    virt.block_commit(dom, d.target, chain[at], base, req.timeout_s)
+                    if any(images._same(p, layer) for p in images.info(d.path).chain):
+                        raise Fail("image", f"block commit of {layer} on {d.target} failed")
+                    images.delete(chain[at])
+                    changes.append(P.DiskChange(target=d.target, old_path=layer, new_path=base))
+                else:
+                    images.merge_layer(d.path, chain[at])
+                    changes.append(P.DiskChange(target=d.target, old_path=layer, new_path=base))
+                chain = images.info(d.path if at else base).chain
+        if not changes:
+            raise Fail(
+                "not_found",
+                f"no disk of VM {dom.name()} has {sorted(req.layers)} ({'; '.join(seen)})",
+            )
+        if req.memory_path:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(req.memory_path)
+        return changes
+
+    def _merge(
+        self, dom: libvirt.virDomain, req: P.SnapshotDelete, only: str | None = None
+    ) -> list[P.DiskChange]:
+        if req.layers:
+            return self._merge_layers(dom, req)
         active = dom.isActive()
         xml = dom.XMLDesc(0)
         bases = set(req.base_paths)
         changes = []
         seen = []
         for d in domxml.disks(xml):
+            if only is not None and d.target != only:
+                continue
             backing = images.info(d.path).backing
             seen.append(f"{d.target}: {d.path} on {backing}")
             if backing is None or backing not in bases:
@@ -955,6 +1000,9 @@ class Hostd:
         dom = await self.dom(req.vm_id)
         async with self.lock(req.vm_id):
             return P.DiskChanges(changes=await self.run(self._merge, dom, req))
+
+    async def do_MergeVolume(self, req: P.MergeVolume) -> P.ImageInfoResult:
+        return await self.run(images.merge_layer, req.leaf, req.layer)
 
     def _preview(self, dom: libvirt.virDomain, req: P.SnapshotPreview) -> list[P.DiskChange]:
         if dom.isActive():

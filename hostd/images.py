@@ -123,6 +123,31 @@ def delete(path: str) -> None:
             p.parent.rmdir()
 
 
+def _same(a: str, b: str) -> bool:
+    return a == b or os.path.realpath(a) == os.path.realpath(b)
+
+
+def merge_layer(leaf: str, layer: str) -> ImageInfoResult:
+    """Cold merge: see hostd.protocol.MergeVolume. The order keeps every intermediate
+    chain readable: the commit empties ``layer`` only after ``base`` holds its data, the
+    rebase is metadata only (``-u``: the content under ``child`` is unchanged), and the
+    file goes last."""
+    chain = info(leaf).chain
+    at = next((i for i, p in enumerate(chain) if _same(p, layer)), None)
+    if at is None:
+        raise ImageError(f"{layer} is not in the backing chain of {leaf}")
+    if at == len(chain) - 1:
+        raise ImageError(f"{layer} is the bottom of its chain: nothing to merge it into")
+    base = chain[at + 1]
+    base_fmt = info(base).format
+    _run(["qemu-img", "commit", "-q", "-f", "qcow2", chain[at]])
+    if at > 0:
+        child = chain[at - 1]
+        _run(["qemu-img", "rebase", "-q", "-u", "-f", "qcow2", "-F", base_fmt, "-b", base, child])
+    delete(chain[at])
+    return info(leaf if at > 0 else base)
+
+
 def commit(top: str) -> None:
     """qemu-img commit: write ``top`` into its backing file (offline merge)."""
     _run(["qemu-img", "commit", "-q", top])

@@ -270,16 +270,28 @@ class SnapshotCreate(Request, tag="snapshot_create", kw_only=True):
 
 
 class SnapshotDelete(Request, tag="snapshot_delete", kw_only=True):
-    """Merge the snapshot away: the leaf above each base path is committed into it (live
-    block commit with pivot on a running VM, qemu-img commit when down), the disk points at
-    the base again and the merged leaf file is deleted; every disk whose leaf sits directly
-    on a path in ``base_paths`` is merged (so deleting the newest snapshot of a disk).
-    Merging a volume deeper in the chain is not supported yet."""
+    """Merge the snapshot away. ``layers``: each volume named there, wherever it sits in
+    a disk's chain, is committed into the volume under it (active layer: live block
+    commit and pivot; deeper layer: live block commit of that layer, qemu rewrites the
+    chain above it) and deleted. ``base_paths`` (older form): every disk whose leaf sits
+    directly on one of them has its leaf merged down. qemu-img commit when the VM is down."""
 
     vm_id: str
-    base_paths: list[str]
+    base_paths: list[str] = []
+    layers: list[str] = []
     memory_path: str | None = None
     timeout_s: float = 120.0
+
+
+class MergeVolume(Request, tag="merge_volume", kw_only=True):
+    """Offline merge (cold merge), no VM involved: ``layer``, a volume in the backing
+    chain of ``leaf`` but not its bottom, is committed into the volume under it; the
+    volume above it (if any) is rebased onto that one; ``layer`` is deleted. Every step
+    leaves a readable chain, so an interrupted merge loses nothing. Answers with the
+    leaf's image info afterwards (the volume under ``layer`` when ``layer`` was the leaf)."""
+
+    leaf: str
+    layer: str
 
 
 class SnapshotPreview(Request, tag="snapshot_preview", kw_only=True):
@@ -400,6 +412,7 @@ RequestT = (
     | DeleteImage
     | SnapshotCreate
     | SnapshotDelete
+    | MergeVolume
     | SnapshotPreview
     | SnapshotUndo
     | SnapshotCommit
@@ -683,6 +696,7 @@ RESULTS: dict[type, type] = {
     DeleteImage: Ok,
     SnapshotCreate: SnapshotResult,
     SnapshotDelete: DiskChanges,
+    MergeVolume: ImageInfoResult,
     SnapshotPreview: DiskChanges,
     SnapshotUndo: Ok,
     SnapshotCommit: Ok,

@@ -195,6 +195,19 @@ def wait_inactive(dom: libvirt.virDomain, timeout: float) -> bool:
     return False
 
 
+def block_commit(dom: libvirt.virDomain, target: str, top: str, base: str, timeout: float) -> None:
+    """Live merge of ``top``, a layer below the active one, into ``base`` (its backing
+    file); qemu points the layer above ``top`` at ``base`` when the job completes. The
+    job just disappears, done or failed: the caller checks the chain afterwards."""
+    dom.blockCommit(target, base, top, 0, 0)
+    deadline = time.monotonic() + timeout
+    while dom.blockJobInfo(target, 0):
+        if time.monotonic() > deadline:
+            dom.blockJobAbort(target, 0)
+            raise libvirt.libvirtError(f"block commit of {top} on {target} timed out")
+        time.sleep(0.05)
+
+
 def block_commit_active(dom: libvirt.virDomain, target: str, base: str, timeout: float) -> None:
     """Live merge of the active layer of ``target`` into ``base`` (its backing file), then
     pivot onto ``base``."""

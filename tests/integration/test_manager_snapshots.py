@@ -54,10 +54,10 @@ def qemu_io(path: str, cmd: str, *, read_only: bool = False) -> str:
     return out.stdout + out.stderr
 
 
-def reads(path: str, pattern: int) -> bool:
+def reads(path: str, pattern: int, at: int = 0) -> bool:
     if not Path(path).exists():
         return False
-    out = qemu_io(path, f"read -P {pattern:#x} 0 64k", read_only=True)
+    out = qemu_io(path, f"read -P {pattern:#x} {at} 64k", read_only=True)
     return "Pattern verification failed" not in out and "read 65536/65536" in out
 
 
@@ -73,60 +73,67 @@ def backing_chain(path: str) -> list[str]:
     return [Path(i["filename"]).name for i in json.loads(out.stdout)]
 
 
+def _vm_with_disk(
+    m: Manager, hosts: HostCluster, sd_dir: Path, name: str
+) -> tuple[UUID, UUID, UUID, UUID]:
+    """One up host, an active posixfs data domain on sd_dir, and a down VM with one 64 MiB
+    disk there: (host id, storage domain id, VM id, disk id)."""
+    cluster = next(c for c in m.bus.engine.all(Cluster) if c.name == "Default")
+    h = hosts.hosts[0]
+    hid = uuid4()
+    m.secrets.put(hid, hosts.token)
+    m.uris[hid] = h.uri
+    m.run(
+        host_cmds.AddHost(
+            id=hid,
+            name=h.name,
+            address="127.0.0.1",
+            port=h.hostd_port,
+            cluster_id=cluster.id,
+            actor="admin@internal",
+        )
+    )
+    m.wait(lambda: m.get(Host, hid).status == HostStatus.UP, 60, "host up")
+    sd_id = m.run(
+        sd_cmds.AddStorageDomain(
+            name=f"{name}data",
+            storage_type="posixfs",
+            path=str(sd_dir),
+            available=100 * 1024**3,
+            host_id=hid,
+        )
+    ).value
+    m.run(
+        sd_cmds.AttachStorageDomain(storage_domain_id=sd_id, data_center_id=cluster.data_center_id)
+    )
+    m.wait(
+        lambda: m.get(StorageDomain, sd_id).status == StorageDomainStatus.ACTIVE,
+        30,
+        "storage domain active",
+    )
+    m.wait(lambda: m.get(DataCenter, cluster.data_center_id).spm_host_id is not None, 30)
+    vm_id: UUID = m.run(
+        vm_cmds.AddVm(name=name, cluster_id=cluster.id, memory=64 * MiB, actor="admin")
+    ).value
+    disk_id: UUID = m.run(
+        vm_cmds.AddVmDisk(
+            vm_id=vm_id,
+            name=f"{name}_disk",
+            provisioned_size=64 * MiB,
+            storage_domain_id=sd_id,
+            bootable=True,
+        )
+    ).value
+    m.wait(lambda: m.get(Disk, disk_id).status == DiskStatus.OK, 30, "disk created")
+    m.wait(lambda: m.get(Vm, vm_id).status == VmStatus.DOWN, 30, "VM down")
+    return hid, sd_id, vm_id, disk_id
+
+
 def test_preview_undo_commit_of_a_down_vm(hosts: HostCluster, sd_dir: Path, tmp_path: Path) -> None:
     m = Manager(tmp_path, {})
     try:
-        cluster = next(c for c in m.bus.engine.all(Cluster) if c.name == "Default")
         h = hosts.hosts[0]
-        hid = uuid4()
-        m.secrets.put(hid, hosts.token)
-        m.uris[hid] = h.uri
-        m.run(
-            host_cmds.AddHost(
-                id=hid,
-                name=h.name,
-                address="127.0.0.1",
-                port=h.hostd_port,
-                cluster_id=cluster.id,
-                actor="admin@internal",
-            )
-        )
-        m.wait(lambda: m.get(Host, hid).status == HostStatus.UP, 60, "host up")
-        sd_id = m.run(
-            sd_cmds.AddStorageDomain(
-                name="snapdata",
-                storage_type="posixfs",
-                path=str(sd_dir),
-                available=100 * 1024**3,
-                host_id=hid,
-            )
-        ).value
-        m.run(
-            sd_cmds.AttachStorageDomain(
-                storage_domain_id=sd_id, data_center_id=cluster.data_center_id
-            )
-        )
-        m.wait(
-            lambda: m.get(StorageDomain, sd_id).status == StorageDomainStatus.ACTIVE,
-            30,
-            "storage domain active",
-        )
-        m.wait(lambda: m.get(DataCenter, cluster.data_center_id).spm_host_id is not None, 30)
-
-        vm_id: UUID = m.run(
-            vm_cmds.AddVm(name="snappy", cluster_id=cluster.id, memory=64 * MiB, actor="admin")
-        ).value
-        disk_id: UUID = m.run(
-            vm_cmds.AddVmDisk(
-                vm_id=vm_id,
-                name="snappy_disk",
-                provisioned_size=64 * MiB,
-                storage_domain_id=sd_id,
-                bootable=True,
-            )
-        ).value
-        m.wait(lambda: m.get(Disk, disk_id).status == DiskStatus.OK, 30, "disk created")
-        m.wait(lambda: m.get(Vm, vm_id).status == VmStatus.DOWN, 30, "VM down")
+        hid, sd_id, vm_id, disk_id = _vm_with_disk(m, hosts, sd_dir, "snappy")
 
         def active() -> str:
             with m.bus.lock:
@@ -190,6 +197,78 @@ def test_preview_undo_commit_of_a_down_vm(hosts: HostCluster, sd_dir: Path, tmp_
         m.wait(lambda: m.get(Vm, vm_id).status == VmStatus.DOWN, 60, "VM down again")
         assert active() == committed
         assert reads(committed, 0xAA)
+        assert not m.link.errors
+    finally:
+        m.close()
+
+
+def test_remove_snapshots_cold_and_live(hosts: HostCluster, sd_dir: Path, tmp_path: Path) -> None:
+    """Removing a snapshot merges its layer into the one under it, wherever it sits in the
+    chain: with the VM down (qemu-img commit + rebase on a host that reaches the storage)
+    and running (live block commit; of the active layer with a pivot). No data is lost."""
+    m = Manager(tmp_path, {})
+    try:
+        h = hosts.hosts[0]
+        hid, sd_id, vm_id, disk_id = _vm_with_disk(m, hosts, sd_dir, "merger")
+        images = sd_dir / str(sd_id) / "images" / str(disk_id)
+
+        def active() -> str:
+            with m.bus.lock:
+                return m.link.vm_spec(vm_id, hid).disks[0].path
+
+        def snapshot(description: str) -> UUID:
+            snap: UUID = m.run(vm_cmds.AddSnapshot(vm_id=vm_id, description=description)).value
+            m.wait(lambda: m.get(Vm, vm_id).snapshot(snap).status == "ok", 60, "snapshot ok")
+            return snap
+
+        def remove(snap: UUID) -> None:
+            m.run(vm_cmds.RemoveSnapshot(vm_id=vm_id, snapshot_id=snap))
+            m.wait(lambda: m.get(Vm, vm_id).snapshot(snap) is None, 60, f"snapshot {snap} gone")
+            assert not (images / str(snap)).exists()
+
+        def all_data(path: str) -> bool:
+            return reads(path, 0xAA, 0) and reads(path, 0xBB, 65536) and reads(path, 0xCC, 131072)
+
+        qemu_io(active(), "write -P 0xaa 0 64k")
+        s1 = snapshot("S1")
+        qemu_io(active(), "write -P 0xbb 64k 64k")
+        s2 = snapshot("S2")
+        qemu_io(active(), "write -P 0xcc 128k 64k")
+        assert backing_chain(active()) == [str(s2), str(s1), str(disk_id)]
+
+        # Cold, the middle one: S1's data goes into the base, S2's layer now sits on it.
+        remove(s1)
+        assert active() == str(images / str(s2))
+        assert backing_chain(active()) == [str(s2), str(disk_id)]
+        assert all_data(active())
+        # Cold, the newest: everything ends in the base volume.
+        remove(s2)
+        assert active() == str(images / str(disk_id))
+        assert all_data(active())
+        assert not m.link.errors
+
+        # Live: two snapshots of the running VM, the older (not active) removed first.
+        m.run(vm_cmds.StartVm(vm_id=vm_id, actor="admin@internal"))
+        m.wait(lambda: m.get(Vm, vm_id).status == VmStatus.UP, 60, "VM up")
+        s3 = snapshot("S3")
+        s4 = snapshot("S4")
+        assert backing_chain(active()) == [str(s4), str(s3), str(disk_id)]
+        remove(s3)
+        assert backing_chain(active()) == [str(s4), str(disk_id)]
+        assert m.get(Vm, vm_id).status == VmStatus.UP
+        remove(s4)  # the active layer: commit and pivot onto the base
+        assert active() == str(images / str(disk_id))
+        xml = subprocess.run(
+            ["virsh", "-r", "-c", h.uri, "dumpxml", str(vm_id)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
+        assert f"<source file='{active()}'" in xml
+        assert m.get(Vm, vm_id).status == VmStatus.UP
+        m.run(vm_cmds.StopVm(vm_id=vm_id))
+        m.wait(lambda: m.get(Vm, vm_id).status == VmStatus.DOWN, 60, "VM down again")
+        assert all_data(active())
         assert not m.link.errors
     finally:
         m.close()
