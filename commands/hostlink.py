@@ -1188,19 +1188,30 @@ class HostLink:
         await self._report_disk(disk_id, "copy image", None, info)
 
     async def _extend_image(self, disk_id: UUID) -> None:
-        """Grows the disk's active volume (the VM must be down: no live block resize)."""
+        """Grows the disk's active volume: live on the host running its VM (the guest
+        sees the new size at once), else on any host that reaches the storage."""
         disk = self.bus.engine.find(Disk, disk_id)
         if disk is None or disk.operation != "extend":
             return
         try:
             vm = self._attached_vm(disk_id)
-            if vm is not None and vm.status != VmStatus.DOWN and vm.status != VmStatus.SUSPENDED:
-                raise LookupError("extending the disk of a running VM is not supported yet")
-            host_id, s, sd = self._image_host(disk.storage_domain_id)
+            live = vm is not None and vm.status in (VmStatus.UP, VmStatus.PAUSED)
+            if vm is not None and not live and vm.status not in (VmStatus.DOWN, VmStatus.SUSPENDED):
+                raise LookupError(f"the VM is {vm.status.value}: extend it when up or down")
+            if live and vm is not None:
+                if vm.run_on_host_id not in self.sessions:
+                    raise LookupError("the host running the VM is not connected")
+                host_id = vm.run_on_host_id
+                s = self.sessions[host_id]
+                sd = self.bus.engine.get(StorageDomain, disk.storage_domain_id)
+            else:
+                host_id, s, sd = self._image_host(disk.storage_domain_id)
             info: P.ImageInfoResult = await self._call(
                 host_id,
                 P.ResizeImage(
-                    path=self._leaf_of(disk, self._root(s, sd)), size_bytes=disk.provisioned_size
+                    path=self._leaf_of(disk, self._root(s, sd)),
+                    size_bytes=disk.provisioned_size,
+                    vm_id=str(vm.id) if live and vm is not None else None,
                 ),
             )
         except (P.HostdError, LookupError, KeyError, DomainError) as e:

@@ -576,7 +576,23 @@ class Hostd:
         return await self.run(images.copy, req.source, images.volume_path(req.volume), req.format)
 
     async def do_ResizeImage(self, req: P.ResizeImage) -> P.ImageInfoResult:
+        if req.vm_id is not None:
+            dom = await self.dom(req.vm_id)
+            async with self.lock(req.vm_id):
+                if await self.run(dom.isActive):
+                    return await self.run(self._resize_live, dom, req)
         return await self.run(images.resize, req.path, req.size_bytes)
+
+    def _resize_live(self, dom: libvirt.virDomain, req: P.ResizeImage) -> P.ImageInfoResult:
+        disk = next((d for d in domxml.disks(dom.XMLDesc(0)) if d.path == req.path), None)
+        if disk is None:
+            raise Fail("not_found", f"VM {dom.name()} has no disk on {req.path}")
+        current = images.info(req.path).virtual_size
+        if req.size_bytes < current:
+            raise Fail("image", "shrinking a disk is not supported")
+        if req.size_bytes > current:
+            dom.blockResize(disk.target, req.size_bytes, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
+        return images.info(req.path)
 
     async def do_ImageInfo(self, req: P.ImageInfo) -> P.ImageInfoResult:
         return await self.run(images.info, req.path)

@@ -236,8 +236,12 @@ class CopyImage(Request, tag="copy_image", kw_only=True):
 
 
 class ResizeImage(Request, tag="resize_image", kw_only=True):
+    """Grows a volume. With ``vm_id`` of a VM running here whose disk is ``path``, the
+    running disk is grown live (the guest sees the new size at once); else qemu-img."""
+
     path: str
     size_bytes: int
+    vm_id: str | None = None
 
 
 class ImageInfo(Request, tag="image_info", kw_only=True):

@@ -1,10 +1,11 @@
-"""Snapshot preview, undo and commit of a down VM, on real volumes and a real KVM host.
+"""Snapshots and disk growth on real volumes and a real KVM host.
 
-Data is written straight into the disk's active volume with qemu-io while the VM is down:
-0xaa before snapshot S, 0xbb after it. Previewing S makes the active volume (as vm_spec
-derives it) read 0xaa; undo brings 0xbb back and deletes the preview layer; preview again
-and commit keeps 0xaa, and the VM started afterwards runs on that volume.
-"""
+Preview/undo/commit of a down VM: data is written straight into the disk's active
+volume with qemu-io while the VM is down: 0xaa before snapshot S, 0xbb after it.
+Previewing S makes the active volume (as vm_spec derives it) read 0xaa; undo brings
+0xbb back and deletes the preview layer; preview again and commit keeps 0xaa, and the VM
+started afterwards runs on that volume. Removal merges any snapshot's layer, cold and
+live; a running VM's disk is extended live."""
 
 from __future__ import annotations
 
@@ -269,6 +270,55 @@ def test_remove_snapshots_cold_and_live(hosts: HostCluster, sd_dir: Path, tmp_pa
         m.run(vm_cmds.StopVm(vm_id=vm_id))
         m.wait(lambda: m.get(Vm, vm_id).status == VmStatus.DOWN, 60, "VM down again")
         assert all_data(active())
+        assert not m.link.errors
+    finally:
+        m.close()
+
+
+def test_extend_the_disk_of_a_running_vm(hosts: HostCluster, sd_dir: Path, tmp_path: Path) -> None:
+    """oVirt extends a running VM's disk live: the guest's block device grows at once
+    (virDomainBlockResize on the host running it); a down VM's volume with qemu-img."""
+    from commands import disk as disk_cmds
+
+    m = Manager(tmp_path, {})
+    try:
+        h = hosts.hosts[0]
+        hid, _sd_id, vm_id, disk_id = _vm_with_disk(m, hosts, sd_dir, "grower")
+
+        def active() -> str:
+            with m.bus.lock:
+                return m.link.vm_spec(vm_id, hid).disks[0].path
+
+        def capacity() -> int:
+            out = subprocess.run(
+                ["virsh", "-r", "-c", h.uri, "domblkinfo", str(vm_id), active()],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            ).stdout
+            return int(next(li.split()[1] for li in out.splitlines() if li.startswith("Capacity")))
+
+        def extend(size: int) -> None:
+            m.run(disk_cmds.ExtendDisk(disk_id=disk_id, provisioned_size=size))
+            m.wait(lambda: m.get(Disk, disk_id).status == DiskStatus.OK, 60, "disk extended")
+            assert m.get(Disk, disk_id).provisioned_size == size
+
+        extend(96 * MiB)  # down: qemu-img
+        m.run(vm_cmds.StartVm(vm_id=vm_id, actor="admin@internal"))
+        m.wait(lambda: m.get(Vm, vm_id).status == VmStatus.UP, 60, "VM up")
+        assert capacity() == 96 * MiB
+        extend(128 * MiB)  # running: the guest's disk grows in place
+        assert capacity() == 128 * MiB
+        assert m.get(Vm, vm_id).status == VmStatus.UP
+        m.run(vm_cmds.StopVm(vm_id=vm_id))
+        m.wait(lambda: m.get(Vm, vm_id).status == VmStatus.DOWN, 60, "VM down again")
+        info = subprocess.run(
+            ["qemu-img", "info", "-U", "--output=json", active()],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
+        assert json.loads(info)["virtual-size"] == 128 * MiB
         assert not m.link.errors
     finally:
         m.close()
