@@ -333,12 +333,15 @@ def _bench_manager(cluster: Any, args: argparse.Namespace) -> dict:
             conc = [add_vm(f"conc{i}") for i in range(args.concurrent)]
             for v in conc:
                 up_at.pop(v, None)
+            daemons_cpu0 = _daemons_cpu(cluster)
+            wall0 = time.perf_counter()
             t0 = time.perf_counter()
             futs = [m.bus.submit(vm_cmds.StartVm(vm_id=v)) for v in conc]
             for f in futs:
                 f.result(120)
             m.wait(lambda: all(v in up_at for v in conc), 300, "all VMs up")
             concurrent_s = max(up_at[v] for v in conc) - t0
+            conc_cpu = _cpu_report(cluster, daemons_cpu0, time.perf_counter() - wall0)
             calls = [create_calls[str(v)] for v in conc if str(v) in create_calls]
             conc_phases = {
                 "last_call_issued_s": round(max(c[0] for c in calls) - t0, 2),
@@ -386,6 +389,7 @@ def _bench_manager(cluster: Any, args: argparse.Namespace) -> dict:
         "concurrent50_s": round(concurrent_s, 2),
         "concurrent_per_host": list(per_host.values()),
         "concurrent_phases": conc_phases,
+        "concurrent_cpu_s": conc_cpu,
         "migrations": len(downtimes),
         "migration_downtime_ms": round(statistics.median(downtimes), 1) if downtimes else None,
         "migration_duration_ms": round(statistics.median(durations), 1) if durations else None,
@@ -402,6 +406,60 @@ def _vm_text(args: argparse.Namespace, fw: str) -> str:
         f"1 vCPU, {args.memory_mib} MiB, VNC display, serial console (pty), virtio balloon, "
         f"no disk/NIC/OS, firmware {fw}"
     )
+
+
+def _cpu_s(pid: int, per_thread: bool = False) -> dict[str, float]:
+    """CPU seconds (user + system) of a process, or of its threads by name."""
+    import os
+
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    tasks = os.listdir(f"/proc/{pid}/task") if per_thread else [None]
+    for tid in tasks:
+        path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+        try:
+            with open(path) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        key = "all" if tid is None else name
+        out[key] = out.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def _daemons_cpu(cluster: Any) -> dict[str, float]:
+    out: dict[str, float] = {"libvirtd": 0.0, "hostd": 0.0}
+    for h in cluster.hosts:
+        for key, proc in (("libvirtd", h.libvirtd), ("hostd", h.hostd)):
+            if proc is not None:
+                out[key] += _cpu_s(proc.pid).get("all", 0.0)
+    return out
+
+
+def _cpu_report(cluster: Any, daemons0: dict[str, float], wall_s: float) -> dict:
+    """Where the CPU of the concurrent starts went: the QEMUs now running (by thread:
+    monitor I/O thread, main thread, vCPUs) and libvirtd/hostd since ``daemons0``."""
+    qemu: dict[str, float] = {"monitor_iothread": 0.0, "main": 0.0, "vcpus": 0.0, "other": 0.0}
+    for h in cluster.hosts:
+        for pid in h.qemu_pids():
+            if h.libvirtd is not None and pid == h.libvirtd.pid:
+                continue  # libvirtd's own pid file sits beside the guests'
+            for name, sec in _cpu_s(pid, per_thread=True).items():
+                if name.startswith("IO mon"):
+                    qemu["monitor_iothread"] += sec
+                elif name.startswith("qemu:"):
+                    qemu["main"] += sec
+                elif name.startswith("CPU "):
+                    qemu["vcpus"] += sec
+                else:
+                    qemu["other"] += sec
+    daemons = _daemons_cpu(cluster)
+    out = {f"qemu_{k}": round(v, 2) for k, v in qemu.items()}
+    out |= {k: round(daemons[k] - daemons0.get(k, 0.0), 2) for k in daemons}
+    out["wall"] = round(wall_s, 2)
+    return out
 
 
 class _Qmp:
