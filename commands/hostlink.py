@@ -753,7 +753,8 @@ class HostLink:
 
     async def _restore_vm(self, vm_id: UUID, host_id: UUID, paused: bool) -> None:
         """A suspended VM runs again from its saved memory, which lives with the host that
-        saved it; on another host (or when the image is gone) it boots afresh."""
+        saved it (the scheduler sends it back there while that host can take it); on
+        another host (or when the image is gone) it boots afresh."""
         try:
             await self._call(host_id, P.RestoreVm(vm_id=str(vm_id), paused=paused))
             return

@@ -158,6 +158,8 @@ class Vm(Aggregate, frozen=True, kw_only=True):
     placement_host_id: UUID | None = None
     status: VmStatus = VmStatus.DOWN
     run_on_host_id: UUID | None = None
+    # A suspended VM's memory image lives with the host that saved it (managed save).
+    saved_on_host_id: UUID | None = None
     migrating_to_host_id: UUID | None = None
     snapshots: tuple[Snapshot, ...] = ()
     pool_id: UUID | None = None
@@ -553,6 +555,9 @@ def _set(event: Event, agg: Any, **changes: Any) -> Any:
 
 def _with_status(event: Event, agg: Any, status: VmStatus, reason: str, exit_status: str) -> Any:
     changes: dict[str, Any] = {"status": status}
+    changes["saved_on_host_id"] = (
+        (agg.run_on_host_id or agg.saved_on_host_id) if status == VmStatus.SUSPENDED else None
+    )
     if status not in VM_ON_HOST:
         changes["run_on_host_id"] = None
     if status != VmStatus.MIGRATING:
@@ -1361,13 +1366,26 @@ def start_vm(
         raise DomainError("Cannot run VM. VM is running.")
     _check_not_snapshot_busy(vm, "run")
     _check_run_disks(tx, vm)
-    chosen, scores = choose_host(tx, vm, action="run", requested=host_id)
+    chosen, scores = _restore_host(tx, vm) if host_id is None else (None, ())
+    if chosen is None:
+        chosen, scores = choose_host(tx, vm, action="run", requested=host_id)
     tx.emit(VmStartRequested, vm_id, requested_host_id=host_id, start_paused=paused)
     status = (
         VmStatus.RESTORING_STATE if vm.status == VmStatus.SUSPENDED else VmStatus.WAIT_FOR_LAUNCH
     )
     tx.emit(VmScheduled, vm_id, host_id=chosen, scores=scores, status=status, start_paused=paused)
     return chosen
+
+
+def _restore_host(tx: Tx, vm: Vm) -> tuple[UUID | None, tuple[HostScoreRow, ...]]:
+    """A suspended VM resumes where its memory was saved when that host can take it;
+    elsewhere it would boot afresh, which is what an administrator resuming does not want."""
+    if vm.status != VmStatus.SUSPENDED or vm.saved_on_host_id is None:
+        return None, ()
+    try:
+        return choose_host(tx, vm, action="run", requested=vm.saved_on_host_id)
+    except DomainError:
+        return None, ()
 
 
 def _check_run_disks(tx: Tx, vm: Vm) -> None:

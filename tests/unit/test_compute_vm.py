@@ -475,6 +475,33 @@ def test_suspend_saves_state_and_resume_restores_it(w: ComputeWorld) -> None:
     w.assert_replays()
 
 
+def test_resume_goes_back_to_the_host_holding_the_saved_memory(w: ComputeWorld) -> None:
+    """The memory image of a suspended VM lives with the host that saved it: resuming
+    schedules the VM there while that host can take it (even when the cluster's policy
+    would pick another), and anywhere else once it cannot."""
+    vm_id = w.running_vm()
+    src = w.vm(vm_id).run_on_host_id
+    other = next(h for h in w.hosts if h != src)
+    busy = [w.add_vm(f"busy{i}") for i in range(3)]
+    for b in busy:  # load the saving host so that plain scheduling would avoid it
+        w.run(c.StartVm(vm_id=b, host_id=src))
+        w.report(b, S.UP)
+    w.run(c.SuspendVm(vm_id=vm_id))
+    w.report(vm_id, S.SUSPENDED)
+    assert w.vm(vm_id).saved_on_host_id == src
+    assert w.run(c.ResumeVm(vm_id=vm_id)) == src
+    w.report(vm_id, S.UP)
+    assert (w.vm(vm_id).run_on_host_id, w.vm(vm_id).saved_on_host_id) == (src, None)
+
+    # The saving host cannot take it any more: scheduled like any start.
+    w.run(c.SuspendVm(vm_id=vm_id))
+    w.report(vm_id, S.SUSPENDED)
+    w.do(host.connection_lost, src)
+    w.do(host.mark_non_responsive, src)
+    assert w.run(c.ResumeVm(vm_id=vm_id)) == other
+    w.assert_replays()
+
+
 def test_stateless_vm_cannot_suspend(w: ComputeWorld) -> None:
     vm_id = w.running_vm(stateless=True)
     w.rejects(c.SuspendVm(vm_id=vm_id), "running as Stateless")
