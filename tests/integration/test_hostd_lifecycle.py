@@ -206,6 +206,56 @@ def test_lifecycle_snapshot_migrate_restart(cluster, sd_path) -> None:
     run(after())
 
 
+# A guest that answers ACPI the way an OS does when the power button is pressed (polling
+# instead of taking the SCI): a boot sector that reads the PM I/O base of the PIIX4 PM
+# function (00:01.3, register 0x40, machine "pc"), enables the power-button event in
+# PM1a_EN, waits for its status bit in PM1a_STS, then writes SLP_TYP=0 (S5 in QEMU's DSDT)
+# | SLP_EN to PM1a_CNT. Assembled from:
+#   cli; mov $0x80000b40,%eax; mov $0xcf8,%dx; out %eax,%dx; mov $0xcfc,%dx; in %dx,%eax
+#   and $0xffc0,%ax; mov %ax,%bx; lea 2(%bx),%dx; mov $0x100,%ax; out %ax,%dx
+#   1: mov %bx,%dx; in %dx,%ax; test $0x100,%ax; jz 1b
+#   lea 4(%bx),%dx; mov $0x2000,%ax; out %ax,%dx; 2: hlt; jmp 2b
+ACPI_GUEST_CODE = bytes.fromhex(
+    "fa66b8400b0080baf80c66efbafc0c66ed83e0c089c38d5702b80001ef89daeda9000174f88d5704b80020eff4ebfd"
+)
+
+
+def test_a_guest_that_answers_acpi_is_shut_down_not_destroyed(cluster, sd_path, tmp_path) -> None:
+    """Shutdown presses the ACPI power button; a guest that answers powers itself off well
+    before the timeout, and libvirt reports a shutdown, not hostd's power-off."""
+    sector = tmp_path / "acpi-guest.bin"
+    sector.write_bytes(ACPI_GUEST_CODE + bytes(510 - len(ACPI_GUEST_CODE)) + b"\x55\xaa")
+
+    async def go() -> None:
+        c = await client_of(cluster, 0)
+        disk = await _disk(c, str(sd_path), 8 << 20)
+        subprocess.run(
+            ["qemu-io", "-f", "qcow2", "-c", f"write -s {sector} 0 512", disk.path],
+            check=True,
+            capture_output=True,
+        )
+        spec = tiny_spec("acpi-guest", disks=[P.DiskSpec(path=disk.path)])
+        assert spec.machine == "pc"
+        await c.call(P.CreateVm(spec=spec, start=True))
+        await _status(c, spec.id, "up")
+        # Like an OS, the guest only hears the button once its code runs (after the
+        # firmware, seconds under nested KVM): press until it answers, never forcing.
+        f = None
+        for _ in range(40):
+            await c.call(P.ShutdownVm(vm_id=spec.id, timeout_s=600, force=False))
+            try:
+                f = await _status(c, spec.id, "down", 3)
+                break
+            except TimeoutError:
+                continue
+        assert f is not None, "the guest never powered off"
+        assert f.reason == "shutdown"  # the guest's own S5, not hostd's destroy
+        await c.call(P.DestroyVm(vm_id=spec.id, undefine=True))
+        await c.close()
+
+    run(go())
+
+
 def test_offline_snapshot_preview_undo(cluster, sd_path) -> None:
     async def go() -> None:
         c = await client_of(cluster, 0)
