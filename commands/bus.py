@@ -265,6 +265,7 @@ class CommandBus:
         self._mail: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopMail] = (
             weakref.WeakKeyDictionary()
         )
+        self._last_mail: _LoopMail | None = None
         self.lock = threading.RLock()  # held while the Engine changes
         self.batches = 0
         self._commit_s = 0.001  # recent commit duration (moving average)
@@ -312,9 +313,12 @@ class CommandBus:
         """Runs a command from an event loop. The result comes back through the loop's
         mailbox: one wake-up of the loop per committed batch, not one per command."""
         loop = asyncio.get_running_loop()
-        mail = self._mail.get(loop)
-        if mail is None:
-            mail = self._mail[loop] = _LoopMail(loop)
+        mail = self._last_mail
+        if mail is None or mail.loop is not loop:
+            mail = self._mail.get(loop)
+            if mail is None:
+                mail = self._mail[loop] = _LoopMail(loop)
+            self._last_mail = mail
         fut: asyncio.Future[CommandResult] = loop.create_future()
         waiter = _LoopWaiter(mail, fut)
         if self._thread is None:
@@ -528,7 +532,8 @@ class CommandBus:
             try:
                 if len(events) == 1:  # the common case: Engine.apply changes nothing if it raises
                     oid = events[0].originator_id
-                    old = (objects.get(oid), engine.tombstone_of(oid))
+                    obj = objects.get(oid)  # a live object has no tombstone
+                    old = (obj, None if obj is not None else engine.tombstone_of(oid))
                     engine.apply(events[0])
                     if oid not in undo:
                         undo[oid] = old
@@ -790,14 +795,15 @@ class _Window:
         else:
             value = outcome.value
             is_id = type(value) is UUID
-            d[cid] = (
+            kept = (
                 outcome.command,
                 is_id,
                 value.int if is_id else value,
                 outcome.position,
                 outcome.events,
-                *(c.int for c in outcome.created),
             )
+            created = outcome.created
+            d[cid] = (*kept, *(c.int for c in created)) if created else kept
         if len(d) > IDEMPOTENCY_WINDOW:
             d.popitem(last=False)
 

@@ -363,10 +363,16 @@ def _uuid_hex(value: Any) -> str:
     return (value if type(value) is UUID else UUID(str(value))).hex
 
 
+_LITERALS: dict[str, str] = {}
+
+
 def _text_literal(text: str) -> str:
-    if _PLAIN.fullmatch(text):
-        return f"'{text}'"
-    return Literal(text).as_string(None)
+    lit = _LITERALS.get(text)
+    if lit is None:
+        lit = f"'{text}'" if _PLAIN.fullmatch(text) else Literal(text).as_string(None)
+        if len(_LITERALS) < 4096:  # topics: a few hundred
+            _LITERALS[text] = lit
+    return lit
 
 
 def persistence_env(database_url: str | None, data_dir: Path | str | None) -> dict[str, str]:

@@ -91,10 +91,13 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=Fa
 
     def payload(self) -> dict[str, Any]:
         """The event's own fields (no envelope), leaving out unset ones."""
+        names = _PAYLOAD_FIELDS.get(type(self))
+        if names is None:
+            names = _PAYLOAD_FIELDS[type(self)] = tuple(
+                f for f in self.__struct_fields__ if f not in _ENVELOPE
+            )
         out = {}
-        for f in self.__struct_fields__:
-            if f in _ENVELOPE:
-                continue
+        for f in names:
             v = getattr(self, f)
             if v is not msgspec.UNSET:
                 out[f] = v
@@ -114,6 +117,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=Fa
         return msgspec.structs.replace(agg, version=self.originator_version, **self.payload())
 
 
+_PAYLOAD_FIELDS: dict[type[Event], tuple[str, ...]] = {}
 _ENVELOPE = frozenset(msgspec.structs.fields(Event)[i].name for i in range(4))
 
 
