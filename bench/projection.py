@@ -6,7 +6,9 @@ events spread over them) straight through the recorder in big batches, then:
 - ``baseline_events_per_s``: the same log read with the library's
   ``select_notifications`` and decoded, nothing else;
 - ``events_per_s``: a fresh engine view caught up from zero (read, decode, apply to
-  the Engine, upsert rows + tracking in one transaction per batch);
+  the Engine, upsert rows + tracking in one transaction per batch); with
+  ``--all-projections`` the whole production read side (``projections.read.ReadSide``:
+  engine view, audit feed, object history) instead;
 - ``lag_p99_ms``: while a writer appends ``--rate`` events/s, the time from an
   append's commit to the follower's commit of the view rows containing it.
 """
@@ -32,6 +34,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate", type=int, default=2_000, help="live write rate, events/s")
     p.add_argument("--lag-seconds", type=float, default=10.0, help="live phase duration")
     p.add_argument("--keep", action="store_true", help="keep the bench schema")
+    p.add_argument(
+        "--all-projections",
+        action="store_true",
+        help="catch up the production read side (engine view, feed, history) instead of "
+        "the engine view alone",
+    )
 
 
 def _url(explicit: str | None) -> str:
@@ -173,6 +181,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from commands.store import EventLog
     from projections.db import ViewDB
     from projections.engine_view import EngineView
+    from projections.read import ReadSide
     from projections.runner import ProjectionRunner
 
     base = _url(getattr(args, "database_url", None)).split("?", 1)[0]
@@ -184,16 +193,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         log = EventLog(url)
         gen_s = _generate(log, args.events, args.objects)
         n_base, base_s = _baseline(log, args.batch)
-        db = ViewDB(url)
-        runner = ProjectionRunner(log, db, [EngineView()], batch=args.batch, poll=1.0)
+        read: Any = None
+        if getattr(args, "all_projections", False):
+            # The production read side: what `orrery serve` and `orrery replay` run.
+            read = ReadSide(log, url, batch=args.batch, poll=1.0)
+            runner: Any = read.runner
+            db = read.db()
+        else:
+            db = ViewDB(url)
+            runner = ProjectionRunner(log, db, [EngineView()], batch=args.batch, poll=1.0)
         t0 = time.perf_counter()
         n = runner.catch_up()
         catch_s = time.perf_counter() - t0
         objects = db.query("SELECT COUNT(*) FROM {objects}")[0][0]
         runner.start()
         lags = _lag(log, runner, args.rate, args.lag_seconds, args.objects)
-        runner.close()
-        db.close()
+        if read is not None:
+            read.close()
+        else:
+            runner.close()
+            db.close()
         lags.sort()
         eps = n / catch_s
         beps = n_base / base_s
@@ -211,6 +230,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "lag_max_ms": round(lags[-1], 2) if lags else None,
             "live_rate": args.rate,
             "batch": args.batch,
+            "projections": "all" if read is not None else "engine_view",
         }
     finally:
         if not args.keep:
