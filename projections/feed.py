@@ -27,7 +27,6 @@ gains its host once the scheduler has placed the VM).
 from __future__ import annotations
 
 import re
-import string
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -217,7 +216,18 @@ _WORDS = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z0-9]+|[A-Z]+")
 
 
 def topic_phrase(topic: str, obj_cls: type | None) -> str:
-    """'VmStartRequested' on a Vm -> 'start requested'."""
+    """'VmStartRequested' on a Vm -> 'start requested' (cached per topic and class)."""
+    key = (topic, obj_cls)
+    phrase = _PHRASES.get(key)
+    if phrase is None:
+        phrase = _PHRASES[key] = _topic_phrase(topic, obj_cls)
+    return phrase
+
+
+_PHRASES: dict[tuple[str, type | None], str] = {}
+
+
+def _topic_phrase(topic: str, obj_cls: type | None) -> str:
     base = topic.split("/", 1)[0]
     prefixes = []
     if obj_cls is not None:
@@ -236,12 +246,11 @@ class _Fields(dict):
         return "N/A"
 
 
-_fmt = string.Formatter()
-
-
 def _render(text: str, fields: dict[str, Any]) -> str:
+    # str.format_map: the C formatter (string.Formatter.vformat is pure Python, ~20 %
+    # of a feed catch-up); the same result, missing names through ``__missing__``.
     try:
-        return _fmt.vformat(text, (), _Fields(fields))
+        return text.format_map(_Fields(fields))
     except (IndexError, ValueError, AttributeError, KeyError):
         return text
 

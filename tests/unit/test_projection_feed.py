@@ -200,3 +200,38 @@ def test_time_window_filters_accept_z_times(world, tmp_path: Path) -> None:
     assert events(db, since=t.replace("+00:00", "Z"), object_id=ids["dc"]) == [later]
     assert later not in events(db, until="2026-01-01T00:30:00Z")
     assert events(db, since="2026-01-01T00:30:00+00:00") == [later]
+
+
+def test_descriptions_render_as_string_formatter_did() -> None:
+    """``_render`` uses ``str.format_map`` (C) where it used ``string.Formatter.vformat``
+    (pure Python): the same text for every rule's template, with all, some or none of
+    the names given (missing ones read "N/A"), and the template itself when it is bad."""
+    import re
+    import string
+
+    from projections import feed
+
+    fmt = string.Formatter()
+
+    def before(text: str, fields: dict[str, Any]) -> str:
+        try:
+            return fmt.vformat(text, (), feed._Fields(fields))
+        except (IndexError, ValueError, AttributeError, KeyError):
+            return text
+
+    rules = [*feed.TOPIC_RULES.values(), *feed.COMMAND_RULES.values()]
+    rules += list(feed.STATUS_RULES.values())
+    texts = {r.text for r in rules} | {feed._BY}
+    texts |= {"{}", "{0}", "{a.b}", "{a!r}", "{a:>5}", "{", "}", "{{x}}", "{a[0]}", "{x}{y}"}
+    names = sorted({n for t in texts for n in re.findall(r"{(\w+)", t)})
+    full = {n: f"v-{n}" for n in names}
+    for fields in (full, {}, dict(list(full.items())[::2])):
+        for text in texts:
+            assert feed._render(text, fields) == before(text, fields), text
+
+
+def test_topic_phrase_is_cached_and_unchanged() -> None:
+    from projections import feed
+
+    assert topic_phrase("VmStartRequested", None) == feed._topic_phrase("VmStartRequested", None)
+    assert ("VmStartRequested", None) in feed._PHRASES
