@@ -88,6 +88,7 @@ class Hostd:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.hooks = hooks.Hooks(self.data_dir / "hooks")
         self.pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="hostd")
+        self._vms_running = 0  # as last read from libvirt, for heartbeats
         self.boot_id = str(uuid.uuid4())
         self.host_id = cfg.host_id or ""
         self.hostname = socket.gethostname()
@@ -347,13 +348,21 @@ class Hostd:
     # -- periodic facts -----------------------------------------------------------------
 
     async def _heartbeat_loop(self) -> None:
+        # A heartbeat says hostd is alive: it goes out on time even when libvirt is slow to
+        # answer (it waits for domain jobs, e.g. during a block commit's pivot), carrying
+        # the VM count last read; the count is refreshed beside it.
+        refresh: asyncio.Task | None = None
         while True:
             await asyncio.sleep(self.cfg.heartbeat_interval)
-            n = 0
-            if self.conn is not None:
-                with contextlib.suppress(libvirt.libvirtError):
-                    n = await self.run(self.conn.numOfDomains)
-            self.emit(P.Heartbeat(vms_running=n))
+            if self.conn is not None and (refresh is None or refresh.done()):
+                refresh = self.spawn(self._count_vms())
+            self.emit(P.Heartbeat(vms_running=self._vms_running))
+
+    async def _count_vms(self) -> None:
+        conn = self.conn
+        if conn is not None:
+            with contextlib.suppress(libvirt.libvirtError):
+                self._vms_running = await self.run(conn.numOfDomains)
 
     async def _stats_loop(self) -> None:
         while True:
@@ -955,14 +964,14 @@ class Hostd:
                     changes += self._merge(
                         dom, P.SnapshotDelete(vm_id=req.vm_id, base_paths=[base]), only=d.target
                     )
-                elif active:
-                    virt.block_commit(dom, d.target, chain[at], base, req.timeout_s)
-                    if any(images._same(p, layer) for p in images.info(d.path).chain):
-                        raise Fail("image", f"block commit of {layer} on {d.target} failed")
-                    images.delete(chain[at])
-                    changes.append(P.DiskChange(target=d.target, old_path=layer, new_path=base))
                 else:
-                    images.merge_layer(d.path, chain[at])
+                    if active:
+                        virt.block_commit(dom, d.target, chain[at], base, req.timeout_s)
+                        if any(images._same(p, layer) for p in images.info(d.path).chain):
+                            raise Fail("image", f"block commit of {layer} on {d.target} failed")
+                        images.delete(chain[at])
+                    else:
+                        images.merge_layer(d.path, chain[at])
                     changes.append(P.DiskChange(target=d.target, old_path=layer, new_path=base))
                 chain = images.info(d.path if at else base).chain
         if not changes:
@@ -970,9 +979,7 @@ class Hostd:
                 "not_found",
                 f"no disk of VM {dom.name()} has {sorted(req.layers)} ({'; '.join(seen)})",
             )
-        if req.memory_path:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(req.memory_path)
+        _drop_memory(req)
         return changes
 
     def _merge(
@@ -1007,9 +1014,7 @@ class Hostd:
                 "not_found",
                 f"no disk of VM {dom.name()} sits on {sorted(bases)} ({'; '.join(seen)})",
             )
-        if req.memory_path:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(req.memory_path)
+        _drop_memory(req)
         return changes
 
     async def do_SnapshotDelete(self, req: P.SnapshotDelete) -> P.DiskChanges:
@@ -1340,3 +1345,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="hostd", description=__doc__)
     add_arguments(p)
     return run(p.parse_args(argv))
+
+
+def _drop_memory(req: P.SnapshotDelete) -> None:
+    """The merged snapshot's memory image goes with it."""
+    if req.memory_path:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(req.memory_path)
