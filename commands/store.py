@@ -153,11 +153,7 @@ class OrreryPostgresRecorder(PostgresApplicationRecorder):
             with self.datastore.get_connection() as conn:
                 return self._insert(conn, stored_events)
         try:
-            conn = self._writer_conn
-            if conn is None or conn.closed or conn.broken:
-                self._release_writer_conn()
-                self.datastore.pool.open(True, 30.0)
-                conn = self._writer_conn = self.datastore.pool.getconn()
+            conn = self._writer_connection()
             try:
                 return self._insert(conn, stored_events)
             except psycopg.Error as e:
@@ -166,6 +162,15 @@ class OrreryPostgresRecorder(PostgresApplicationRecorder):
                 raise _library_error(e) from e
         finally:
             self._writer_lock.release()
+
+    def _writer_connection(self) -> Any:
+        """The writer's own connection (opened again once broken); hold _writer_lock."""
+        conn = self._writer_conn
+        if conn is None or conn.closed or conn.broken:
+            self._release_writer_conn()
+            self.datastore.pool.open(True, 30.0)
+            conn = self._writer_conn = self.datastore.pool.getconn()
+        return conn
 
     def _release_writer_conn(self) -> None:
         conn, self._writer_conn = self._writer_conn, None
@@ -198,11 +203,7 @@ class OrreryPostgresRecorder(PostgresApplicationRecorder):
         if not self._writer_lock.acquire(blocking=False):
             return PendingInsert.now(lambda: self.insert_events(stored_events))
         try:
-            conn = self._writer_conn
-            if conn is None or conn.closed or conn.broken:
-                self._release_writer_conn()
-                self.datastore.pool.open(True, 30.0)
-                conn = self._writer_conn = self.datastore.pool.getconn()
+            conn = self._writer_connection()
             pg = conn.pgconn
             pg.send_query((text or self.transaction_text(stored_events)).encode())
             while pg.flush():  # a nonblocking connection: push the rest of the query

@@ -115,6 +115,25 @@ class Manager:
     def get(self, cls, oid):
         return self.bus.engine.get(cls, oid)
 
+    def add_host(self, h, token: str, cluster_id: UUID, *, migration_uri: bool = True) -> UUID:
+        """Adds a harness host with its enrollment secret (and, for migration, its libvirt
+        address); returns its id. Up comes later (wait for it)."""
+        hid = uuid4()
+        self.secrets.put(hid, token)
+        if migration_uri:
+            self.uris[hid] = h.uri
+        self.run(
+            host_cmds.AddHost(
+                id=hid,
+                name=h.name,
+                address="127.0.0.1",
+                port=h.hostd_port,
+                cluster_id=cluster_id,
+                actor="admin@internal",
+            )
+        )
+        return hid
+
     def close(self) -> None:
         fut = asyncio.run_coroutine_threadsafe(self.link.stop(), self.loop)
         fut.result(15)
@@ -142,22 +161,7 @@ def test_manager_runs_migrates_and_survives_hostd_restart(
     try:
         cluster = next(c for c in m.bus.engine.all(Cluster) if c.name == "Default")
         dc_id = cluster.data_center_id
-        host_ids = []
-        for h in hosts.hosts:
-            hid = uuid4()
-            m.secrets.put(hid, hosts.token)
-            m.uris[hid] = h.uri
-            m.run(
-                host_cmds.AddHost(
-                    id=hid,
-                    name=h.name,
-                    address="127.0.0.1",
-                    port=h.hostd_port,
-                    cluster_id=cluster.id,
-                    actor="admin@internal",
-                )
-            )
-            host_ids.append(hid)
+        host_ids = [m.add_host(h, hosts.token, cluster.id) for h in hosts.hosts]
         m.wait(
             lambda: all(m.get(Host, h).status == HostStatus.UP for h in host_ids),
             60,

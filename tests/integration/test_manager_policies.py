@@ -17,7 +17,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import msgspec
 import pytest
@@ -113,20 +113,9 @@ def _world(hosts: HostCluster) -> Iterator[World]:
             },
         )
         cluster = next(c for c in m.bus.engine.all(Cluster) if c.name == "Default")
-        host_ids = []
-        for h in hosts.hosts:
-            hid = uuid4()
-            m.secrets.put(hid, hosts.token)
-            m.run(
-                host_cmds.AddHost(
-                    id=hid,
-                    name=h.name,
-                    address="127.0.0.1",
-                    port=h.hostd_port,
-                    cluster_id=cluster.id,
-                )
-            )
-            host_ids.append(hid)
+        host_ids = [
+            m.add_host(h, hosts.token, cluster.id, migration_uri=False) for h in hosts.hosts
+        ]
         m.wait(
             lambda: all(m.get(Host, h).status == HostStatus.UP for h in host_ids), 60, "hosts up"
         )

@@ -14,11 +14,10 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import pytest
 
-from commands import host as host_cmds
 from commands import storage as sd_cmds
 from commands import vm as vm_cmds
 from domain.cluster import Cluster
@@ -62,6 +61,16 @@ def reads(path: str, pattern: int, at: int = 0) -> bool:
     return "Pattern verification failed" not in out and "read 65536/65536" in out
 
 
+def dumpxml(uri: str, vm_id: UUID) -> str:
+    out = subprocess.run(
+        ["virsh", "-r", "-c", uri, "dumpxml", str(vm_id)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return out.stdout
+
+
 def backing_chain(path: str) -> list[str]:
     out = subprocess.run(
         ["qemu-img", "info", "-U", "--backing-chain", "--output=json", path],
@@ -80,20 +89,7 @@ def _vm_with_disk(
     """One up host, an active posixfs data domain on sd_dir, and a down VM with one 64 MiB
     disk there: (host id, storage domain id, VM id, disk id)."""
     cluster = next(c for c in m.bus.engine.all(Cluster) if c.name == "Default")
-    h = hosts.hosts[0]
-    hid = uuid4()
-    m.secrets.put(hid, hosts.token)
-    m.uris[hid] = h.uri
-    m.run(
-        host_cmds.AddHost(
-            id=hid,
-            name=h.name,
-            address="127.0.0.1",
-            port=h.hostd_port,
-            cluster_id=cluster.id,
-            actor="admin@internal",
-        )
-    )
+    hid = m.add_host(hosts.hosts[0], hosts.token, cluster.id)
     m.wait(lambda: m.get(Host, hid).status == HostStatus.UP, 60, "host up")
     sd_id = m.run(
         sd_cmds.AddStorageDomain(
@@ -187,12 +183,7 @@ def test_preview_undo_commit_of_a_down_vm(hosts: HostCluster, sd_dir: Path, tmp_
         # The VM starts on that volume.
         m.run(vm_cmds.StartVm(vm_id=vm_id, actor="admin@internal"))
         m.wait(lambda: m.get(Vm, vm_id).status == VmStatus.UP, 60, "VM up")
-        xml = subprocess.run(
-            ["virsh", "-r", "-c", h.uri, "dumpxml", str(vm_id)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        ).stdout
+        xml = dumpxml(h.uri, vm_id)
         assert f"<source file='{committed}'" in xml
         m.run(vm_cmds.StopVm(vm_id=vm_id))
         m.wait(lambda: m.get(Vm, vm_id).status == VmStatus.DOWN, 60, "VM down again")
@@ -259,12 +250,7 @@ def test_remove_snapshots_cold_and_live(hosts: HostCluster, sd_dir: Path, tmp_pa
         assert m.get(Vm, vm_id).status == VmStatus.UP
         remove(s4)  # the active layer: commit and pivot onto the base
         assert active() == str(images / str(disk_id))
-        xml = subprocess.run(
-            ["virsh", "-r", "-c", h.uri, "dumpxml", str(vm_id)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        ).stdout
+        xml = dumpxml(h.uri, vm_id)
         assert f"<source file='{active()}'" in xml
         assert m.get(Vm, vm_id).status == VmStatus.UP
         m.run(vm_cmds.StopVm(vm_id=vm_id))
