@@ -11,7 +11,7 @@ from uuid import UUID
 
 import msgspec
 
-from domain.base import redacted
+from domain.base import SECRET_FIELDS, redacted
 from domain.engine import Engine
 from projections.db import ViewDB
 from projections.engine_view import object_name
@@ -41,8 +41,8 @@ _SKIP = {"version"}
 
 def diff(before: Any, after: Any) -> dict[str, list[Any]]:
     """{field: [before, after]} for every field that differs (plain JSON values)."""
-    b = redacted(msgspec.to_builtins(before)) if before is not None else {}
-    a = redacted(msgspec.to_builtins(after)) if after is not None else {}
+    b = _plain(before) if before is not None else {}
+    a = _plain(after) if after is not None else {}
     out: dict[str, list[Any]] = {}
     for k in sorted(set(a) | set(b)):
         if k in _SKIP:
@@ -53,6 +53,15 @@ def diff(before: Any, after: Any) -> dict[str, list[Any]]:
         if va != vb:
             out[k] = [vb, va]
     return out
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    """The object as plain JSON data, credential fields masked (``redacted``; its copy
+    only made when the object has such a field: most have none)."""
+    data = msgspec.to_builtins(obj)
+    if not SECRET_FIELDS.isdisjoint(data):
+        data = redacted(data)
+    return data
 
 
 class ObjectHistory(Projection):
