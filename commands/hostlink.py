@@ -512,6 +512,8 @@ class HostLink:
         for vm in mine:
             info = running.get(str(vm.id))
             status = _vm_status(info.status) if info is not None else VmStatus.DOWN
+            if _saving(vm, status):
+                continue
             if status is not None and status != vm.status:
                 await self.run_command(
                     vm_cmds.ReportVmStatus(
@@ -559,8 +561,8 @@ class HostLink:
             and fact.reason == "migrated"
         ):
             return  # the migration's outcome comes with MigrationDone
-        if vm.status == VmStatus.SAVING_STATE and status == VmStatus.PAUSED:
-            return  # libvirt pauses a VM to save it: "suspended" (or a failure) follows
+        if _saving(vm, status):
+            return
         if (
             vm.status == VmStatus.MIGRATING
             and status == VmStatus.UP
@@ -1445,6 +1447,12 @@ def disk_leaf(vm: Vm, disk: Disk, root: str, *, before: UUID | None = None) -> s
         if disk.id in snap.config.disk_ids:
             volume = snap.id
     return f"{root}/{disk.storage_domain_id}/images/{disk.id}/{volume}"
+
+
+def _saving(vm: Vm, status: VmStatus | None) -> bool:
+    """libvirt pauses a VM to save it: "suspended" (or a failure) follows. Reported, the
+    pause would stick, since a paused VM cannot become suspended."""
+    return vm.status == VmStatus.SAVING_STATE and status == VmStatus.PAUSED
 
 
 def _moved(old: int, new: int) -> bool:

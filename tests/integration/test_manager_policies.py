@@ -363,7 +363,7 @@ def test_an_image_operation_left_by_a_stopped_hostlink_is_resumed(world: World) 
     m.link = HostLink(
         m.bus,
         m.secrets,
-        heartbeat_timeout=2.0,
+        heartbeat_timeout=5.0,
         non_responsive_after=2.0,
         reconnect_every=0.5,
         shutdown_timeout=2.0,
