@@ -9,11 +9,11 @@ catches up from the log, and each command is retried on the fresh state.
 
 Pipelining: while one batch is being committed (its transaction is sent and the
 writer reads the reply later, from the same thread), the writer already decides the
-next one on top of it. A command's result
-is only reported once its own batch has committed; if the batch before it fails,
-the speculative batch is undone and decided again. So the Engine can hold the events
-of at most two uncommitted batches for the few milliseconds of a commit: readers of
-``bus.engine`` may see them, command results never depend on them.
+next one on top of it. A command's result is only reported once its own batch has
+committed; if the batch before it fails, the speculative batch is undone and decided
+again. So the Engine can hold the events of at most two uncommitted batches for the few
+milliseconds of a commit: readers of ``bus.engine`` may see them, command results never
+depend on them.
 """
 
 from __future__ import annotations
