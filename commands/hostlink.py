@@ -1157,6 +1157,25 @@ class HostLink:
             path = f"{v.sd_path}/{v.sd_id}/images/{v.disk_id}/{v.volume_id}"
             return await self._call(host_id, P.ImageInfo(path=path))
 
+    async def _copy_to_volume(
+        self, host_id: UUID, source: str, sd_root: str, sd_id: UUID, disk: Disk
+    ) -> P.ImageInfoResult:
+        """A flat copy of ``source`` as the disk's own base volume on domain ``sd_id``."""
+        info: P.ImageInfoResult = await self._call_new_volume(
+            host_id,
+            P.CopyImage(
+                source=source,
+                volume=P.VolumeRef(
+                    sd_path=sd_root,
+                    sd_id=str(sd_id),
+                    disk_id=str(disk.id),
+                    volume_id=str(disk.id),
+                ),
+                format=_fmt(disk.format),
+            ),
+        )
+        return info
+
     async def _copy_image(self, disk_id: UUID) -> None:
         """A full, independent copy (a template's disk, or a cloned VM's)."""
         disk = self.bus.engine.find(Disk, disk_id)
@@ -1172,19 +1191,7 @@ class HostLink:
                 if vm is not None
                 else volume_path(src_root, source.storage_domain_id, source.id)
             )
-            info: P.ImageInfoResult = await self._call_new_volume(
-                host_id,
-                P.CopyImage(
-                    source=src_path,
-                    volume=P.VolumeRef(
-                        sd_path=self._root(s, sd),
-                        sd_id=str(sd.id),
-                        disk_id=str(disk_id),
-                        volume_id=str(disk_id),
-                    ),
-                    format=_fmt(disk.format),
-                ),
-            )
+            info = await self._copy_to_volume(host_id, src_path, self._root(s, sd), sd.id, disk)
         except (P.HostdError, LookupError, KeyError, DomainError) as e:
             await self._report_disk(disk_id, "copy image", e)
             return
@@ -1238,18 +1245,12 @@ class HostLink:
             target = self.bus.engine.get(StorageDomain, target_id)
             if str(target.id) not in s.storage:
                 await self._connect_storage(s, target)
-            info: P.ImageInfoResult = await self._call_new_volume(
+            info = await self._copy_to_volume(
                 host_id,
-                P.CopyImage(
-                    source=self._leaf_of(disk, self._root(s, sd)),
-                    volume=P.VolumeRef(
-                        sd_path=self._root(s, target),
-                        sd_id=str(target.id),
-                        disk_id=str(disk_id),
-                        volume_id=str(disk_id),
-                    ),
-                    format=_fmt(disk.format),
-                ),
+                self._leaf_of(disk, self._root(s, sd)),
+                self._root(s, target),
+                target.id,
+                disk,
             )
         except (P.HostdError, LookupError, KeyError, DomainError) as e:
             await self._report_disk(disk_id, "move image", e)
