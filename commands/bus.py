@@ -231,7 +231,7 @@ class _Batch:
         self.cids: list[str] = []
         self.stored: list[Any] = []
         self.ids: list[int] = []
-        self.prepared: str | None = None  # the transaction's text, built while deciding
+        self.prepared: list[bytes] | None = None  # the INSERT's parameters, built while deciding
         self.error: BaseException | None = None
         self.pending: PendingInsert | None = None
         self.sent_at = 0.0

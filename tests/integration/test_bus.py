@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -139,3 +140,27 @@ def test_conflicting_writers_retry_on_fresh_state(store_location) -> None:
     finally:
         a.stop()
         b.stop()
+
+
+def test_postgres_over_a_unix_socket(pg_schema_url) -> None:
+    """libpq's socket form of the URL (``?host=/dir``) reaches the same database."""
+    import psycopg
+
+    with psycopg.connect(pg_schema_url.split("?")[0]) as conn:
+        (dirs,) = conn.execute("SHOW unix_socket_directories").fetchone()
+        port = conn.info.port
+    u = urlsplit(pg_schema_url)
+    netloc = f"{u.netloc.rpartition('@')[0]}@:{port}"
+    socket_url = f"{u.scheme}://{netloc}{u.path}?host={dirs.split(',')[0]}&{u.query}"
+    bus = open_bus(database_url=socket_url)
+    try:
+        dc = bus.execute(AddDataCenter(name="via-socket")).value
+        assert bus.log.recorder._writer_conn.info.host.startswith("/")
+    finally:
+        bus.stop()
+        bus.log.close()
+    tcp = open_bus(database_url=pg_schema_url, start=False)
+    try:
+        assert tcp.engine.get(DataCenter, dc).name == "via-socket"
+    finally:
+        tcp.log.close()

@@ -245,13 +245,13 @@ def test_postgres_dropped_connection_is_retried(pg_schema_url) -> None:
     bus = open_bus(**loc)
     try:
         dc = bus.execute(AddDataCenter(name="conn")).value
+        writer = bus.log.recorder._writer_conn  # the connection the writer keeps
+        assert writer is not None and not writer.closed
         with psycopg.connect(pg_schema_url.split("?")[0], autocommit=True) as conn:
             killed = conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE query LIKE %s AND pid <> pg_backend_pid()",
-                (f"%{pg_schema_url.rsplit('schema=', 1)[1]}%orrery_events%INSERT%",),
-            ).fetchall()
-        assert killed, "the writer's connection was not found"
+                "SELECT pg_terminate_backend(%s)", (writer.info.backend_pid,)
+            ).fetchone()
+        assert killed == (True,), "the writer's connection was not found"
         bus.execute(UpdateDataCenter(data_center_id=dc, description="after the drop"))
         assert bus.engine.get(DataCenter, dc).description == "after the drop"
         assert bus.engine.digest() == _replayed_digest(loc)
