@@ -19,7 +19,6 @@ depend on them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import queue
 import random
@@ -28,7 +27,7 @@ import time
 import uuid
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any
@@ -39,7 +38,7 @@ from eventsourcing.persistence import IntegrityError
 
 from commands.messages import Command
 from commands.registry import HANDLERS
-from commands.store import EventLog, PendingInsert
+from commands.store import EventLog, PendingInsert, to_stored
 from domain.base import Conflict, Ctx, DomainError, Event, Meta, Tx
 from domain.engine import Engine
 
@@ -112,21 +111,24 @@ class _Held(threading.local):
 _tls = _Held()
 
 
-@contextlib.contextmanager
-def _one_wakeup() -> Iterator[None]:
+class _OneWakeup:
     """Loops posted to inside are woken once, at the end. Waking one mid-way hands the
     GIL to its thread, which takes the first result and sleeps again: a batch's worth
-    of results became a batch's worth of thread switches."""
-    if _tls.held is not None:
-        yield
-        return
-    held: list[_LoopMail] = []
-    _tls.held = held
-    try:
-        yield
-    finally:
-        _tls.held = None
-        for mail in held:
+    of results became a batch's worth of thread switches. (A class, not a generator
+    context manager: it runs twice per batch.)"""
+
+    __slots__ = ("outer",)
+
+    def __enter__(self) -> None:
+        self.outer = _tls.held is not None
+        if not self.outer:
+            _tls.held = []
+
+    def __exit__(self, *exc: object) -> None:
+        if self.outer:
+            return
+        held, _tls.held = _tls.held, None
+        for mail in held or ():
             mail.wake()
 
 
@@ -544,7 +546,6 @@ class CommandBus:
                 batch.rejected.append((item, e))
                 continue
             batch.decided.append((item, events, value, tx.created))
-        to_stored = self.log.mapper.to_stored_event
         batch.stored = stored = [to_stored(e) for _, evs, _, _ in batch.decided for e in evs]
         if stored:
             batch.prepared = self.log.prepare_append(stored)
@@ -570,7 +571,7 @@ class CommandBus:
     def _deliver_rejections(self, batch: _Batch) -> None:
         """Reports the batch's refusals: the state they saw is committed (but their own
         batch), so they stand."""
-        with _one_wakeup():
+        with _OneWakeup():
             for item, exc in batch.rejected:
                 cid = item.cmd.command_id
                 if cid is not None:
@@ -669,7 +670,7 @@ class CommandBus:
                 in_progress.pop(cid, None)
                 self._remember(cid, result)
             results.append((item.future, result))
-        with _one_wakeup():
+        with _OneWakeup():
             for fut, result in results:
                 fut.set_result(result)
         for fn in self._listeners:

@@ -16,7 +16,7 @@ import time
 import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 from urllib.parse import parse_qs, unquote, urlparse
 from uuid import UUID
 
@@ -83,6 +83,34 @@ def decode_event(topic: str, state: bytes) -> Event:
         data = UPCASTERS[(name, version)](data)
         version += 1
     return msgspec.convert(data, cls)
+
+
+class StoredLike(Protocol):
+    """What the recorders read of an event to save it."""
+
+    @property
+    def originator_id(self) -> Any: ...
+    @property
+    def originator_version(self) -> int: ...
+    @property
+    def topic(self) -> str: ...
+    @property
+    def state(self) -> bytes: ...
+
+
+class Stored(msgspec.Struct, frozen=True, gc=False):
+    """An event ready to save: the four attributes the recorders read of the library's
+    StoredEvent, without its frozen dataclass (2 us to build, this 0.14 us)."""
+
+    originator_id: UUID
+    originator_version: int
+    topic: str
+    state: bytes
+
+
+def to_stored(event: Event) -> Stored:
+    topic, state = encode_event(event)
+    return Stored(event.originator_id, event.originator_version, topic, state)
 
 
 class _NullTranscoder(Transcoder):
@@ -155,7 +183,7 @@ class OrreryPostgresRecorder(PostgresApplicationRecorder):
         self._writer_conn: Any = None
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
-    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> list[int]:
+    def insert_events(self, stored_events: Sequence[StoredLike], **kwargs: Any) -> list[int]:
         if not stored_events:
             return []
         # The writer keeps one connection of the pool for itself (no check-out per
@@ -191,25 +219,38 @@ class OrreryPostgresRecorder(PostgresApplicationRecorder):
                     conn.close()  # stopped halfway through a batch: not reusable
                 self.datastore.pool.putconn(conn)
 
-    def encode_batch(self, stored_events: Sequence[StoredEvent]) -> list[bytes]:
+    def encode_batch(self, stored_events: Sequence[StoredLike]) -> list[bytes]:
         """The INSERT's four parameters: ids, versions, topics and states as binary
         PostgreSQL arrays (built ahead, off the commit's critical path)."""
-        n = len(stored_events)
-        if self._text_ids:
-            ids = _binary_array(_TEXT_OID, [str(e.originator_id).encode() for e in stored_events])
-        else:
-            ids = _array_head(_UUID_OID, n) + b"".join(
-                [_UUID_LEN + _uuid_bytes(e.originator_id) for e in stored_events]
-            )
-        versions = _array_head(_INT8_OID, n) + b"".join(
-            [_INT8_ITEM(8, e.originator_version) for e in stored_events]
-        )
-        topics = _binary_array(_TEXT_OID, [_topic_bytes(e.topic) for e in stored_events])
-        states = _binary_array(_BYTEA_OID, [e.state for e in stored_events])
-        return [ids, versions, topics, states]
+        ids: list[bytes] = []
+        versions: list[bytes] = []
+        topics: list[bytes] = []
+        states: list[bytes] = []
+        text_ids = self._text_ids
+        for e in stored_events:
+            oid = e.originator_id
+            if text_ids:
+                raw = str(oid).encode()
+                ids.append(_ITEM_LEN(len(raw)) + raw)
+            else:
+                ids.append(_UUID_LEN + (oid if type(oid) is UUID else UUID(str(oid))).bytes)
+            versions.append(_INT8_ITEM(8, e.originator_version))
+            topic = _TOPIC_ITEMS.get(e.topic)
+            if topic is None:
+                topic = _topic_item(e.topic)
+            topics.append(topic)
+            state = e.state
+            states.append(_ITEM_LEN(len(state)) + state)
+        n = len(ids)
+        return [
+            _array_head(_TEXT_OID if text_ids else _UUID_OID, n) + b"".join(ids),
+            _array_head(_INT8_OID, n) + b"".join(versions),
+            _array_head(_TEXT_OID, n) + b"".join(topics),
+            _array_head(_BYTEA_OID, n) + b"".join(states),
+        ]
 
     def send_events(
-        self, stored_events: Sequence[StoredEvent], params: list[bytes] | None = None
+        self, stored_events: Sequence[StoredLike], params: list[bytes] | None = None
     ) -> PendingInsert:
         """Sends the batch's transaction and returns without waiting for PostgreSQL, so
         the caller can work while the database commits; ``result()`` collects the ids.
@@ -249,7 +290,7 @@ class OrreryPostgresRecorder(PostgresApplicationRecorder):
         while pg.flush():  # a nonblocking connection: push the rest of the pipeline
             select.select([], [pg.socket], [], 1.0)
 
-    def _insert(self, conn: Any, stored_events: Sequence[StoredEvent]) -> list[int]:
+    def _insert(self, conn: Any, stored_events: Sequence[StoredLike]) -> list[int]:
         """The same transaction, waited for here."""
         self._send(conn, self.encode_batch(stored_events))
         reply = _PipelineReply(conn)
@@ -360,7 +401,7 @@ class _PgPending(PendingInsert):
     connection until ``result()``."""
 
     def __init__(
-        self, recorder: OrreryPostgresRecorder, conn: Any, stored: Sequence[StoredEvent]
+        self, recorder: OrreryPostgresRecorder, conn: Any, stored: Sequence[StoredLike]
     ) -> None:
         super().__init__()
         self._rec = recorder
@@ -412,29 +453,16 @@ def _array_head(oid: int, n: int) -> bytes:
     return _ARRAY_HEAD.pack(1, 0, oid, n, 1)
 
 
-def _binary_array(oid: int, items: list[bytes]) -> bytes:
-    """A one-dimensional PostgreSQL array without NULLs, in the binary format."""
-    parts = [_array_head(oid, len(items))]
-    for item in items:
-        parts.append(_ITEM_LEN(len(item)))
-        parts.append(item)
-    return b"".join(parts)
+_TOPIC_ITEMS: dict[str, bytes] = {}
 
 
-def _uuid_bytes(value: Any) -> bytes:
-    return (value if type(value) is UUID else UUID(str(value))).bytes
-
-
-_TOPICS: dict[str, bytes] = {}
-
-
-def _topic_bytes(topic: str) -> bytes:
-    b = _TOPICS.get(topic)
-    if b is None:
-        b = topic.encode()
-        if len(_TOPICS) < 4096:  # topics: a few hundred
-            _TOPICS[topic] = b
-    return b
+def _topic_item(topic: str) -> bytes:
+    """A topic as an array element: its length, then its UTF-8 (cached: a few hundred)."""
+    raw = topic.encode()
+    item = _ITEM_LEN(len(raw)) + raw
+    if len(_TOPIC_ITEMS) < 4096:
+        _TOPIC_ITEMS[topic] = item
+    return item
 
 
 def _library_error(e: psycopg.Error) -> Exception:
@@ -513,26 +541,25 @@ class EventLog(Application[UUID]):
     # -- the operations the rest of Orrery uses --------------------------------
     def append(self, events: Sequence[Event]) -> list[int]:
         """Appends events in one transaction; returns their notification ids."""
-        stored = [self.mapper.to_stored_event(e) for e in events]
-        ids = self.recorder.insert_events(stored)
-        return list(ids or [])
+        return self.append_stored([to_stored(e) for e in events])
 
-    def append_stored(self, stored: Sequence[StoredEvent]) -> list[int]:
-        return list(self.recorder.insert_events(stored) or [])
+    def append_stored(self, stored: Sequence[StoredLike]) -> list[int]:
+        # The library's recorders read only these four attributes (typed StoredEvent).
+        return list(self.recorder.insert_events(cast(Sequence[StoredEvent], stored)) or [])
 
-    def prepare_append(self, stored: Sequence[StoredEvent]) -> list[bytes] | None:
+    def prepare_append(self, stored: Sequence[StoredLike]) -> list[bytes] | None:
         """What ``send_append`` will send (built ahead, off the commit's critical path)."""
         rec = self.recorder
         return rec.encode_batch(stored) if isinstance(rec, OrreryPostgresRecorder) else None
 
     def send_append(
-        self, stored: Sequence[StoredEvent], prepared: list[bytes] | None = None
+        self, stored: Sequence[StoredLike], prepared: list[bytes] | None = None
     ) -> PendingInsert:
         """Starts appending; on PostgreSQL returns before the commit, elsewhere after."""
         rec = self.recorder
         if isinstance(rec, OrreryPostgresRecorder):
             return rec.send_events(stored, prepared)
-        return PendingInsert.now(lambda: rec.insert_events(stored))
+        return PendingInsert.now(lambda: self.append_stored(stored))
 
     def read(
         self, after: int = 0, limit: int = 1000, stop: int | None = None
