@@ -75,9 +75,10 @@ class LatencyHistogram:
         fresh = self._fresh
         fresh.append(seconds)
         if len(fresh) >= self._CHUNK:
-            self._fold()
+            self.flush()
 
-    def _fold(self) -> None:
+    def flush(self) -> None:
+        """Buckets the samples not yet bucketed (a finished client calls it)."""
         if not self._fresh:
             return
         us = np.asarray(self._fresh) * 1e6
@@ -89,14 +90,14 @@ class LatencyHistogram:
         self.max_s = max(self.max_s, float(us.max()) / 1e6)
 
     def merge(self, other: LatencyHistogram) -> None:
-        self._fold()
-        other._fold()
+        self.flush()
+        other.flush()
         self.counts += other.counts
         self.n += other.n
         self.max_s = max(self.max_s, other.max_s)
 
     def percentile_ms(self, p: float) -> float:
-        self._fold()
+        self.flush()
         if self.n == 0:
             return 0.0
         rank = math.ceil(self.n * p / 100)

@@ -127,6 +127,7 @@ def _clients_threads(bus: Any, dcs: list[UUID], per: int, ids: bool) -> list[Lat
                 t0 = clock()
                 submit(cmd).result(60)
                 hist.add(clock() - t0)
+            hist.flush()
         except BaseException as e:  # pragma: no cover - reported
             errors.append(e)
 
@@ -159,6 +160,7 @@ def _clients_async(bus: Any, dcs: list[UUID], per: int, ids: bool) -> list[Laten
             t0 = clock()
             await bus.execute_async(cmd)
             hist.add(clock() - t0)
+        hist.flush()
 
     async def main() -> None:
         await asyncio.gather(*(client(i) for i in range(len(dcs))))
@@ -184,7 +186,7 @@ def run_bus(
     rounds = max(1, args.rounds)
     baselines: list[float] = []
     slices: list[float] = []
-    hists: list[LatencyHistogram] = []
+    hist = LatencyHistogram()  # all rounds' latencies
     try:
         dcs = [bus.execute(AddDataCenter(name=f"bench-dc-{i}")).value for i in range(args.clients)]
         tune_gc()  # as `orrery serve` does once loaded
@@ -208,7 +210,8 @@ def run_bus(
         for _ in range(rounds):
             h0 = bus.log.head()
             cpu0, t0 = time.process_time(), time.perf_counter()
-            hists += drive(bus, dcs, per, not args.no_command_ids)
+            for h in drive(bus, dcs, per, not args.no_command_ids):
+                hist.merge(h)
             took = time.perf_counter() - t0
             cpu += time.process_time() - cpu0
             elapsed += took
@@ -224,11 +227,12 @@ def run_bus(
     finally:
         bus.stop()
         bus.log.close()
-    hist = LatencyHistogram()
-    for h in hists:
-        hist.merge(h)
     # Memory once the idempotency window is full (it grows until then, by design).
     full = next((rss for n, rss in samples if n >= window), None)
+    # ...and over the run's second half, once the window's one-time growth is behind.
+    half = None
+    if events > 2 * window:
+        half = next((rss for n, rss in samples if n >= events // 2), None)
     out: dict[str, Any] = {
         "commands": per * args.clients * rounds,
         "events": events,
@@ -245,6 +249,7 @@ def run_bus(
         "rss_mb_peak": max([rss_start, rss_end, *(r for _, r in samples)]),
         "rss_mb_end": rss_end,
         "rss_growth_after_window_full_mb": round(rss_end - full, 1) if full else None,
+        "rss_growth_second_half_mb": round(rss_end - half, 1) if half else None,
         "idempotency_window": window,
         "remembered_command_ids": remembered,
         "rounds_events_per_s": [round(x, 1) for x in slices],
