@@ -19,7 +19,9 @@ depend on them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import queue
 import random
 import threading
@@ -271,12 +273,17 @@ class CommandBus:
         self.lock = threading.RLock()  # held while the Engine changes
         self.batches = 0
         self._commit_s = 0.001  # recent commit duration (moving average)
+        # While a commit is in flight the writer sleeps on the database's socket and
+        # this pipe; a caller wakes it once `_want` commands are queued.
+        self._want = 0
+        self._wake_r = self._wake_w = -1  # opened by start()
         self._last_settled = 0  # commands answered by the last commit
         self.catch_up()
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self) -> CommandBus:
         if self._thread is None:
+            self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
             self._thread = threading.Thread(target=self._run, name="orrery-writer", daemon=True)
             self._thread.start()
         return self
@@ -286,6 +293,9 @@ class CommandBus:
             self._queue.put(_Stop())
             self._thread.join(timeout=30)
             self._thread = None
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._wake_r = self._wake_w = -1
         while self._on_stop:
             self._on_stop.pop()()
 
@@ -304,7 +314,7 @@ class CommandBus:
             # Not started: run inline (tests, CLI one-shots).
             self._run_batch([_Item(cmd, fut)])
         else:
-            self._queue.put(_Item(cmd, fut))
+            self._enqueue(_Item(cmd, fut))
         return fut
 
     def execute(self, cmd: Command, timeout: float | None = 60) -> CommandResult:
@@ -326,8 +336,17 @@ class CommandBus:
         if self._thread is None:
             self._run_batch([_Item(cmd, waiter)])
         else:
-            self._queue.put(_Item(cmd, waiter))
+            self._enqueue(_Item(cmd, waiter))
         return await fut
+
+    def _enqueue(self, item: _Item) -> None:
+        q = self._queue
+        q.put(item)
+        want = self._want
+        if want and q.qsize() >= want:  # the writer waits for this many: wake it
+            self._want = 0
+            with contextlib.suppress(BlockingIOError):
+                os.write(self._wake_w, b"\0")
 
     # -- the writer -----------------------------------------------------------------
     def _run(self) -> None:
@@ -425,9 +444,16 @@ class CommandBus:
         want = max(1, self._last_settled)
         deadline = time.perf_counter() + self._commit_s
         qsize = self._queue.qsize
-        while not self._wait(inflight, 0.0002):
-            if qsize() >= want or time.perf_counter() > deadline:
-                return
+        self._want = want
+        try:
+            while qsize() < want:
+                left = deadline - time.perf_counter()
+                if left <= 0 or self._wait(inflight, left, self._wake_r):
+                    return
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self._wake_r, 64)
+        finally:
+            self._want = 0
 
     def _drain(self, items: list[_Item]) -> _Control | None:
         get = self._queue.get_nowait
@@ -450,8 +476,9 @@ class CommandBus:
         except BaseException as e:
             batch.pending = PendingInsert(None, e)
 
-    def _wait(self, batch: _Batch, timeout: float | None = None) -> bool:
-        """Waits up to timeout for the batch's commit; True once its outcome is known."""
+    def _wait(self, batch: _Batch, timeout: float | None = None, wake: int | None = None) -> bool:
+        """Waits up to timeout for the batch's commit (or until ``wake``, a file
+        descriptor, is readable); True once its outcome is known."""
         if batch.finished:
             return True
         pending = batch.pending
@@ -459,7 +486,7 @@ class CommandBus:
             batch.error = batch.error or RuntimeError("batch was not sent")
             batch.finished = True
             return True
-        if not pending.wait(timeout):
+        if not pending.wait(timeout, wake):
             return False
         try:
             batch.ids = pending.result()

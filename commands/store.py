@@ -318,11 +318,13 @@ class _PipelineReply:
         self.finished = False
         self.error: BaseException | None = None  # the connection broke
 
-    def wait(self, timeout: float | None = None) -> bool:
+    def wait(self, timeout: float | None = None, wake: int | None = None) -> bool:
         if self.finished:
             return True
         pg = self.conn.pgconn
         deadline = None if timeout is None else time.monotonic() + timeout
+        sock = pg.socket
+        fds = [sock] if wake is None else [sock, wake]
         try:
             while True:
                 pg.consume_input()
@@ -337,7 +339,8 @@ class _PipelineReply:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
-                if not select.select([pg.socket], [], [], left)[0] and left is not None:
+                ready = select.select(fds, [], [], left)[0]
+                if not ready or (wake in ready and sock not in ready):
                     return False
         except Exception as e:
             self.error = e
@@ -386,7 +389,9 @@ class PendingInsert:
         except Exception as e:
             return cls(None, e)
 
-    def wait(self, timeout: float | None = None) -> bool:
+    def wait(self, timeout: float | None = None, wake: int | None = None) -> bool:
+        """True once the outcome is known; False after ``timeout`` or once the file
+        descriptor ``wake`` is readable, whichever comes first."""
         return True
 
     def result(self) -> list[int]:
@@ -409,8 +414,8 @@ class _PgPending(PendingInsert):
         self._stored = stored
         self._settled = False
 
-    def wait(self, timeout: float | None = None) -> bool:
-        return self._reply.wait(timeout)
+    def wait(self, timeout: float | None = None, wake: int | None = None) -> bool:
+        return self._reply.wait(timeout, wake)
 
     def result(self) -> list[int]:
         if self._settled:
