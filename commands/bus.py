@@ -145,7 +145,7 @@ class _LoopWaiter:
         self._state = 0  # 0 pending, 1 result, 2 exception
         self._result: CommandResult | None = None
         self._exc: BaseException | None = None
-        self._callbacks: list[Callable[[Any], None]] = []
+        self._callbacks: list[Callable[[Any], None]] | None = None  # rare: made when asked
 
     def done(self) -> bool:
         return self._state != 0
@@ -172,12 +172,14 @@ class _LoopWaiter:
     def add_done_callback(self, fn: Callable[[Any], None]) -> None:
         if self._state:
             fn(self)
+        elif self._callbacks is None:
+            self._callbacks = [fn]
         else:
             self._callbacks.append(fn)
 
     def _call_back(self) -> None:
-        callbacks, self._callbacks = self._callbacks, []
-        for fn in callbacks:
+        callbacks, self._callbacks = self._callbacks, None
+        for fn in callbacks or ():
             fn(self)
 
 

@@ -173,6 +173,8 @@ class Tx:
     counter in tests); the ids land in the events, so replay never calls it.
     """
 
+    __slots__ = ("_id_factory", "_versions", "created", "ctx", "engine", "events")
+
     def __init__(self, engine: Any, ctx: Ctx, id_factory: Callable[[], UUID]) -> None:
         self.engine = engine
         self.ctx = ctx
