@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rounds",
         type=int,
-        default=4,
+        default=8,
         help="bus slices, each between two baseline runs (the ratio is their median)",
     )
     parser.add_argument(
