@@ -27,22 +27,19 @@ def database_url(explicit: str | None = None) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-def with_schema(url: str, schema: str) -> str:
-    sep = "&" if "?" in url else "?"
-    return f"{url}{sep}schema={schema}"
-
-
 @contextmanager
 def fresh_schema(url: str, prefix: str = "bench") -> Iterator[str]:
     """A URL whose tables live in a new schema; the schema is dropped afterwards."""
     import psycopg
 
-    base = url.split("?", 1)[0]
+    from commands.store import libpq_url, with_schema
+
+    base = libpq_url(url)
     schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     try:
-        yield with_schema(base, schema)
+        yield with_schema(url, schema)
     finally:
         with psycopg.connect(base, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')

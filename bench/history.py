@@ -192,8 +192,10 @@ def _baseline(
         "BIGINT": "bigint",
         "VARCHAR": "text",
     }
+    from commands.store import libpq_url
+
     with tempfile.TemporaryDirectory() as d, fresh_schema(url, "hist") as surl:
-        base, schema = surl.split("?", 1)[0], surl.split("schema=", 1)[1]
+        base, schema = libpq_url(surl), surl.split("schema=", 1)[1]
         csv_path = Path(d) / "samples.csv"
         w.con.execute(f"COPY vm_samples_history TO '{csv_path}' (FORMAT CSV, HEADER FALSE)")
         vm_csv = Path(d) / "vms.csv"

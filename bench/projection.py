@@ -178,17 +178,18 @@ def _lag(log: Any, runner: Any, rate: int, seconds: float, n_objects: int) -> li
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import psycopg
 
-    from commands.store import EventLog
+    from commands.store import EventLog, libpq_url, with_schema
     from projections.db import ViewDB
     from projections.engine_view import EngineView
     from projections.read import ReadSide
     from projections.runner import ProjectionRunner
 
-    base = _url(getattr(args, "database_url", None)).split("?", 1)[0]
+    given = _url(getattr(args, "database_url", None))
+    base = libpq_url(given)
     schema = "bench_proj_" + uuid.uuid4().hex[:8]
     with psycopg.connect(base, autocommit=True) as c:
         c.execute(f'CREATE SCHEMA "{schema}"')
-    url = f"{base}{'&' if '?' in base else '?'}schema={schema}"
+    url = with_schema(given, schema)
     try:
         log = EventLog(url)
         gen_s = _generate(log, args.events, args.objects)

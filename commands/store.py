@@ -487,6 +487,20 @@ def _library_error(e: psycopg.Error) -> Exception:
     return PersistenceError(str(e))
 
 
+def libpq_url(database_url: str) -> str:
+    """The URL as libpq takes it: our own ``schema=`` parameter left out (libpq refuses
+    parameters it does not know), its own (``host=`` for a socket) kept."""
+    base, _, query = database_url.partition("?")
+    kept = [p for p in query.split("&") if p and not p.startswith("schema=")]
+    return f"{base}?{'&'.join(kept)}" if kept else base
+
+
+def with_schema(database_url: str, schema: str) -> str:
+    """The URL with its tables in ``schema``."""
+    base = libpq_url(database_url)
+    return f"{base}{'&' if '?' in base else '?'}schema={schema}"
+
+
 def persistence_env(database_url: str | None, data_dir: Path | str | None) -> dict[str, str]:
     """The library's environment for a PostgreSQL URL, else a SQLite file in data_dir."""
     if database_url:

@@ -1,4 +1,5 @@
-"""Events round-trip through the log's codec; an older event shape is upcast on read."""
+"""Events round-trip through the log's codec; an older event shape is upcast on read; the
+log's database URLs (TCP or Unix socket) are read as libpq reads them."""
 
 from __future__ import annotations
 
@@ -70,3 +71,23 @@ def test_topics_parse_and_registry_is_unique() -> None:
 
         class _Dup(Event, frozen=True, kw_only=True):
             TOPIC = "TestProbeRenamed"
+
+
+def test_database_urls_for_tcp_and_unix_sockets() -> None:
+    from commands.store import libpq_url, persistence_env, with_schema
+
+    tcp = "postgresql://orrery:pw@db.example:6432/orrery?schema=s1"
+    assert libpq_url(tcp) == "postgresql://orrery:pw@db.example:6432/orrery"
+    assert with_schema(tcp, "s2") == "postgresql://orrery:pw@db.example:6432/orrery?schema=s2"
+    env = persistence_env(tcp, None)
+    assert (env["POSTGRES_HOST"], env["POSTGRES_PORT"], env["POSTGRES_SCHEMA"]) == (
+        "db.example",
+        "6432",
+        "s1",
+    )
+    # libpq's socket forms: ?host=/dir, or the directory percent-encoded as the host
+    sock = "postgresql://orrery:pw@/orrery?host=/run/postgresql&schema=s1"
+    assert libpq_url(sock) == "postgresql://orrery:pw@/orrery?host=/run/postgresql"
+    assert persistence_env(sock, None)["POSTGRES_HOST"] == "/run/postgresql"
+    encoded = "postgresql://orrery:pw@%2Frun%2Fpostgresql:5432/orrery"
+    assert persistence_env(encoded, None)["POSTGRES_HOST"] == "/run/postgresql"
