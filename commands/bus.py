@@ -28,7 +28,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import UTC, datetime
@@ -794,10 +794,13 @@ class _Window:
     stops tracking: a full window of 200k CommandResult objects (each with its list)
     made every full collection walk ~400k objects, a ~0.3 s pause of the writer."""
 
-    __slots__ = ("_d",)
+    __slots__ = ("_d", "_order")
 
     def __init__(self) -> None:
-        self._d: OrderedDict[str, tuple[Any, ...] | DomainError] = OrderedDict()
+        # A plain dict and a queue of its keys by age: cheaper than an OrderedDict's
+        # linked list, and the dict stays compact under steady insert-and-evict.
+        self._d: dict[str, tuple[Any, ...] | DomainError] = {}
+        self._order: deque[str] = deque()
 
     def __len__(self) -> int:
         return len(self._d)
@@ -820,22 +823,26 @@ class _Window:
 
     def put(self, cid: str, outcome: CommandResult | DomainError) -> None:
         d = self._d
+        if cid not in d:  # a known id keeps its age, as it did in an OrderedDict
+            self._order.append(cid)
         if isinstance(outcome, DomainError):
             d[cid] = outcome
         else:
             value = outcome.value
-            is_id = type(value) is UUID
-            kept = (
-                outcome.command,
-                is_id,
-                value.int if is_id else value,
-                outcome.position,
-                outcome.events,
-            )
             created = outcome.created
-            d[cid] = (*kept, *(c.int for c in created)) if created else kept
+            if type(value) is UUID:
+                kept: tuple[Any, ...] = (
+                    outcome.command,
+                    True,
+                    value.int,
+                    outcome.position,
+                    outcome.events,
+                )
+            else:
+                kept = (outcome.command, False, value, outcome.position, outcome.events)
+            d[cid] = (*kept, *[c.int for c in created]) if created else kept
         if len(d) > IDEMPOTENCY_WINDOW:
-            d.popitem(last=False)
+            del d[self._order.popleft()]
 
 
 def _resolve(item: _Item, outcome: CommandResult | DomainError) -> None:
