@@ -294,10 +294,11 @@ class CommandBus:
         if self._thread is not None:
             self._queue.put(_Stop())
             self._thread.join(timeout=30)
+            if not self._thread.is_alive():  # else it may still sleep on the pipe
+                os.close(self._wake_r)
+                os.close(self._wake_w)
+                self._wake_r = self._wake_w = -1
             self._thread = None
-            os.close(self._wake_r)
-            os.close(self._wake_w)
-            self._wake_r = self._wake_w = -1
         while self._on_stop:
             self._on_stop.pop()()
 
@@ -829,18 +830,16 @@ class _Window:
             d[cid] = outcome
         else:
             value = outcome.value
+            is_id = type(value) is UUID
+            kept = (
+                outcome.command,
+                is_id,
+                value.int if is_id else value,
+                outcome.position,
+                outcome.events,
+            )
             created = outcome.created
-            if type(value) is UUID:
-                kept: tuple[Any, ...] = (
-                    outcome.command,
-                    True,
-                    value.int,
-                    outcome.position,
-                    outcome.events,
-                )
-            else:
-                kept = (outcome.command, False, value, outcome.position, outcome.events)
-            d[cid] = (*kept, *[c.int for c in created]) if created else kept
+            d[cid] = (*kept, *(c.int for c in created)) if created else kept
         if len(d) > IDEMPOTENCY_WINDOW:
             del d[self._order.popleft()]
 

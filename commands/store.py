@@ -178,6 +178,7 @@ class OrreryPostgresRecorder(PostgresApplicationRecorder):
             (f"orrery_append_{self.events_table_name}_{i}".encode(), sql)
             for i, sql in enumerate(statements)
         ]
+        self._insert_name = self._statements[-2][0]  # the one taking the batch's rows
         self._prepared: weakref.WeakSet[Any] = weakref.WeakSet()  # connections
         self._writer_lock = threading.Lock()
         self._writer_conn: Any = None
@@ -280,9 +281,8 @@ class OrreryPostgresRecorder(PostgresApplicationRecorder):
                     raise psycopg.errors.error_from_result(res, conn.info.encoding)
             self._prepared.add(conn)
         pg.enter_pipeline_mode()
-        insert = len(self._statements) - 2
-        for i, (name, _) in enumerate(self._statements):
-            if i == insert:
+        for name, _ in self._statements:
+            if name == self._insert_name:
                 pg.send_query_prepared(name, params, param_formats=_BINARY4)
             else:
                 pg.send_query_prepared(name, None)
