@@ -93,9 +93,9 @@ async def stream(api: Any, request: web.Request, env: Any) -> web.StreamResponse
             if e["id"] <= sent and after is not None:
                 continue
             await _send(resp, render_event(e))
-    except (ConnectionResetError, asyncio.CancelledError):
+    except ConnectionResetError:  # the client went away
         pass
-    finally:
+    finally:  # also when cancelled (the server stops): the cancellation goes on up
         api.feed.unsubscribe(q)
     return resp
 
