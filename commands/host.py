@@ -71,6 +71,7 @@ class ReportHostCapabilities(Command, frozen=True, kw_only=True):
     hardware_uuid: Fact = ""
     os_version: Fact = ""
     networks: tuple[NetName, ...] = ()
+    network_error: Fact = ""  # hostd's reason for failing to set up the cluster's networks
 
 
 class ReportHostConnectionLost(Command, frozen=True, kw_only=True):
@@ -179,6 +180,7 @@ def _caps(tx: Tx, c: ReportHostCapabilities) -> str:
         hardware_uuid=c.hardware_uuid,
         os_version=c.os_version,
         networks=c.networks,
+        network_error=c.network_error,
     ).value
 
 

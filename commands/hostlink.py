@@ -58,7 +58,7 @@ from domain.disk import (
     DiskOperationCompleted,
     DiskRemoved,
 )
-from domain.host import Host, HostAdded, HostStatusChanged
+from domain.host import NETWORK_UNREACHABLE, Host, HostAdded, HostStatusChanged
 from domain.network import LogicalNetwork, VnicProfile
 from domain.statuses import (
     DiskStatus,
@@ -192,6 +192,7 @@ class _Session:
         self.latest_stats: P.StatsSample | None = None
         self.fact_lock = asyncio.Lock()
         self.handshaking = False
+        self.networks_tried = 0.0  # when the monitor last retried the host's networks
 
 
 class HostLink:
@@ -209,6 +210,7 @@ class HostLink:
         libvirt_uris: dict[UUID, str] | None = None,
         policies: Any = True,
         launch_concurrency: int = 0,
+        network_retry_every: float = 10.0,
     ) -> None:
         self.bus = bus
         self.secrets = secrets
@@ -217,6 +219,10 @@ class HostLink:
         self.reconnect_every = reconnect_every
         self.shutdown_timeout = shutdown_timeout
         self.space_every = space_every
+        # A host non-operational for want of its cluster's networks: how often the monitor
+        # asks it again (oVirt's auto-recovery), and the tries within one handshake.
+        self.network_retry_every = network_retry_every
+        self.network_tries = 3
         self.migration_grace = 10.0  # wait for MigrationDone after the destination's "up"
         self.telemetry = telemetry
         self.sessions: dict[UUID, _Session] = {}
@@ -300,6 +306,7 @@ class HostLink:
                 self._reconcile_sessions()
                 await self._check_silence()
                 self._resume_unfinished()
+                self._retry_networks()
             except Exception:
                 log.exception("monitor tick failed")
             await asyncio.sleep(min(1.0, self.reconnect_every))
@@ -463,9 +470,7 @@ class HostLink:
         s.lost_at = None
         # Bridges for the cluster's networks, then the data center's active storage.
         nets = self._cluster_networks(host.cluster_id)
-        if nets:
-            with contextlib.suppress(P.HostdError):
-                await client.call(P.SetupNetworks(bridges=[P.BridgeSpec(network=n) for n in nets]))
+        network_error = await self._setup_networks(client, nets) if nets else ""
         caps: P.Capabilities = await client.call(P.GetCapabilities())
         s.caps = caps
         s.storage = dict(caps.storage)
@@ -485,10 +490,55 @@ class HostLink:
                     kvm=caps.kvm,
                     hardware_uuid=caps.host_id,
                     networks=tuple(n.network for n in caps.networks if n.ok),
+                    network_error=network_error[:1000],
                     actor=ACTOR,
                 )
             )
         await self._adopt_vms(s)
+
+    async def _setup_networks(self, client: P.HostClient, nets: list[str]) -> str:
+        """Asks the host for the bridges of its cluster's networks, a few times before
+        this handshake gives up. Returns "" or hostd's reason, which the capabilities
+        report carries into the host's status detail and an event; the monitor retries a
+        host left without its networks (``_retry_networks``)."""
+        why = ""
+        for attempt in range(self.network_tries):
+            if attempt:
+                await asyncio.sleep(0.5 * attempt)
+            try:
+                res: P.NetworksResult = await client.call(
+                    P.SetupNetworks(bridges=[P.BridgeSpec(network=n) for n in nets])
+                )
+            except P.HostdError as e:
+                why = str(e)
+                continue
+            bad = [f"{st.network}: {st.detail}" for st in res.networks if not st.ok]
+            if not bad:
+                return ""
+            why = "; ".join(bad)
+        log.info("host %s: networks not set up: %s", client, why)
+        return why
+
+    def _retry_networks(self) -> None:
+        """Hosts non-operational for want of networks are handshaken again now and then:
+        their bridges are asked for anew and a host that has them all comes up."""
+        now = time.monotonic()
+        with self.bus.lock:
+            lacking = {
+                h.id
+                for h in self.bus.engine.all(Host)
+                if h.status == HostStatus.NON_OPERATIONAL
+                and h.status_detail.startswith(NETWORK_UNREACHABLE)
+            }
+        for s in self.sessions.values():
+            if (
+                s.host_id in lacking
+                and s.client is not None
+                and not s.handshaking
+                and now - s.networks_tried >= self.network_retry_every
+            ):
+                s.networks_tried = now
+                self._spawn(self._rehandshake(s))
 
     async def _rehandshake(self, s: _Session) -> None:
         if s.handshaking:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+import msgspec
 from msgspec import UNSET, UnsetType
 
 from domain.base import Aggregate, DomainError, Event, InvalidInput, Tx
@@ -157,6 +158,18 @@ class HostCapabilitiesReported(Event, frozen=True, kw_only=True):
     hardware_uuid: str = ""
     os_version: str = ""
     networks: tuple[str, ...] = ()
+
+
+class HostNetworkSetupFailed(Event, frozen=True, kw_only=True):
+    """hostd could not set up networks the cluster has (its reason, word for word): the
+    host lacks them, so it is non-operational until a retry succeeds."""
+
+    networks: str = ""  # the cluster networks the host lacks, comma-separated
+    reason: str = ""
+
+    def evolve(self, agg: Any) -> Any:
+        # A fact for the audit feed; the status change carries the state.
+        return msgspec.structs.replace(agg, version=self.originator_version)
 
 
 class HostRemoved(Event, frozen=True, kw_only=True):
@@ -374,14 +387,18 @@ def finish_install(tx: Tx, host_id: UUID, *, success: bool, message: str = "") -
         set_host_status(tx, host_id, S.INSTALL_FAILED, message[:1000])
 
 
-def _compliance(tx: Tx, host: Host) -> str:
-    """Why the host cannot be up in its cluster (a NonOperational reason) or ""."""
+def _missing_networks(tx: Tx, host: Host) -> list[str]:
+    """The cluster's required networks the host does not have."""
     from domain.network import required_networks
 
+    return [n for n in required_networks(tx, host.cluster_id) if n not in host.networks]
+
+
+def _compliance(tx: Tx, host: Host) -> str:
+    """Why the host cannot be up in its cluster (a NonOperational reason) or ""."""
     # A host without KVM still runs VMs under TCG (see DESIGN.md), so ``kvm`` is a fact,
     # not a reason to refuse the host.
-    missing = [n for n in required_networks(tx, host.cluster_id) if n not in host.networks]
-    if missing:
+    if _missing_networks(tx, host):
         return NETWORK_UNREACHABLE
     if host.hardware_uuid and any(
         h.hardware_uuid == host.hardware_uuid and h.id != host.id for h in current_all(tx, Host)
@@ -404,10 +421,16 @@ def report_capabilities(
     hardware_uuid: str = "",
     os_version: str = "",
     networks: tuple[str, ...] = (),
+    network_error: str = "",
 ) -> HostStatus:
     """Records what the host monitor found; an initializing host then comes up (or is
     non-operational with the reason), an up host that no longer complies goes
-    non-operational. Returns the host's status afterwards."""
+    non-operational. Returns the host's status afterwards.
+
+    ``network_error`` is hostd's reason for failing to set up the cluster's networks: it
+    joins the ``network_unreachable`` status detail and is an event of its own (once per
+    distinct reason). A host non-operational for want of networks comes up again once a
+    report finds them all (oVirt's auto-recovery of non-operational hosts)."""
     host = tx.engine.get(Host, host_id)
     if host.status in (S.INSTALLING, S.INSTALL_FAILED, S.MAINTENANCE, S.DOWN):
         raise DomainError(
@@ -429,7 +452,22 @@ def report_capabilities(
         tx.emit(HostCapabilitiesReported, host_id, **facts)
     host = get_current(tx, Host, host_id)
     reason = _compliance(tx, host)
-    if host.status in (S.INITIALIZING, S.CONNECTING, S.ERROR):
+    if reason == NETWORK_UNREACHABLE and network_error:
+        reason = f"{NETWORK_UNREACHABLE}: {network_error}"[:1000]
+        if host.status_detail != reason:
+            tx.emit(
+                HostNetworkSetupFailed,
+                host_id,
+                networks=", ".join(_missing_networks(tx, host)),
+                reason=network_error[:1000],
+            )
+    if host.status == S.NON_OPERATIONAL and host.status_detail.startswith(NETWORK_UNREACHABLE):
+        if not reason:
+            set_host_status(tx, host_id, S.INITIALIZING)
+            set_host_status(tx, host_id, S.UP)
+        elif reason.startswith(NETWORK_UNREACHABLE):
+            set_host_status(tx, host_id, S.NON_OPERATIONAL, reason)
+    elif host.status in (S.INITIALIZING, S.CONNECTING, S.ERROR):
         if reason:
             set_host_status(tx, host_id, S.NON_OPERATIONAL, reason)
         else:

@@ -100,6 +100,8 @@ class Hostd:
         self.storage: dict[str, str] = {}
         self.storage_kind: dict[str, str] = {}
         self.networks: set[str] = set(cfg.networks)
+        # Bridges this hostd created (kept across restarts): the only ones it ever removes.
+        self.created_bridges: set[str] = network.load_created(self.data_dir)
         self.migrations: dict[str, dict] = {}
         self.locks: dict[str, asyncio.Lock] = {}
         self.tasks: set[asyncio.Task] = set()
@@ -508,12 +510,18 @@ class Hostd:
     async def do_SetupNetworks(self, req: P.SetupNetworks) -> P.NetworksResult:
         out = []
         for name in req.remove:
-            out.append(await self.run(network.remove, name))
+            st = await self.run(network.remove, name, name in self.created_bridges)
+            if st.ok:
+                self.created_bridges.discard(name)
             self.networks.discard(name)
+            out.append(st)
         for b in req.bridges:
-            st = await self.run(network.setup, b)
+            st, created = await self.run(network.setup, b)
+            if created:
+                self.created_bridges.add(b.network)
             self.networks.add(b.network)
             out.append(st)
+        await self.run(network.save_created, self.data_dir, set(self.created_bridges))
         self.emit(P.NetworkStatus(networks=[network.state(n) for n in sorted(self.networks)]))
         return P.NetworksResult(networks=out)
 

@@ -11,7 +11,8 @@ libvirtd process has to be started. Display and migration port ranges are disjoi
 The hostd of each host is a separate process (``python -m hostd``) talking to its libvirtd
 over ``qemu+tcp://127.0.0.1:PORT/system``. ``Cluster.stop()`` destroys every domain,
 stops hostd and libvirtd (by pid), kills any leftover QEMU by the pid files of that host,
-and removes the bridges the hosts were asked to create. The mounts disappear with the
+and removes the bridges its hostds created (each records them in its data directory) and
+the ones the cluster was asked to create. The mounts disappear with the
 namespace's last process.
 
 Used by the integration tests and the benchmark; ``python -m hostd.harness --hosts 2`` keeps
@@ -35,6 +36,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from hostd import network
 
 LIBVIRT_DIRS = {
     "run": "/run/libvirt",
@@ -338,6 +341,27 @@ class Host:
     def stop(self) -> None:
         self.stop_hostd()
         self.stop_libvirtd()
+        self.remove_created_bridges()
+
+    def log_tail(self, lines: int = 12) -> str:
+        """The last lines of this host's hostd and libvirtd logs, for a test that timed
+        out to say what the host saw."""
+        out = []
+        for f in (
+            self.base / "hostd.log",
+            self.base / "log" / "libvirtd.log",
+            self.base / "libvirtd.stderr",
+        ):
+            with contextlib.suppress(OSError):
+                tail = f.read_text(errors="replace").splitlines()[-lines:]
+                if tail:
+                    out.append(f"--- {self.name} {f.name}:\n" + "\n".join(tail))
+        return "\n".join(out)
+
+    def remove_created_bridges(self) -> list[str]:
+        """The bridges this host's hostd created (it records them) are removed, so a
+        test leaves nothing behind in the machine's network namespace."""
+        return network.remove_created(self.data_dir) if self.data_dir.is_dir() else []
 
 
 class Cluster:
@@ -381,6 +405,9 @@ class Cluster:
         for h in self.hosts:
             with contextlib.suppress(Exception):
                 h.stop_libvirtd()
+        for h in self.hosts:
+            with contextlib.suppress(Exception):
+                h.remove_created_bridges()
         for br in self.bridges:
             subprocess.run(["ip", "link", "del", br], capture_output=True, check=False)
         if self._own_base:
@@ -391,6 +418,9 @@ class Cluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def log_tail(self, lines: int = 12) -> str:
+        return "\n".join(h.log_tail(lines) for h in self.hosts)
 
     def describe(self) -> list[dict]:
         return [

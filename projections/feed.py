@@ -136,6 +136,12 @@ TOPIC_RULES: dict[str, Rule] = {
     "VmMigrationCanceled": Rule(
         161, "normal", "Migration cancelled (VM: {vm}, Source: {host}, User: {user})."
     ),
+    "HostNetworkSetupFailed": Rule(
+        519,
+        "error",
+        "Host {host} does not comply with the cluster {cluster} networks, the following "
+        "networks are missing on host: '{networks}' (hostd: {reason}).",
+    ),  # VDS_SET_NONOPERATIONAL_NETWORK
     "VmHostLost": Rule(142, "warning", "VM {vm} was set to the Unknown status."),
     "VmMarkedDown": Rule(
         143, "warning", "Vm {vm} was shut down due to {host} host reboot or manual fence."

@@ -10,10 +10,38 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 REQUIRE = os.environ.get("ORRERY_REQUIRE_SERVICES") == "1"
+
+# A fresh machine has no ``ovirtmgmt`` bridge. The suite once passed only where an earlier
+# run had left one behind; under ORRERY_REQUIRE_SERVICES (``make test``, CI) it starts
+# only without one and fails if it leaves one behind, so the dependency cannot come back.
+MGMT_BRIDGE = Path("/sys/class/net/ovirtmgmt")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if REQUIRE and MGMT_BRIDGE.exists():
+        raise pytest.UsageError(
+            "an 'ovirtmgmt' interface exists in this network namespace before the tests: "
+            "the suite must pass on a fresh machine, which has none. Something left it "
+            "behind (a stopped 'make run' host removes its own); remove it with "
+            "'ip link del ovirtmgmt' and run again."
+        )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if REQUIRE and MGMT_BRIDGE.exists():
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(
+                "FAILED: the tests left an 'ovirtmgmt' bridge behind (the harness removes "
+                "what its hosts created)",
+                red=True,
+            )
 
 
 def pg_url() -> str | None:

@@ -40,7 +40,20 @@ def poll(fetch: Callable[[], Any], ok: Callable[[Any], bool], what: str, timeout
         if ok(last):
             return last
         time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+    raise AssertionError(f"timed out waiting for {what}; last: {_describe(last)}")
+
+
+def _describe(obj: Any) -> str:
+    """An SDK object as the fields a wait looks at (its repr says nothing)."""
+    if isinstance(obj, list):
+        return "[" + ", ".join(_describe(o) for o in obj) + "]"
+    fields = ("name", "status", "status_detail", "snapshot_status", "host")
+    shown = {f: getattr(obj, f) for f in fields if getattr(obj, f, None) is not None}
+    if not shown:
+        return repr(obj)
+    if "host" in shown:
+        shown["host"] = getattr(shown["host"], "id", shown["host"])
+    return " ".join(f"{k}={v}" for k, v in shown.items())
 
 
 def test_sdk_end_to_end_on_real_hosts(hosts: HostCluster, tmp_path: Path) -> None:
@@ -64,6 +77,8 @@ def test_sdk_end_to_end_on_real_hosts(hosts: HostCluster, tmp_path: Path) -> Non
             conn.srv = srv
             try:
                 _drive(conn, types, hosts, sd_dir, uris)
+            except AssertionError as e:
+                raise AssertionError(f"{e}\nthe hosts' logs:\n{hosts.log_tail()}") from e
             finally:
                 conn.close()
             # The enrollment secret never reached the log.

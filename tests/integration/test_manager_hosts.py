@@ -87,6 +87,7 @@ class Manager:
             policies=self.policies,
         )
         self._thread = None
+        self.harness_hosts: list = []  # harness hosts added, for their logs on a timeout
         import threading
 
         ready = threading.Event()
@@ -111,7 +112,23 @@ class Manager:
                 if pred():
                     return
             time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}; link errors: {self.link.errors}")
+        raise AssertionError(f"timed out waiting for {what}; saw:\n{self.seen()}")
+
+    def seen(self) -> str:
+        """What the Manager sees (hosts, VMs, storage) and the hosts' last log lines."""
+        with self.bus.lock:
+            rows = [
+                f"host {h.name}: {h.status} {h.status_detail!r}" for h in self.bus.engine.all(Host)
+            ]
+            rows += [
+                f"storage domain {d.name}: {d.status}" for d in self.bus.engine.all(StorageDomain)
+            ]
+            rows += [
+                f"vm {v.name}: {v.status} on {v.run_on_host_id}" for v in self.bus.engine.all(Vm)
+            ]
+        rows.append(f"link errors: {self.link.errors[-10:]}")
+        rows += [h.log_tail() for h in self.harness_hosts]
+        return "\n".join(rows)
 
     def get(self, cls, oid):
         return self.bus.engine.get(cls, oid)
@@ -120,6 +137,7 @@ class Manager:
         """Adds a harness host with its enrollment secret (and, for migration, its libvirt
         address); returns its id. Up comes later (wait for it)."""
         hid = uuid4()
+        self.harness_hosts.append(h)
         self.secrets.put(hid, token)
         if migration_uri:
             self.uris[hid] = h.uri
