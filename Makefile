@@ -25,6 +25,7 @@ check: deps
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	$(PY) deploy/check-module-sizes.py
 
 test: check
 	ORRERY_TEST_DATABASE_URL=$$(deploy/dev-postgres.sh) ORRERY_REQUIRE_SERVICES=1 \
