@@ -60,7 +60,6 @@ def _register(bus: Any, secrets: Any, harness: Any) -> dict[UUID, str]:
             import uuid
 
             hid = uuid.uuid4()
-            secrets.put(hid, harness.token)
             bus.execute(
                 host_cmds.AddHost(
                     id=hid,
@@ -71,6 +70,7 @@ def _register(bus: Any, secrets: Any, harness: Any) -> dict[UUID, str]:
                     actor="system",
                 )
             )
+            secrets.put(hid, harness.token)  # once the host is committed, as the API does
         else:
             hid = existing.id
             secrets.put(hid, harness.token)

@@ -2,7 +2,8 @@
 k2!=v2 or k3>5``, ``*`` wildcards, a ``Vms:`` prefix, ``sortby KEY [asc|desc]``, ``page N``.
 
 ``compile_search(text)`` gives a Query; ``query.matches(lookup)`` asks ``lookup(key)`` for
-the object's values of a key (a list of strings; KeyError for an unknown key).
+the object's values of a key (a list of strings; KeyError for an unknown key). A search
+or sort on a credential field (``domain.base.is_credential_field``) is a 400 fault.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from api.faults import bad_request
+import domain.model  # noqa: F401  (every aggregate class: CREDENTIAL_FIELDS complete)
+from api.faults import ApiError, bad_request
+from domain.base import is_credential_field
 
 _TOKEN = re.compile(r'\s*(?:"((?:[^"\\]|\\.)*)"|(!=|<=|>=|=|<|>)|([^\s=<>!"]+))')
 _OPS = ("=", "!=", "<", ">", "<=", ">=")
@@ -156,4 +159,14 @@ def compile_search(text: str | None, case_sensitive: bool = False) -> Query:
             i += 1
     if group:
         q.groups.append(group)
+    for key in [*q.keys(), *([q.sort_key] if q.sort_key else [])]:
+        if is_credential_field(key):
+            raise credential_refused(key)
     return q
+
+
+def credential_refused(key: str) -> ApiError:
+    """The fault for a search or sort on a credential field (the message names it)."""
+    return bad_request(
+        f"Cannot search or sort by '{key}': it holds a credential.", key.rsplit(".", 1)[-1]
+    )

@@ -26,6 +26,7 @@ from api.reads import EngineReads
 from api.resources import BASE, BLANK_TEMPLATE_ID, RESOURCES, Input, Resource, Sub, parse_id
 from api.search import compile_search
 from api.sso import Authenticator, record_login_failure
+from commands.host import ReportHostInstalled
 
 log = logging.getLogger("orrery.api")
 
@@ -571,33 +572,44 @@ class Api:
         )
         scope_kind, scope = authz.scope_of(cmd)
         authz.check(env, authz.permit_for(res.path, "create"), scope_kind, scope, f"add {res.tag}")
-        cmd = self._enroll(cmd, inp, body, env)
+        secret = self._enrollment_secret(cmd, inp, body, env)
         result = await self.run(cmd)
         new_id = _created(result)
+        if secret is not None and new_id is not None:
+            await self._keep_secret(new_id, secret)
         obj = self.reads.get(res.cls, new_id) if new_id is not None else None
         if obj is None:
             return respond(env.fmt, 202, "action", {"status": "complete"})
         href = res.href(obj)
         return respond(env.fmt, 201, res.tag, self.render(res, obj, env), {"Location": href})
 
-    def _enroll(self, cmd: Any, inp: Input, body: Any, env: Env) -> Any:
-        """A new host's root_password becomes its enrollment secret, stored apart under
-        the host's id (decided here, so the secret is in place before the host is)."""
+    def _enrollment_secret(self, cmd: Any, inp: Input, body: Any, env: Env) -> str | None:
+        """A new host's root_password, its enrollment secret: checked here, stored only
+        once the host's AddHost has committed (``_keep_secret``), so a refused command
+        (an existing host's id or name) leaves every stored secret as it was."""
         if type(cmd).__name__ != "AddHost" or "root_password" not in inp.fields:
-            return cmd
+            return None
         secret = inp.fields["root_password"](body if isinstance(body, dict) else {}, env)
         if not isinstance(secret, str) or not secret:
-            return cmd
+            return None
         if self.host_secrets is None:
             raise ApiError(400, "Operation Failed", "This Manager does not manage host secrets.")
-        import uuid
+        return secret
 
-        import msgspec
-
-        if cmd.id is None:
-            cmd = msgspec.structs.replace(cmd, id=uuid.uuid4())
-        self.host_secrets.put(cmd.id, secret)
-        return cmd
+    async def _keep_secret(self, host_id: UUID, secret: str) -> None:
+        """Stores a committed host's secret; when that fails the host cannot be reached,
+        so its installation fails, with the reason (never the secret)."""
+        try:
+            self.host_secrets.put(host_id, secret)
+        except OSError as e:
+            reason = f"The host's enrollment secret could not be stored ({e.strerror})."
+            log.error("host %s: %s", host_id, reason)
+            with contextlib.suppress(ApiError):  # no longer installing: nothing to fail
+                await self.run(
+                    ReportHostInstalled(
+                        host_id=host_id, success=False, message=reason, actor="system"
+                    )
+                )
 
     async def update(self, request: web.Request, env: Env, res: Resource, obj: Any):
         if res.update is None:

@@ -143,34 +143,47 @@ def new_console_password(protocol: str = "vnc") -> str:
 
 
 class HostSecrets:
-    """Host enrollment secrets, by host id, in a file only root can read."""
+    """Host enrollment secrets, by host id, in a file only root can read.
+
+    A secret is written once its host's ``AddHost`` has committed (a refused command
+    stores nothing); ``put`` changes what ``get`` answers only once the file is written.
+    """
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._data: dict[str, str] = {}
+        self._lock = threading.Lock()
         if self.path.exists():
             self._data = json.loads(self.path.read_text() or "{}")
 
     def get(self, host_id: UUID) -> str | None:
         return self._data.get(str(host_id))
 
+    async def wait_for(self, host_id: UUID, timeout: float) -> str | None:
+        """The host's secret, waiting up to ``timeout`` seconds for it to be stored."""
+        deadline = time.monotonic() + timeout
+        while (secret := self.get(host_id)) is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return secret
+
     def put(self, host_id: UUID, secret: str) -> None:
-        self._data[str(host_id)] = secret
+        """Stores a secret; raises OSError (nothing changed) when the file cannot be written."""
+        with self._lock:
+            self._write({**self._data, str(host_id): secret})
+
+    def forget(self, host_id: UUID) -> None:
+        with self._lock:
+            if str(host_id) in self._data:
+                self._write({k: v for k, v in self._data.items() if k != str(host_id)})
+
+    def _write(self, data: dict[str, str]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
-            json.dump(self._data, f)
+            json.dump(data, f)
         os.replace(tmp, self.path)
-
-    def forget(self, host_id: UUID) -> None:
-        if self._data.pop(str(host_id), None) is not None:
-            self.put_all()
-
-    def put_all(self) -> None:
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(self._data, f)
+        self._data = data
 
 
 def volume_path(sd_root: str, sd_id: UUID, disk_id: UUID) -> str:
@@ -406,9 +419,12 @@ class HostLink:
             host = self.bus.engine.find(Host, host_id)
             if host is None or host.status not in MONITORED:
                 return
+            # A host just added has its secret stored a moment after it is committed.
+            wait = self.reconnect_every if host.status == HostStatus.INSTALLING else 0.0
+            secret = await self.secrets.wait_for(host_id, wait)
             try:
                 client = await P.HostClient.connect(
-                    host.address, host.port, self.secrets.get(host_id) or "", timeout=5.0
+                    host.address, host.port, secret or "", timeout=5.0
                 )
             except (TimeoutError, OSError, P.HostdError) as e:
                 await self._connection_failed(s, host, str(e))

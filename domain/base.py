@@ -16,15 +16,25 @@ UPCASTERS: dict[tuple[str, int], Any] = {}
 AGGREGATE_TYPES: dict[str, type[Aggregate]] = {}
 
 
-# Fields holding credentials (password hashes): kept in the log so logins survive a
-# replay, never shown by the tools that print events or objects for people.
-SECRET_FIELDS = frozenset({"password_hash"})
+# Fields holding credentials (password hashes, secrets, tickets, tokens): each aggregate
+# class declares its own in ``SECRET_FIELDS``; this is their union, filled as the classes
+# are defined (the events that set such a field use the same name). They stay in the log
+# so logins survive a replay, are never shown by the tools that print events or objects
+# for people, and no search, filter or sort may use them (a prefix search would reveal
+# them a character at a time).
+CREDENTIAL_FIELDS: set[str] = set()
 REDACTED = "***"
 
 
 def redacted(data: dict[str, Any]) -> dict[str, Any]:
     """A copy of plain data with the credential fields masked."""
-    return {k: REDACTED if k in SECRET_FIELDS and v is not None else v for k, v in data.items()}
+    return {k: REDACTED if k in CREDENTIAL_FIELDS and v is not None else v for k, v in data.items()}
+
+
+def is_credential_field(name: str) -> bool:
+    """Whether a field name, as a search or sort names it (any case, ``a.b`` paths by their
+    last part), is a credential field of some aggregate."""
+    return name.rsplit(".", 1)[-1].lower() in CREDENTIAL_FIELDS
 
 
 class DomainError(Exception):
@@ -140,6 +150,8 @@ class Aggregate(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
     KIND: ClassVar[str] = ""
     LABEL: ClassVar[str] = ""
+    # The fields of this class that hold a credential (see CREDENTIAL_FIELDS).
+    SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset()
 
     id: UUID
     version: int = 0
@@ -151,6 +163,7 @@ class Aggregate(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         if not cls.__dict__.get("LABEL"):
             cls.LABEL = cls.__name__
         AGGREGATE_TYPES[cls.__name__] = cls
+        CREDENTIAL_FIELDS.update(cls.SECRET_FIELDS)
 
     def name_scope(self) -> tuple[Any, ...] | None:
         """The key under which this object's name must be unique; None: not unique."""

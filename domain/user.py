@@ -38,6 +38,7 @@ class LoginFailure(StrEnum):
 class User(Aggregate, frozen=True, kw_only=True):
     KIND = "user"
     LABEL = "User"
+    SECRET_FIELDS = frozenset({"password_hash"})
 
     user_name: str
     name: str = ""

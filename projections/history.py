@@ -11,7 +11,7 @@ from uuid import UUID
 
 import msgspec
 
-from domain.base import SECRET_FIELDS, redacted
+from domain.base import CREDENTIAL_FIELDS, redacted
 from domain.engine import Engine
 from projections.db import ViewDB
 from projections.engine_view import object_name
@@ -59,7 +59,7 @@ def _plain(obj: Any) -> dict[str, Any]:
     """The object as plain JSON data, credential fields masked (``redacted``; its copy
     only made when the object has such a field: most have none)."""
     data = msgspec.to_builtins(obj)
-    if not SECRET_FIELDS.isdisjoint(data):
+    if not CREDENTIAL_FIELDS.isdisjoint(data):
         data = redacted(data)
     return data
 

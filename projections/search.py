@@ -17,8 +17,9 @@ Accepted::
 Reference attributes resolve names to ids through the view: ``datacenter``, ``cluster``,
 ``host``, ``storage`` and ``template`` match objects whose parent of that kind has a
 matching name. Any other attribute is a field of the object (checked against the
-aggregate classes of the kind). Values only ever reach SQL as parameters; a query that
-cannot be understood raises ``SearchError`` naming the problem.
+aggregate classes of the kind); credential fields (``domain.base.is_credential_field``)
+are refused. Values only ever reach SQL as parameters; a query that cannot be understood
+raises ``SearchError`` naming the problem.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import domain.model  # noqa: F401  (every aggregate class: CREDENTIAL_FIELDS complete)
+from domain.base import is_credential_field
 from projections.db import ViewDB
 
 
@@ -427,6 +430,22 @@ class Compiler:
         return ", ".join(parts)
 
 
+def refuse_credentials(q: Query) -> None:
+    """SearchError when the query searches or sorts by a credential field, wherever it
+    names one (a search or sort by a credential would reveal it a character at a time)."""
+    names = [name for name, _ in q.sort]
+    todo = [q.where]
+    while todo:
+        n = todo.pop()
+        if isinstance(n, Cond):
+            names.append(n.field)
+        elif isinstance(n, And | Or):
+            todo.extend(n.items)
+    for name in names:
+        if is_credential_field(name):
+            raise SearchError(f"Cannot search or sort by {name!r}: it holds a credential.")
+
+
 def _literal(name: str) -> str:
     # Field names are checked against the aggregate classes, and match _FIELD anyway.
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
@@ -461,6 +480,7 @@ def search_rows(
 ) -> list[tuple[str, str]]:
     """(aggregate class name, object JSON) of the matching objects, in list order."""
     q = parse(search)
+    refuse_credentials(q)
     comp = Compiler(db, kind, case_sensitive)
     clauses = []
     params: list[Any] = []
