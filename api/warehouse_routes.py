@@ -5,7 +5,9 @@ every user on the objects it may see.
   VALUES, DESCRIBE, SHOW, EXPLAIN [ANALYZE] SELECT) on oVirt's DWH view names, run by
   ``Warehouse.run_sql`` (DuckDB locked down, read-only transaction, time and row limits;
   see ``history.readonly``). The answer states the limits: ``row_limit``, ``truncated``,
-  ``time_limit_seconds``. Anything refused or failing is a 400 fault naming ``query``.
+  ``time_limit_seconds``. Anything refused or failing is a 400 fault naming ``query``;
+  a 503 fault while ``Warehouse.sql_concurrency`` queries run already (each holds a
+  thread of the loop's executor for up to the time limit).
   Superusers only (``configure_engine`` on the system): others get a 403 fault, recorded
   as a permission denial.
 - GET /orrery/warehouse/reports/{top-vms|host-utilisation|vm-availability|storage-growth}
@@ -28,10 +30,10 @@ import duckdb
 from aiohttp import web
 
 from api import authz
-from api.faults import bad_request, not_found
+from api.faults import ApiError, bad_request, not_found
 from api.resources import RESOURCES
 from history import reports
-from history.readonly import QueryTimeout, ReadOnlyError
+from history.readonly import QueryBusy, QueryTimeout, ReadOnlyError
 
 # The permit only SuperUser holds on the system object.
 SQL_PERMIT = "configure_engine"
@@ -70,6 +72,8 @@ async def _sql(wh: Any, sql: str) -> web.Response:
         res = await loop.run_in_executor(None, wh.run_sql, sql)
     except (ReadOnlyError, QueryTimeout) as e:
         raise bad_request(f"Query refused: {e}.", "query") from None
+    except QueryBusy as e:
+        raise ApiError(503, "Service Unavailable", f"{e}; try again later.") from None
     except duckdb.PermissionException as e:
         raise bad_request(f"Query not allowed: {str(e)[:500]}", "query") from None
     except duckdb.Error as e:

@@ -45,6 +45,10 @@ class QueryTimeout(Exception):
     """A query ran past its time limit and was interrupted."""
 
 
+class QueryBusy(Exception):
+    """As many queries from outside as allowed at once are running already."""
+
+
 @dataclass(frozen=True)
 class QueryLimits:
     """How long one query may run and how many rows it may return."""

@@ -32,6 +32,7 @@ from domain.base import Event
 from history import schema
 from history.config import ConfigTracker, Row, naive_utc
 from history.readonly import (
+    QueryBusy,
     QueryLimits,
     QueryResult,
     check_read_only,
@@ -160,15 +161,19 @@ class Warehouse:
         retention: Retention | None = None,
         rollup_grace: timedelta = timedelta(minutes=2),
         sql_limits: QueryLimits | None = None,
+        sql_concurrency: int = 2,
         allowed_paths: Sequence[str] = (),
     ) -> None:
-        """``allowed_paths``: files beside the warehouse's own that DuckDB may still reach
-        (a benchmark's export); none for the Manager."""
+        """``sql_limits``/``sql_concurrency``: per query from outside (``run_sql``) and
+        how many run at once; ``allowed_paths``: files beside the warehouse's own that
+        DuckDB may still reach (a benchmark's export), none for the Manager."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.con = duckdb.connect(str(self.path))
         lock_down(self.con, allowed_paths)
         self.sql_limits = sql_limits or QueryLimits()
+        self.sql_concurrency = sql_concurrency
+        self._sql_slots = threading.BoundedSemaphore(sql_concurrency)
         self.retention = retention or Retention()
         self.rollup_grace = rollup_grace
         self._lock = threading.RLock()
@@ -478,8 +483,14 @@ class Warehouse:
 
     def run_sql(self, sql: str) -> QueryResult:
         """SQL from outside: one read-only statement under ``sql_limits`` (QueryTimeout
-        when it runs past the time; ``truncated`` when it has more rows)."""
-        return self._read(sql, None, self.sql_limits)
+        when it runs past the time; ``truncated`` when it has more rows), QueryBusy when
+        ``sql_concurrency`` such queries are running already."""
+        if not self._sql_slots.acquire(blocking=False):
+            raise QueryBusy(f"{self.sql_concurrency} warehouse queries are running already")
+        try:
+            return self._read(sql, None, self.sql_limits)
+        finally:
+            self._sql_slots.release()
 
     def _read(self, sql: str, params: Sequence[Any] | None, limits: QueryLimits | None) -> Any:
         check_read_only(sql)  # before a cursor is taken

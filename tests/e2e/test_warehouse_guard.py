@@ -257,3 +257,22 @@ def test_reports_show_a_user_only_its_objects(site: dict[str, Any]) -> None:
     assert _get(srv, "/orrery/warehouse/reports/top-vms", user=None)[0] == 401
     dave = {"user": "dave@internal", "password": "pw-dave"}
     assert _get(srv, "/orrery/warehouse/reports/top-vms", **dave)[0] == 401
+
+
+def test_slow_queries_do_not_pile_up(site: dict[str, Any]) -> None:
+    import threading
+
+    srv = site["srv"]
+    slots = srv.api.warehouse.sql_concurrency
+    slow = "SELECT count(*) FROM range(100000000) a, range(100000000) b WHERE a.range <> b.range"
+    got: list[int] = []
+    threads = [
+        threading.Thread(target=lambda: got.append(_sql(srv, slow)[0])) for _ in range(slots + 1)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(got) == [400] * slots + [503], got
+    status, body = _sql(srv, "SELECT 42")
+    assert status == 200 and json.loads(body)["rows"] == [[42]]
