@@ -276,3 +276,21 @@ def test_slow_queries_do_not_pile_up(site: dict[str, Any]) -> None:
     assert sorted(got) == [400] * slots + [503], got
     status, body = _sql(srv, "SELECT 42")
     assert status == 200 and json.loads(body)["rows"] == [[42]]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("top-vms?limit=-1", "limit"),
+        ("top-vms?limit=many", "limit"),
+        ("top-vms?hours=0", "hours"),
+        ("top-vms?metric=disk", "metric"),
+        ("top-vms?format=xml", "format"),
+        ("host-utilisation?metric=memory", "metric"),
+        ("vm-availability?from=yesterday", "from"),
+    ],
+)
+def test_report_parameters_are_checked(site: dict[str, Any], query: str, field: str) -> None:
+    status, body = _get(site["srv"], f"/orrery/warehouse/reports/{query}")
+    assert status == 400, body
+    assert f"'{field}'" in _fault(body), body
