@@ -91,7 +91,11 @@ def check_read_only(sql: str) -> str:
     kind, text = _one_statement(sql)
     if kind == duckdb.StatementType.EXPLAIN:
         head = _EXPLAIN.match(text)
-        if head is None or _one_statement(text[head.end() :])[0] not in _READ_TYPES:
+        try:
+            inner = _one_statement(text[head.end() :])[0] if head else None
+        except ReadOnlyError:
+            inner = None
+        if inner not in _READ_TYPES:
             raise ReadOnlyError("EXPLAIN is allowed only as EXPLAIN [ANALYZE] SELECT ...")
         return text
     if kind not in _READ_TYPES:
