@@ -5,7 +5,12 @@
         [--from ISO] [--to ISO] [--hours N] [--metric cpu|memory] [--chart out.png]
   orrery history estimate --vms N --hosts N --days N
   orrery history rebuild      (delete the warehouse file, replay the log into a new one)
-The warehouse is DATA_DIR/orrery-history.duckdb; sql and report open it read-only.
+The warehouse is DATA_DIR/orrery-history.duckdb; sql and report open it read-only and
+locked down as the Manager's API does (no other file, extension or setting reachable; the
+one exception is the --out file of a parquet export, which DuckDB writes itself), and sql
+takes the API's statement allow-list (one SELECT, WITH, VALUES, DESCRIBE, SHOW or
+EXPLAIN SELECT), run in a read-only transaction. There is no time or row limit here: it
+is the operator's own process (Ctrl-C stops it).
 """
 
 from __future__ import annotations
@@ -88,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     import duckdb
 
     from history import warehouse as wh
+    from history.readonly import ReadOnlyError
 
     path = wh.path_in(args.data_dir)
     try:
@@ -98,30 +104,35 @@ def run(args: argparse.Namespace) -> int:
         if args.action == "estimate":
             return _estimate(args)
         return _rebuild(args, path)
-    except (wh.ReadOnlyError, wh.WarehouseBusy, FileNotFoundError, duckdb.Error, ValueError) as e:
+    except (ReadOnlyError, wh.WarehouseBusy, FileNotFoundError, duckdb.Error, ValueError) as e:
         print(f"orrery history: {e}", file=sys.stderr)
         return 1
 
 
 def _sql(args: argparse.Namespace, path: Any) -> int:
-    from history.warehouse import check_read_only, open_read_only
+    from history.readonly import check_read_only, run_read_only
+    from history.warehouse import open_read_only
 
-    check_read_only(args.query)
-    con = open_read_only(path)
-    try:
-        if args.format == "parquet":
-            if not args.out:
-                raise ValueError("--format parquet needs --out FILE")
-            target = args.out.replace("'", "''")
-            con.execute(f"COPY ({args.query.rstrip().rstrip(';')}) TO '{target}' (FORMAT PARQUET)")
-            print(f"wrote {args.out}")
-            return 0
-        res = con.execute(args.query)
-        cols = [d[0] for d in res.description or []]
-        _emit(cols, res.fetchall(), args.format, args.out)
+    text = check_read_only(args.query)
+    if args.format != "parquet":
+        con = open_read_only(path)
+        try:
+            res = run_read_only(con, text)
+        finally:
+            con.close()
+        _emit(res.columns, res.rows, args.format, args.out)
         return 0
+    if not args.out:
+        raise ValueError("--format parquet needs --out FILE")
+    target = os.path.abspath(args.out)
+    con = open_read_only(path, allowed_paths=[target])
+    try:
+        quoted = target.replace("'", "''")
+        con.execute(f"COPY ({text}\n) TO '{quoted}' (FORMAT PARQUET)")
     finally:
         con.close()
+    print(f"wrote {args.out}")
+    return 0
 
 
 def _report(args: argparse.Namespace, path: Any) -> int:

@@ -7,11 +7,8 @@
   when, the command, and the fields it changed (``diff``: {field: [before, after]}).
 - ``as_of=<log position|ISO time>`` on any GET under /ovirt-engine/api: the state then.
 - GET /orrery/status: log position, feed position, whether the render cache is warm.
-- GET /orrery/warehouse/sql?query=SELECT...: a read-only query on the history warehouse
-  (oVirt's DWH view names); a write is refused with 400. Administrators only.
-- GET /orrery/warehouse/reports/{top-vms|host-utilisation|vm-availability|storage-growth}
-  ?hours=24|from=&to=[&metric=cpu|memory][&limit=N][&format=json|png]: canned reports,
-  as JSON or as a PNG chart. Administrators only.
+- /orrery/warehouse/...: SQL on the history warehouse (superusers) and canned reports
+  (every user, on what it may see): ``api.warehouse_routes``.
 """
 
 from __future__ import annotations
@@ -24,6 +21,7 @@ from uuid import UUID
 import msgspec
 from aiohttp import web
 
+from api import warehouse_routes
 from api.faults import bad_request, not_found
 from api.resources import RESOURCES
 from domain.base import redacted
@@ -54,7 +52,7 @@ async def handle(api: Any, request: web.Request, rest: str) -> web.StreamRespons
     if len(segs) == 3 and segs[0] == "history":
         return history(api, segs[1], segs[2])
     if segs[:1] == ["warehouse"]:
-        return await warehouse(api, request, env, segs[1:])
+        return await warehouse_routes.handle(api, request, env, segs[1:])
     raise not_found(f"No resource at /orrery/{rest[:80]}.")
 
 
@@ -141,94 +139,3 @@ def history(api: Any, collection: str, obj_id: str) -> web.Response:
         )
         before = after
     return web.json_response({"id": str(oid), "collection": collection, "history": out})
-
-
-REPORT_NAMES = ("top-vms", "host-utilisation", "vm-availability", "storage-growth")
-
-
-async def warehouse(api: Any, request: web.Request, env: Any, segs: list[str]) -> web.Response:
-    """The history warehouse this Manager feeds: SQL and canned reports."""
-    from api.faults import forbidden
-
-    wh = getattr(api, "warehouse", None)
-    if wh is None:
-        raise not_found("The history warehouse is not running in this Manager.")
-    if env.user_id is not None:
-        from domain.permission import is_admin
-
-        with env.reads.lock:
-            admin = is_admin(env.reads.engine, env.user_id)
-        if not admin:
-            raise forbidden("The history warehouse is for administrators.")
-    q = request.query
-    loop = asyncio.get_running_loop()
-    if segs == ["sql"]:
-        import duckdb
-
-        from history.warehouse import ReadOnlyError
-
-        sql = q.get("query", "")
-        if not sql.strip():
-            raise bad_request("Give the SQL in the 'query' parameter.", "query")
-        try:
-            cols, rows = await loop.run_in_executor(None, wh.query, sql)
-        except ReadOnlyError as e:
-            raise bad_request(str(e), "query") from None
-        except duckdb.Error as e:
-            raise bad_request(f"SQL error: {str(e)[:500]}", "query") from None
-        return web.json_response({"columns": cols, "rows": [list(r) for r in rows]}, dumps=_dumps)
-    if len(segs) == 2 and segs[0] == "reports" and segs[1] in REPORT_NAMES:
-        return await _report(wh, segs[1], q)
-    raise not_found(f"No warehouse resource at {'/'.join(segs)[:80]}.")
-
-
-async def _report(wh: Any, name: str, q: Any) -> web.Response:
-    import tempfile
-    from datetime import UTC, datetime, timedelta
-    from pathlib import Path
-
-    from history import reports
-
-    def when(key: str) -> datetime | None:
-        text = q.get(key)
-        if not text:
-            return None
-        try:
-            t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            raise bad_request(f"'{key}' is not an ISO time: {text[:40]}", key) from None
-        return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-    try:
-        hours = float(q.get("hours", "24"))
-        limit = int(q.get("limit", "10"))
-    except ValueError:
-        raise bad_request("'hours' and 'limit' must be numbers.", "hours") from None
-    end = when("to") or datetime.now(UTC)
-    start = when("from") or end - timedelta(hours=hours)
-    fn = {
-        "top-vms": lambda: reports.top_vms(
-            wh, start, end, metric=q.get("metric", "cpu"), limit=limit
-        ),
-        "host-utilisation": lambda: reports.host_utilisation(wh, start, end),
-        "vm-availability": lambda: reports.vm_availability(wh, start, end),
-        "storage-growth": lambda: reports.storage_growth(wh, start, end),
-    }[name]
-    loop = asyncio.get_running_loop()
-    try:
-        report = await loop.run_in_executor(None, fn)
-    except ValueError as e:
-        raise bad_request(str(e), "metric") from None
-    if q.get("format") == "png":
-        with tempfile.TemporaryDirectory() as d:
-            path = Path(d) / "chart.png"
-            await loop.run_in_executor(None, reports.save_chart, report, path)
-            return web.Response(body=path.read_bytes(), content_type="image/png")
-    return web.json_response(
-        {"title": report.title, "columns": report.columns, "rows": [list(r) for r in report.rows]},
-        dumps=_dumps,
-    )
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, default=str)

@@ -38,6 +38,9 @@ PG_SQL = (
 )
 
 
+EXPORTS = ("samples.csv", "vms.csv")  # the baseline's CSV files, in the warehouse's folder
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vms", type=int, default=1000)
     p.add_argument("--days", type=float, default=3.0)
@@ -87,7 +90,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"vms": args.vms, "days": args.days, "sample_rows": minutes * args.vms}
     tmp = tempfile.TemporaryDirectory()
     path = Path(tmp.name) / "orrery-history.duckdb"
-    w = Warehouse(path, retention=Retention(None, None, None))
+    # the PostgreSQL baseline exports the samples to CSV files beside the warehouse
+    exports = [str(Path(tmp.name) / n) for n in EXPORTS]
+    w = Warehouse(path, retention=Retention(None, None, None), allowed_paths=exports)
     try:
         _seed_vms(w, vms, clusters, t0)
         base_cpu = [rnd.uniform(2, 80) for _ in vms]
@@ -194,11 +199,11 @@ def _baseline(
     }
     from commands.store import libpq_url
 
-    with tempfile.TemporaryDirectory() as d, fresh_schema(url, "hist") as surl:
+    with fresh_schema(url, "hist") as surl:
         base, schema = libpq_url(surl), surl.split("schema=", 1)[1]
-        csv_path = Path(d) / "samples.csv"
+        csv_path = w.path.parent / EXPORTS[0]
         w.con.execute(f"COPY vm_samples_history TO '{csv_path}' (FORMAT CSV, HEADER FALSE)")
-        vm_csv = Path(d) / "vms.csv"
+        vm_csv = w.path.parent / EXPORTS[1]
         w.con.execute(
             f"COPY (SELECT history_id, object_id, cluster_id FROM config_history "
             f"WHERE kind = 'vm') TO '{vm_csv}' (FORMAT CSV, HEADER FALSE)"

@@ -7,7 +7,9 @@ callers hand in the log as ``read(after, limit) -> [(notification_id, event)]``
 
 Modules: ``schema`` (tables, views), ``config`` (type-2 tracker), ``samples`` (sample
 structs, ``Sampler``), ``warehouse`` (``Warehouse``: catch_up, ingest_samples, rollup,
-apply_retention, query), ``runner`` (``HistoryRunner``: the Manager's feeding loop),
-``reports`` (canned reports + PNG charts), ``estimate`` (size prediction).
+apply_retention, query, run_sql), ``readonly`` (what SQL from outside may do: the DuckDB
+lock-down, the statement allow-list, time and row limits), ``runner``
+(``HistoryRunner``: the Manager's feeding loop), ``reports`` (canned reports + PNG
+charts), ``estimate`` (size prediction).
 The file is ``data_dir/orrery-history.duckdb`` (``warehouse.path_in``).
 """

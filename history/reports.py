@@ -4,14 +4,18 @@ Each returns a ``Report`` (columns, rows, and how to chart it); ``save_chart(rep
 path)`` draws a PNG with matplotlib's Agg backend. Reports read the hourly rollups for
 closed hours and the raw samples for the hours not rolled up yet, so they are current.
 ``db`` is a ``Warehouse`` or any DuckDB connection to the file (read-only is enough).
+``objects``: only these objects (VMs, hosts or storage domains: what the report is
+about) are reported on; None reports on every one the warehouse holds.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from history.config import naive_utc
 from history.schema import HOST, STORAGE_DOMAIN, VM, StatsSpec
@@ -80,22 +84,36 @@ def _window(start: datetime, end: datetime) -> list[Any]:
     return [naive_utc(start), naive_utc(end)]
 
 
+def _only(objects: Collection[UUID] | None, column: str) -> tuple[str, list[Any]]:
+    """A WHERE clause keeping ``column`` to ``objects`` (parameter $3), and its parameter."""
+    if objects is None:
+        return "", []
+    return f" WHERE {column} IN (SELECT unnest($3::UUID[]))", [[str(o) for o in objects]]
+
+
 def top_vms(
-    db: Any, start: datetime, end: datetime, *, metric: str = "cpu", limit: int = 10
+    db: Any,
+    start: datetime,
+    end: datetime,
+    *,
+    metric: str = "cpu",
+    limit: int = 10,
+    objects: Collection[UUID] | None = None,
 ) -> Report:
     """The VMs with the highest average CPU or memory use over [start, end)."""
     col = {"cpu": "cpu_usage_percent", "memory": "memory_usage_percent"}.get(metric)
     if col is None:
         raise ValueError("metric must be cpu or memory")
+    where, only = _only(objects, "u.obj")
     sql = (
         f"WITH u AS ({_hourly_union(VM, [col])}), names AS ({_names('vm')}) "
         f"SELECT u.obj AS vm_id, coalesce(names.name, CAST(u.obj AS VARCHAR)) AS vm_name, "
         f"round(sum({col} * n) / sum(n), 2) AS avg_{metric}_percent, "
         f"round(max(max_{col}), 2) AS max_{metric}_percent, sum(n) AS samples "
-        "FROM u LEFT JOIN names ON names.object_id = u.obj "
+        f"FROM u LEFT JOIN names ON names.object_id = u.obj{where} "
         f"GROUP BY ALL ORDER BY avg_{metric}_percent DESC, vm_name LIMIT {int(limit)}"
     )
-    cols, rows = _run(db, sql, _window(start, end))
+    cols, rows = _run(db, sql, _window(start, end) + only)
     return Report(
         f"Top {limit} VMs by {metric}",
         cols,
@@ -104,9 +122,12 @@ def top_vms(
     )
 
 
-def host_utilisation(db: Any, start: datetime, end: datetime) -> Report:
+def host_utilisation(
+    db: Any, start: datetime, end: datetime, *, objects: Collection[UUID] | None = None
+) -> Report:
     """Per host and hour: average and peak CPU and memory use."""
     m = ["cpu_usage_percent", "memory_usage_percent"]
+    where, only = _only(objects, "u.obj")
     sql = (
         f"WITH u AS ({_hourly_union(HOST, m)}), names AS ({_names('host')}) "
         "SELECT hour, u.obj AS host_id, coalesce(names.name, CAST(u.obj AS VARCHAR)) "
@@ -114,9 +135,10 @@ def host_utilisation(db: Any, start: datetime, end: datetime) -> Report:
         "round(max(max_cpu_usage_percent), 2) AS max_cpu_usage, "
         "round(sum(memory_usage_percent * n) / sum(n), 2) AS memory_usage_percent, "
         "round(max(max_memory_usage_percent), 2) AS max_memory_usage "
-        "FROM u LEFT JOIN names ON names.object_id = u.obj GROUP BY ALL ORDER BY hour, host_name"
+        f"FROM u LEFT JOIN names ON names.object_id = u.obj{where} "
+        "GROUP BY ALL ORDER BY hour, host_name"
     )
-    cols, rows = _run(db, sql, _window(start, end))
+    cols, rows = _run(db, sql, _window(start, end) + only)
     return Report(
         "Host utilisation",
         cols,
@@ -131,8 +153,11 @@ def host_utilisation(db: Any, start: datetime, end: datetime) -> Report:
     )
 
 
-def vm_availability(db: Any, start: datetime, end: datetime) -> Report:
+def vm_availability(
+    db: Any, start: datetime, end: datetime, *, objects: Collection[UUID] | None = None
+) -> Report:
     """Per VM: minutes Up, Down, Paused, Problematic and the share of time Up."""
+    where, only = _only(objects, "u.obj")
     sql = (
         f"WITH u AS ({_hourly_union(VM, [])}), names AS ({_names('vm')}) "
         "SELECT u.obj AS vm_id, coalesce(names.name, CAST(u.obj AS VARCHAR)) AS vm_name, "
@@ -142,10 +167,10 @@ def vm_availability(db: Any, start: datetime, end: datetime) -> Report:
         "round(sum(minutes) FILTER (WHERE status = 3), 1) AS minutes_problematic, "
         "round(100.0 * coalesce(sum(minutes) FILTER (WHERE status = 1), 0) "
         "/ nullif(sum(minutes), 0), 2) AS availability_percent "
-        "FROM u LEFT JOIN names ON names.object_id = u.obj "
+        f"FROM u LEFT JOIN names ON names.object_id = u.obj{where} "
         "GROUP BY ALL ORDER BY availability_percent, vm_name"
     )
-    cols, rows = _run(db, sql, _window(start, end))
+    cols, rows = _run(db, sql, _window(start, end) + only)
     return Report(
         "VM availability",
         cols,
@@ -154,14 +179,17 @@ def vm_availability(db: Any, start: datetime, end: datetime) -> Report:
     )
 
 
-def storage_growth(db: Any, start: datetime, end: datetime) -> Report:
+def storage_growth(
+    db: Any, start: datetime, end: datetime, *, objects: Collection[UUID] | None = None
+) -> Report:
     """Per storage domain and day: used space (GiB) and its growth since the window began."""
     m = ["used_disk_size_gb", "available_disk_size_gb"]
+    where, only = _only(objects, "obj")
     sql = (
         f"WITH u AS ({_hourly_union(STORAGE_DOMAIN, m)}), names AS "
         f"({_names('storage_domain')}), d AS (SELECT date_trunc('day', hour) AS day, obj, "
         "sum(used_disk_size_gb * n) / sum(n) AS used, "
-        "sum(available_disk_size_gb * n) / sum(n) AS avail FROM u GROUP BY ALL) "
+        f"sum(available_disk_size_gb * n) / sum(n) AS avail FROM u{where} GROUP BY ALL) "
         "SELECT day, d.obj AS storage_domain_id, "
         "coalesce(names.name, CAST(d.obj AS VARCHAR)) AS storage_domain_name, "
         "round(used, 3) AS used_disk_size_gb, round(avail, 3) AS available_disk_size_gb, "
@@ -169,7 +197,7 @@ def storage_growth(db: Any, start: datetime, end: datetime) -> Report:
         "AS growth_gb FROM d LEFT JOIN names ON names.object_id = d.obj "
         "ORDER BY storage_domain_name, day"
     )
-    cols, rows = _run(db, sql, _window(start, end))
+    cols, rows = _run(db, sql, _window(start, end) + only)
     return Report(
         "Storage growth",
         cols,

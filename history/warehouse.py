@@ -10,7 +10,10 @@ Feeding it:
   makes a re-sent batch a no-op.
 - ``maintain(now)``: hourly and daily rollups of closed periods only (tracked, so each
   period is rolled once) and retention.
-Reading: ``query(sql)`` (SELECT only) or ``open_read_only(path)`` from another process.
+Reading: ``query(sql, params)`` (one read-only statement, all rows), ``run_sql(sql)``
+(SQL from outside: under ``sql_limits``), or ``open_read_only(path)`` from another
+process. Every connection is locked down once the file is open (``history.readonly``):
+DuckDB reaches no other file, extension or setting, for the writer too.
 """
 
 from __future__ import annotations
@@ -28,6 +31,14 @@ import duckdb
 from domain.base import Event
 from history import schema
 from history.config import ConfigTracker, Row, naive_utc
+from history.readonly import (
+    QueryBusy,
+    QueryLimits,
+    QueryResult,
+    check_read_only,
+    lock_down,
+    run_read_only,
+)
 from history.samples import VERSION_OF, Sample, columns, group, key_of
 from history.schema import CONFIG_COLUMN_NAMES, STATS, StatsSpec
 
@@ -35,10 +46,6 @@ FILE_NAME = "orrery-history.duckdb"
 EPOCH = datetime(1970, 1, 1)
 
 ReadFn = Callable[[int, int], Sequence[tuple[int, Event]]]
-
-
-class ReadOnlyError(Exception):
-    """A statement that would change the warehouse was given to a read-only entry point."""
 
 
 class StaleWriter(Exception):
@@ -146,21 +153,6 @@ def _insert_sql(spec: StatsSpec, frame: str) -> str:
     )
 
 
-def check_read_only(sql: str) -> None:
-    """Raises ReadOnlyError unless every statement in ``sql`` only reads."""
-    allowed = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
-    try:
-        stmts = duckdb.extract_statements(sql)
-    except duckdb.Error as e:
-        raise ReadOnlyError(f"cannot parse query: {e}") from e
-    for st in stmts:
-        if st.type not in allowed:
-            raise ReadOnlyError(
-                f"the history warehouse is read-only here: {st.type.name} statements are "
-                "refused (use SELECT)"
-            )
-
-
 class Warehouse:
     def __init__(
         self,
@@ -168,10 +160,20 @@ class Warehouse:
         *,
         retention: Retention | None = None,
         rollup_grace: timedelta = timedelta(minutes=2),
+        sql_limits: QueryLimits | None = None,
+        sql_concurrency: int = 2,
+        allowed_paths: Sequence[str] = (),
     ) -> None:
+        """``sql_limits``/``sql_concurrency``: per query from outside (``run_sql``) and
+        how many run at once; ``allowed_paths``: files beside the warehouse's own that
+        DuckDB may still reach (a benchmark's export), none for the Manager."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.con = duckdb.connect(str(self.path))
+        lock_down(self.con, allowed_paths)
+        self.sql_limits = sql_limits or QueryLimits()
+        self.sql_concurrency = sql_concurrency
+        self._sql_slots = threading.BoundedSemaphore(sql_concurrency)
         self.retention = retention or Retention()
         self.rollup_grace = rollup_grace
         self._lock = threading.RLock()
@@ -475,25 +477,43 @@ class Warehouse:
 
     # -- reading ---------------------------------------------------------------------------
     def query(self, sql: str, params: Sequence[Any] | None = None) -> tuple[list[str], list[tuple]]:
-        """Runs a read-only query (writes raise ReadOnlyError); returns (columns, rows)."""
-        check_read_only(sql)
+        """Runs one read-only statement (else a ReadOnlyError); returns (columns, rows)."""
+        res = self._read(sql, params, None)
+        return res.columns, res.rows
+
+    def run_sql(self, sql: str) -> QueryResult:
+        """SQL from outside: one read-only statement under ``sql_limits`` (QueryTimeout
+        when it runs past the time; ``truncated`` when it has more rows), QueryBusy when
+        ``sql_concurrency`` such queries are running already."""
+        if not self._sql_slots.acquire(blocking=False):
+            raise QueryBusy(f"{self.sql_concurrency} warehouse queries are running already")
+        try:
+            return self._read(sql, None, self.sql_limits)
+        finally:
+            self._sql_slots.release()
+
+    def _read(self, sql: str, params: Sequence[Any] | None, limits: QueryLimits | None) -> Any:
+        check_read_only(sql)  # before a cursor is taken
         with self._lock:  # only to take the cursor: the query itself runs beside ingest
             cur = self.con.cursor()
         try:
-            res = cur.execute(sql, params or [])
-            cols = [d[0] for d in res.description or []]
-            return cols, res.fetchall()
+            return run_read_only(cur, sql, params, limits)
         finally:
             cur.close()
 
 
-def open_read_only(path: Path | str) -> duckdb.DuckDBPyConnection:
-    """A connection that cannot write (DuckDB refuses every change on it)."""
+def open_read_only(
+    path: Path | str, allowed_paths: Sequence[str] = ()
+) -> duckdb.DuckDBPyConnection:
+    """A connection that cannot write (DuckDB refuses every change on it), locked down
+    like the Manager's but for ``allowed_paths``."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"no history warehouse at {p} (run `orrery history rebuild`)")
     try:
-        return duckdb.connect(str(p), read_only=True)
+        con = duckdb.connect(str(p), read_only=True)
+        lock_down(con, allowed_paths)
+        return con
     except duckdb.IOException as e:
         if "lock" in str(e).lower():
             raise WarehouseBusy(

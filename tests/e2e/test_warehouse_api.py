@@ -1,5 +1,5 @@
 """The history warehouse through the API: read-only SQL on oVirt's DWH view names and the
-canned reports as JSON or PNG, for administrators only."""
+canned reports as JSON or PNG (what a user may not do there: test_warehouse_guard.py)."""
 
 from __future__ import annotations
 

@@ -260,3 +260,35 @@ def test_bench_against_postgres(pg_schema_url):
     )
     out = bench_history.run(args)
     assert out["baseline_equals_ours"] is True and out["baseline_query_ms"] > 0
+
+
+def test_cli_sql_takes_the_apis_lock_down(tmp_path, capsys):
+    """`orrery history sql` reads no file of the machine, runs one read-only statement
+    only, and its parquet export writes the --out file and no other."""
+    data_dir = tmp_path / "data"
+    with Warehouse(path_in(data_dir)) as w:
+        w.ingest_samples([VmSample(time=datetime(2026, 1, 1), vm_id=uuid.UUID(int=5))])
+    store = ["--data-dir", str(data_dir)]
+
+    def sql(q: str, *extra: str) -> tuple[int, str, str]:
+        rc = cli_main(["history", *store, "sql", q, *extra])
+        got = capsys.readouterr()
+        return rc, got.out, got.err
+
+    rc, out, err = sql("SELECT content FROM read_text('/etc/passwd')")
+    assert rc == 1 and "root:x:0:0" not in out + err and "disabled" in err
+    rc, _, err = sql("WITH d AS (DELETE FROM vm_samples_history RETURNING 1) SELECT * FROM d")
+    assert rc == 1 and "read-only" in err
+    rc, _, err = sql("SELECT 1; SELECT 2")
+    assert rc == 1 and "one statement" in err
+    rc, _, err = sql("SET enable_external_access = true")
+    assert rc == 1 and "SET" in err
+    rc, out, _ = sql("SELECT count(*) AS n FROM vm_samples_history", "--format", "json")
+    assert rc == 0 and json.loads(out) == [{"n": 1}]
+    other = tmp_path / "other.csv"
+    pq = tmp_path / "s.parquet"
+    q = f"SELECT * FROM vm_samples_history) TO '{other}' (FORMAT CSV); SELECT (1"
+    rc, _, err = sql(q, "--format", "parquet", "--out", str(pq))
+    assert rc == 1 and not other.exists() and not pq.exists()
+    rc, _, err = sql("SELECT * FROM vm_samples_history", "--format", "parquet", "--out", str(pq))
+    assert rc == 0 and pq.read_bytes()[:4] == b"PAR1"

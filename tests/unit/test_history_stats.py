@@ -13,9 +13,10 @@ import pytest
 from domain.statuses import VmStatus, vm_history_bucket
 from history import reports
 from history.estimate import estimate
+from history.readonly import ReadOnlyError
 from history.samples import GiB, HostSample, NicSample, Sampler, StorageDomainSample, VmSample
 from history.schema import VM_BUCKET_CODES
-from history.warehouse import ReadOnlyError, Retention, Warehouse, open_read_only
+from history.warehouse import Retention, Warehouse, open_read_only
 
 pytestmark = pytest.mark.unit
 
