@@ -4,13 +4,15 @@ protocol declares for it (``P.RESULTS``), and nothing that is not a request is i
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import typing
 
 import pytest
 
 from hostd import protocol as P
-from hostd.dispatch import HANDLERS
+from hostd.core import Config, Core
+from hostd.dispatch import HANDLERS, answer
 
 pytestmark = pytest.mark.unit
 
@@ -51,3 +53,29 @@ def test_each_handler_takes_its_request_and_returns_its_result(req_type: type) -
     assert len(params) == 2, params
     assert hints[params[1]] is req_type
     assert hints["return"] is P.RESULTS[req_type]
+
+
+def test_answer_replies_with_the_result_the_failure_or_unsupported(tmp_path) -> None:
+    core = Core(Config(data_dir=str(tmp_path), token="t"))  # not connected to libvirt
+
+    async def replies() -> list[P.Reply]:
+        return [
+            await answer(core, P.Call(id=1, req=P.Ping())),
+            await answer(core, P.Call(id=2, req=P.ListVms())),
+            # Not a request (a Call's fields are not checked when built in-process).
+            await answer(core, P.Call(id=3, req=P.Ok())),
+        ]
+
+    try:
+        pong, unreachable, unsupported = asyncio.run(replies())
+    finally:
+        core.pool.shutdown()
+    assert (pong.id, pong.ok, pong.result.detail) == (1, True, "pong")
+    assert (unreachable.id, unreachable.ok) == (2, False)
+    assert unreachable.error is not None and unreachable.error.code == "libvirt_unreachable"
+    assert (unsupported.id, unsupported.ok) == (3, False)
+    assert unsupported.error is not None
+    assert (unsupported.error.code, unsupported.error.message) == (
+        "invalid",
+        "unsupported request Ok",
+    )
