@@ -20,6 +20,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hostd.daemon import run as run_hostd
+    from hostd.cli import run as run_hostd
 
     return run_hostd(args)

@@ -2,6 +2,6 @@
 
 import sys
 
-from hostd.daemon import main
+from hostd.cli import main
 
 sys.exit(main())

@@ -123,7 +123,8 @@ def delete(path: str) -> None:
             p.parent.rmdir()
 
 
-def _same(a: str, b: str) -> bool:
+def same_path(a: str, b: str) -> bool:
+    """The same file, whether named directly or through symlinks."""
     return a == b or os.path.realpath(a) == os.path.realpath(b)
 
 
@@ -133,7 +134,7 @@ def merge_layer(leaf: str, layer: str) -> ImageInfoResult:
     rebase is metadata only (``-u``: the content under ``child`` is unchanged), and the
     file goes last."""
     chain = info(leaf).chain
-    at = next((i for i, p in enumerate(chain) if _same(p, layer)), None)
+    at = next((i for i, p in enumerate(chain) if same_path(p, layer)), None)
     if at is None:
         raise ImageError(f"{layer} is not in the backing chain of {leaf}")
     if at == len(chain) - 1:

@@ -36,7 +36,7 @@ import contextlib
 import itertools
 import struct
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import msgspec
 
@@ -622,8 +622,15 @@ class NetworkStatus(Fact, tag="network_status", kw_only=True):
     networks: list[NetworkState]
 
 
-FactT = VmStatusChanged | StatsSample | Heartbeat | MigrationProgress | MigrationDone | HostError
-FactT = FactT | NetworkStatus
+FactT = (
+    VmStatusChanged
+    | StatsSample
+    | Heartbeat
+    | MigrationProgress
+    | MigrationDone
+    | HostError
+    | NetworkStatus
+)
 
 
 # --------------------------------------------------------------------------- frames
@@ -816,7 +823,8 @@ class HostClient:
         cid = next(self._ids)
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self._pending[cid] = fut
-        self._writer.write(encode_frame(Call(id=cid, req=req)))
+        # Every Request struct is a member of RequestT (tests/unit/test_hostd_dispatch.py).
+        self._writer.write(encode_frame(Call(id=cid, req=cast("RequestT", req))))
         await self._writer.drain()
         reply: Reply = await asyncio.wait_for(fut, timeout)
         if not reply.ok:

@@ -1,0 +1,110 @@
+"""hostd's command line: ``python -m hostd`` / ``orrery hostd``. Parses the options into a
+``Config`` (the enrollment token from --token, $ORRERY_HOSTD_TOKEN or the data
+directory's token file, made on first start), sets up logging and runs ``Hostd`` until
+SIGTERM/SIGINT.
+
+May import ``hostd.daemon``, ``hostd.core`` and ``hostd.protocol``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import secrets
+import socket
+from pathlib import Path
+
+from hostd import protocol as P
+from hostd.core import Config
+from hostd.daemon import Hostd
+
+log = logging.getLogger("hostd")
+
+DESCRIPTION = (
+    "hostd: the asyncio server. Authenticates the Manager, runs its requests against libvirt,\n"
+    "and streams facts (VM status from libvirt lifecycle events, statistics, heartbeats,\n"
+    "migration progress) back. Keeps no state of its own: after a restart it re-reads libvirt.\n"
+)
+
+
+def load_token(explicit: str | None, data_dir: Path) -> str:
+    """--token, else $ORRERY_HOSTD_TOKEN, else <data-dir>/token (created, mode 0600)."""
+    token = explicit or os.environ.get("ORRERY_HOSTD_TOKEN")
+    if token:
+        return token
+    f = data_dir / "token"
+    if f.exists():
+        return f.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    log.warning("no token given: generated the enrollment secret in %s", f)
+    return token
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--listen", default=f"127.0.0.1:{P.DEFAULT_PORT}", help="ADDR:PORT")
+    p.add_argument("--libvirt", default="qemu:///system", help="libvirt URI")
+    p.add_argument("--data-dir", default="/var/lib/orrery-hostd", help="hooks, token, mounts")
+    p.add_argument("--token", default=None, help="enrollment secret (or $ORRERY_HOSTD_TOKEN)")
+    p.add_argument("--host-id", default=None, help="host UUID (default: libvirt's host UUID)")
+    p.add_argument("--stats-interval", type=float, default=15.0)
+    p.add_argument("--heartbeat-interval", type=float, default=10.0)
+    p.add_argument("--migration-port-min", type=int, default=49152)
+    p.add_argument("--log-level", default="INFO")
+    p.add_argument(
+        "--public-libvirt-uri",
+        default=None,
+        help="libvirt URI other hosts migrate to (default: --libvirt when qemu+tcp://, "
+        "else qemu+tcp://<listen address>/system)",
+    )
+
+
+def public_libvirt_uri(explicit: str | None, libvirt_uri: str, listen_host: str) -> str:
+    if explicit:
+        return explicit
+    if libvirt_uri.startswith("qemu+tcp://"):
+        return libvirt_uri
+    host = listen_host or "127.0.0.1"
+    if host in ("0.0.0.0", "::", "[::]"):
+        host = socket.getfqdn()
+    return f"qemu+tcp://{host}/system"
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    host, _, port = args.listen.rpartition(":")
+    data_dir = Path(args.data_dir)
+    return Config(
+        listen_host=host or "127.0.0.1",
+        listen_port=int(port),
+        libvirt_uri=args.libvirt,
+        public_libvirt_uri=public_libvirt_uri(
+            getattr(args, "public_libvirt_uri", None), args.libvirt, host or "127.0.0.1"
+        ),
+        data_dir=str(data_dir),
+        token=load_token(args.token, data_dir),
+        host_id=args.host_id,
+        stats_interval=args.stats_interval,
+        heartbeat_interval=args.heartbeat_interval,
+        migration_port_min=args.migration_port_min,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    cfg = config_from_args(args)
+    asyncio.run(Hostd(cfg).serve_forever())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="hostd", description=DESCRIPTION)
+    add_arguments(p)
+    return run(p.parse_args(argv))

@@ -1,0 +1,68 @@
+"""hostd's image requests: ``CreateImage``, ``CopyImage``, ``ResizeImage`` (offline with
+qemu-img, or live through libvirt's block resize when the VM runs), ``ImageInfo``,
+``DeleteImage`` and ``MergeVolume`` (a cold merge of one layer of a chain). The qemu-img
+work itself is ``hostd.images``; this module is the requests' side of it, and the one
+place image requests are handled.
+
+May import ``hostd.core``, ``hostd.protocol`` and the driver modules (images, domxml);
+no other request handler module.
+"""
+
+from __future__ import annotations
+
+import libvirt
+
+from hostd import domxml, images
+from hostd import protocol as P
+from hostd.core import Core, Fail
+
+
+async def create_image(core: Core, req: P.CreateImage) -> P.ImageInfoResult:
+    path = images.volume_path(req.volume)
+    return await core.run(
+        images.create,
+        path,
+        req.size_bytes,
+        req.format,
+        req.backing,
+        req.backing_format,
+        req.preallocate,
+    )
+
+
+async def copy_image(core: Core, req: P.CopyImage) -> P.ImageInfoResult:
+    return await core.run(images.copy, req.source, images.volume_path(req.volume), req.format)
+
+
+async def resize_image(core: Core, req: P.ResizeImage) -> P.ImageInfoResult:
+    if req.vm_id is not None:
+        dom = await core.dom(req.vm_id)
+        async with core.lock(req.vm_id):
+            if await core.run(dom.isActive):
+                return await core.run(_resize_live, dom, req)
+    return await core.run(images.resize, req.path, req.size_bytes)
+
+
+def _resize_live(dom: libvirt.virDomain, req: P.ResizeImage) -> P.ImageInfoResult:
+    disk = next((d for d in domxml.disks(dom.XMLDesc(0)) if d.path == req.path), None)
+    if disk is None:
+        raise Fail("not_found", f"VM {dom.name()} has no disk on {req.path}")
+    current = images.info(req.path).virtual_size
+    if req.size_bytes < current:
+        raise Fail("image", "shrinking a disk is not supported")
+    if req.size_bytes > current:
+        dom.blockResize(disk.target, req.size_bytes, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
+    return images.info(req.path)
+
+
+async def image_info(core: Core, req: P.ImageInfo) -> P.ImageInfoResult:
+    return await core.run(images.info, req.path)
+
+
+async def delete_image(core: Core, req: P.DeleteImage) -> P.Ok:
+    await core.run(images.delete, req.path)
+    return P.Ok()
+
+
+async def merge_volume(core: Core, req: P.MergeVolume) -> P.ImageInfoResult:
+    return await core.run(images.merge_layer, req.leaf, req.layer)
