@@ -345,3 +345,26 @@ def test_a_launch_that_failed_before_anyone_had_the_vm_is_not_reverted(
         w.report(vm_id, VmStatus.DOWN, exit_status="error")
     assert (w.vm(vm_id).status, _disk_of(w, vm_id)) == (VmStatus.DOWN, used)
     assert pool(w, p).assignments == ()
+
+
+def test_the_feed_says_the_vm_is_being_restored(w: ComputeWorld) -> None:
+    from domain.engine import Engine
+    from projections.feed import ORRERY_POOL_VM_REVERTED, describe
+    from projections.runner import Change
+
+    p, vm_id, _ = _disk_pool(w)
+    w.run(c.AllocateVm(vm_pool_id=p, user_id=ALICE))
+    n = len(w.log)
+    w.power_off(vm_id)
+    replay = Engine()
+    replay.apply_all(w.log[:-1])
+    before = replay.find(Vm, vm_id)
+    (ev,) = [e for e in w.log[n:] if e.TOPIC == "VmPoolRevertStarted"]
+    replay.apply(ev)
+    entry = describe(Change(len(w.log), ev, before, replay.find(Vm, vm_id)), replay)
+    assert entry is not None
+    assert entry["code"] == ORRERY_POOL_VM_REVERTED
+    assert entry["description"] == (
+        "VM desk-1 was returned to VM-Pool desk; its disks are being restored to the state of "
+        "Template gold."
+    )
