@@ -1786,6 +1786,27 @@ def _config_of(vm: Vm) -> SnapshotConfig:
     )
 
 
+def disk_layers(vm: Vm, disk_id: UUID) -> list[UUID]:
+    """The volumes the VM's snapshots put on top of the disk's base volume, oldest first:
+    one named after each regular snapshot covering it, then, while a snapshot covering it
+    is in preview, the preview layer (named after the preview-type record)."""
+    layers = [
+        s.id
+        for s in vm.snapshots
+        if s.snapshot_type == SnapshotType.REGULAR and s.config and disk_id in s.config.disk_ids
+    ]
+    saved = next((s for s in vm.snapshots if s.snapshot_type == SnapshotType.PREVIEW), None)
+    previewed = next((s for s in vm.snapshots if s.status == SnapshotStatus.IN_PREVIEW), None)
+    if (
+        saved is not None
+        and previewed
+        and previewed.config
+        and disk_id in previewed.config.disk_ids
+    ):
+        layers.append(saved.id)
+    return layers
+
+
 def _get_snapshot(vm: Vm, snapshot_id: UUID) -> Snapshot:
     snap = vm.snapshot(snapshot_id)
     if snap is None:

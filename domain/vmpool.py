@@ -7,15 +7,16 @@ allocation; ``VmPool.assigned()`` gives it as a dict).
 
 Reverting: a VM an automatic (stateless) pool takes back is reverted to its template's
 state before anyone else can take it (``VmPoolRevertStarted``): the disks the pool made
-for it are removed (the host side deletes their volumes, snapshot layers included), fresh
-thin layers over the template's disks are made the way a thin VM gets its disks
-(``template_disk_attachments``: ``DiskAdded`` -> the host link's CreateImage over the
-template's volume -> ``ReportDiskOperation``), and the VM is ``image_locked`` until they
-are reported created (``VmImagesReady``). An image-locked VM, or one with a disk that is
-not ok, is never handed out. A Manager restarted meanwhile finds the new disks locked
-and creates them again (the host link resumes unfinished image operations). Manual pools,
-and automatic pools that are not stateless (oVirt's stateful pools), keep the user's
-changes.
+for it are discarded (``discard_disk``: locked until the host reports their volumes,
+snapshot layers included, deleted; then removed), fresh thin layers over the template's
+disks are made the way a thin VM gets its disks (``template_disk_attachments``:
+``DiskAdded`` -> the host link's CreateImage over the template's volume ->
+``ReportDiskOperation``), and the VM is ``image_locked`` until they are reported created
+(``VmImagesReady``). An image-locked VM, or one with a disk that is not ok, is never
+handed out. A Manager restarted meanwhile finds the new disks and the discarded ones
+locked and carries both out again (the host link resumes unfinished image operations).
+Manual pools, and automatic pools that are not stateless (oVirt's stateful pools), keep
+the user's changes.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from domain.base import Aggregate, DomainError, Event, InvalidInput, Tx
-from domain.disk import Disk, remove_disk_unchecked
+from domain.disk import Disk, discard_disk
 from domain.statuses import VM_ON_HOST, DiskStatus, VmStatus
 from domain.template import Template
 from domain.vm import (
@@ -39,6 +40,7 @@ from domain.vm import (
     _locked,
     add_vm,
     cluster_dc,
+    disk_layers,
     get_vm,
     remove_vm,
     shutdown_vm,
@@ -169,7 +171,7 @@ class VmPoolRemoved(Event, frozen=True, kw_only=True):
 class VmPoolRevertStarted(Event, frozen=True, kw_only=True):
     """On the VM: its pool takes it back to the template's state. ``disk_attachments``
     are the fresh thin disks (locked until created); ``removed_disk_ids`` the pool's old
-    disks (removed in the same transaction), ``detached_disk_ids`` other disks the user
+    disks (detached and discarded), ``detached_disk_ids`` other disks the user
     had attached (kept, floating). Snapshots other than the active one go with the old
     disks. ``status`` is ``image_locked`` while disks are to be created."""
 
@@ -464,8 +466,8 @@ def _revert(tx: Tx, pool: VmPool, vm_id: UUID) -> None:
             removed.append(disk.id)
         else:
             detached.append(disk.id)
-    for disk_id in removed:
-        remove_disk_unchecked(tx, disk_id)
+    for disk_id in removed:  # the user's data goes, for sure (resumed after a restart)
+        discard_disk(tx, disk_id, (disk_id, *disk_layers(vm, disk_id)))
     attachments = template_disk_attachments(tx, template_disks)
     tx.emit(
         VmPoolRevertStarted,

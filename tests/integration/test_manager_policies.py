@@ -539,7 +539,8 @@ def test_an_automatic_pool_reverts_a_returned_vm_and_a_manual_pool_keeps_it(
 
         # A revert the Manager leaves half done (its host link stopped) is carried out by
         # the next one; meanwhile the VM is image locked and nobody is handed it.
-        as_alice_with_a_marker("automatic")
+        hers = as_alice_with_a_marker("automatic")
+        her_disk = m.get(Vm, auto).disk_attachments[0].disk_id
         asyncio.run_coroutine_threadsafe(m.link.stop(), m.loop).result(30)
         m.run(
             pool_cmds.ReturnVmToPool(
@@ -563,6 +564,8 @@ def test_an_automatic_pool_reverts_a_returned_vm_and_a_manual_pool_keeps_it(
         )
         asyncio.run_coroutine_threadsafe(m.link.start(), m.loop).result(30)
         m.wait(lambda: m.get(Vm, auto).status == VmStatus.DOWN, 60, "revert resumed")
+        m.wait(lambda: m.bus.engine.find(Disk, her_disk) is None, 30, "her disk discarded")
+        assert not Path(hers).exists()
         layer = bob_takes("automatic")
         assert not _marker_read(layer, 0x5A), "Bob got Alice's disk after a restart"
         bob.vms_service().vm_service(str(auto)).stop()

@@ -252,12 +252,15 @@ def test_automatic_pool_reverts_the_vm_and_hands_it_out_only_once_reverted(
     w.report(vm_id, VmStatus.DOWN)  # alice shut it down
     topics = w.topics(n)
     assert topics[0] == "VmStatusReported" and "VmPoolVmReleased" in topics
-    assert topics[-3:] == ["DiskRemoved", "DiskAdded", "VmPoolRevertStarted"]
-    # Her disk (and the snapshot on it) is gone; a fresh thin layer over the template's
-    # disk takes its place, and the VM is image locked until the host made it.
+    assert topics[-3:] == ["DiskDiscardStarted", "DiskAdded", "VmPoolRevertStarted"]
+    # Her disk is discarded with its volumes (the base and her snapshot's layer); a fresh
+    # thin layer over the template's disk takes its place, and the VM is image locked
+    # until the host made it.
     vm = w.vm(vm_id)
     fresh = _disk_of(w, vm_id)
-    assert w.engine.find(Disk, used) is None and fresh != used
+    assert fresh != used
+    assert (w.disk(used).status, w.disk(used).operation) == ("locked", "remove")
+    assert w.disk(used).volume_ids == (used, snap)
     assert (w.disk(fresh).base_disk_id, w.disk(fresh).status) == (tdisk, "locked")
     assert vm.status == VmStatus.IMAGE_LOCKED
     assert [s.snapshot_type for s in vm.snapshots] == ["active"]
@@ -271,6 +274,26 @@ def test_automatic_pool_reverts_the_vm_and_hands_it_out_only_once_reverted(
     assert w.vm(vm_id).status == VmStatus.DOWN
     assert w.run(c.AllocateVm(vm_pool_id=p, user_id=BOB)) == vm_id
     assert _disk_of(w, vm_id) == fresh
+    # The host reports her volumes deleted: the disk goes.
+    w.run(ReportDiskOperation(disk_id=used))
+    assert w.engine.find(Disk, used) is None
+    w.assert_replays()
+
+
+def test_a_discard_that_failed_leaves_an_illegal_disk_to_remove(w: ComputeWorld) -> None:
+    from commands.disk import RemoveDisk, ReportDiskOperation
+    from domain.disk import Disk
+
+    p, vm_id, _ = _disk_pool(w)
+    used = _disk_of(w, vm_id)
+    w.run(c.AllocateVm(vm_pool_id=p, user_id=ALICE))
+    w.power_off(vm_id)
+    w.rejects(RemoveDisk(disk_id=used), "The following disks are locked")
+    w.run(ReportDiskOperation(disk_id=used, ok=False, reason="host said no"))
+    assert w.disk(used).status == "illegal"
+    assert all(a.disk_id != used for a in w.vm(vm_id).disk_attachments)
+    w.run(RemoveDisk(disk_id=used))
+    assert w.engine.find(Disk, used) is None
     w.assert_replays()
 
 
