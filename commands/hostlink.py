@@ -1265,7 +1265,11 @@ class HostLink:
         try:
             host_id, s, sd = self._image_host(disk.storage_domain_id)
             images = f"{self._root(s, sd)}/{sd.id}/images/{disk_id}"
-            for vol in reversed(disk.volume_ids or (disk_id,)):
+            # The volumes the event names, and any this link knows of besides (a committed
+            # preview's layer is no longer derivable from the snapshot list).
+            known = self._volumes.get(disk_id, (sd.id, []))[1]
+            volumes = list(dict.fromkeys([*known, *(disk.volume_ids or (disk_id,))]))
+            for vol in reversed(volumes):
                 try:
                     await self._call(host_id, P.DeleteImage(path=f"{images}/{vol}"))
                 except P.HostdError as e:

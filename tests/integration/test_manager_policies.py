@@ -519,6 +519,11 @@ def test_an_automatic_pool_reverts_a_returned_vm_and_a_manual_pool_keeps_it(
         # the pool takes it back and Bob finds the template's content, not her marker.
         auto = vms["automatic"]
         hers = as_alice_with_a_marker("automatic")
+        # An administrator snapshots her VM: the marker now sits under a snapshot layer.
+        snap = m.run(vm_cmds.AddSnapshot(vm_id=auto, description="backup")).value
+        m.wait(lambda: m.get(Vm, auto).snapshot(snap).status == "ok", 30, "snapshot ok")
+        her_layer = active_layer(auto)
+        assert Path(her_layer).name == str(snap) and _marker_read(her_layer, 0x5A)
         alice.vms_service().vm_service(str(auto)).start()
         m.wait(lambda: m.get(Vm, auto).status == VmStatus.UP, 60, "Alice's VM up")
         alice.vms_service().vm_service(str(auto)).stop()
@@ -533,7 +538,10 @@ def test_an_automatic_pool_reverts_a_returned_vm_and_a_manual_pool_keeps_it(
         layer = bob_takes("automatic")
         assert not _marker_read(layer, 0x5A), "Bob got Alice's disk"
         assert _marker_read(layer, 0x00)  # the template's (blank) content
-        m.wait(lambda: not Path(hers).exists(), 30, "Alice's volume deleted")
+        # Her volumes, snapshot layer included, are deleted (and their image directory).
+        m.wait(lambda: not Path(hers).parent.exists(), 30, "Alice's volumes deleted")
+        assert m.get(Vm, auto).snapshots[-1].snapshot_type == "active"
+        assert not [e for e in m.link.errors if "image" in e or "volume" in e], m.link.errors
         bob.vms_service().vm_service(str(auto)).stop()
         m.wait(lambda: m.get(Vm, auto).status == VmStatus.DOWN, 60, "Bob's VM back")
 
@@ -566,6 +574,7 @@ def test_an_automatic_pool_reverts_a_returned_vm_and_a_manual_pool_keeps_it(
         m.wait(lambda: m.get(Vm, auto).status == VmStatus.DOWN, 60, "revert resumed")
         m.wait(lambda: m.bus.engine.find(Disk, her_disk) is None, 30, "her disk discarded")
         assert not Path(hers).exists()
+        assert not [e for e in m.link.errors if "image" in e or "volume" in e], m.link.errors
         layer = bob_takes("automatic")
         assert not _marker_read(layer, 0x5A), "Bob got Alice's disk after a restart"
         bob.vms_service().vm_service(str(auto)).stop()
