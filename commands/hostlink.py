@@ -10,7 +10,9 @@ input that moves state is an event; committed events flow out as host calls:
       the matching hostd call                       DiskExtendStarted -> ResizeImage
     VmMigrationStarted -> Migrate                   DiskMoveStarted -> CopyImage + DeleteImage
     VmSnapshotAdded -> SnapshotCreate               DiskRemoved -> DeleteImage (best effort)
-    VmConsoleTicketSet -> SetTicket                 StorageDomain active -> ConnectStorage
+    VmConsoleTicketSet -> SetTicket                 DiskDiscardStarted -> DeleteImage of each
+                                                      volume, reported (a pool revert)
+                                                    StorageDomain active -> ConnectStorage
 
 Every image operation ends with ``ReportDiskOperation``, which settles image-locked VMs
 and templates (``VmImagesReady`` / ``TemplateImagesReady``).
@@ -53,6 +55,7 @@ from domain.base import DomainError, Event
 from domain.disk import (
     Disk,
     DiskAdded,
+    DiskDiscardStarted,
     DiskExtendStarted,
     DiskMoveStarted,
     DiskOperationCompleted,
@@ -87,6 +90,7 @@ from domain.vm import (
     VmSnapshotUndone,
     VmStopRequested,
     VmSuspendRequested,
+    disk_layers,
 )
 from hostd import protocol as P
 
@@ -357,6 +361,8 @@ class HostLink:
                 self._spawn(self._extend_image(disk_id))
             elif disk.operation == "move" and disk.move_target_id is not None:
                 self._spawn(self._move_image(disk_id, disk.move_target_id))
+            elif disk.operation == "remove":
+                self._spawn(self._discard_image(disk_id))
 
     async def _space_loop(self) -> None:
         """Measures each active storage domain's space on a host that reaches it and
@@ -746,6 +752,8 @@ class HostLink:
             self._spawn(self._extend_image(oid))
         elif isinstance(ev, DiskMoveStarted):
             self._spawn(self._move_image(oid, ev.move_target_id))
+        elif isinstance(ev, DiskDiscardStarted):
+            self._spawn(self._discard_image(oid))
         elif isinstance(ev, DiskOperationCompleted) and ev.storage_domain_id is not None:
             self._volumes[oid] = (ev.storage_domain_id, [oid])  # a move flattens the chain
         elif isinstance(ev, DiskRemoved):
@@ -1105,21 +1113,10 @@ class HostLink:
         eng = self.bus.engine
         self._volumes = {d.id: (d.storage_domain_id, [d.id]) for d in eng.all(Disk)}
         for vm in eng.all(Vm):
-            for snap in vm.snapshots:
-                if snap.snapshot_type != SnapshotType.REGULAR or snap.config is None:
-                    continue
-                for disk_id in snap.config.disk_ids:
-                    if disk_id in self._volumes:
-                        self._volumes[disk_id][1].append(snap.id)
-            # A preview layer (named after the preview-type record) tops the disks of
-            # the snapshot in preview.
-            saved = next((s for s in vm.snapshots if s.snapshot_type == SnapshotType.PREVIEW), None)
-            previewed = next(
-                (s for s in vm.snapshots if s.status == SnapshotStatus.IN_PREVIEW), None
-            )
-            for d_id in previewed.config.disk_ids if previewed and previewed.config else ():
-                if saved is not None and d_id in self._volumes:
-                    self._volumes[d_id][1].append(saved.id)
+            covered = dict.fromkeys(d for s in vm.snapshots if s.config for d in s.config.disk_ids)
+            for disk_id in covered:
+                if disk_id in self._volumes:
+                    self._volumes[disk_id][1].extend(disk_layers(vm, disk_id))
 
     def _image_host(self, sd_id: UUID | None) -> tuple[UUID, _Session, StorageDomain]:
         sd = self.bus.engine.find(StorageDomain, sd_id) if sd_id is not None else None
@@ -1323,6 +1320,32 @@ class HostLink:
             return
         await self._report_disk(disk_id, "move image", None, info)
         await self._delete_volumes(disk_id, source_sd, [disk_id])
+
+    async def _discard_image(self, disk_id: UUID) -> None:
+        """Deletes a discarded disk's volumes (newest first; one already gone counts) and
+        reports it, which removes the disk; a failure is reported too (the disk is then
+        illegal, for an administrator to remove)."""
+        disk = self.bus.engine.find(Disk, disk_id)
+        if disk is None or disk.operation != "remove":
+            return
+        try:
+            host_id, s, sd = self._image_host(disk.storage_domain_id)
+            images = f"{self._root(s, sd)}/{sd.id}/images/{disk_id}"
+            # The volumes the event names, and any this link knows of besides (a committed
+            # preview's layer is no longer derivable from the snapshot list).
+            known = self._volumes.get(disk_id, (sd.id, []))[1]
+            volumes = list(dict.fromkeys([*known, *(disk.volume_ids or (disk_id,))]))
+            for vol in reversed(volumes):
+                try:
+                    await self._call(host_id, P.DeleteImage(path=f"{images}/{vol}"))
+                except P.HostdError as e:
+                    if "no such image" not in e.message:
+                        raise
+        except (P.HostdError, LookupError, KeyError, DomainError) as e:
+            await self._report_disk(disk_id, "discard image", e)
+            return
+        self._volumes.pop(disk_id, None)  # gone: nothing left for DiskRemoved to delete
+        await self._report_disk(disk_id, "discard image", None)
 
     async def _delete_volumes(self, disk_id: UUID, sd_id: UUID, volumes: list[UUID]) -> None:
         """Deletes a disk's volumes, newest layer first; best effort (logged)."""

@@ -143,10 +143,12 @@ class Disk(Aggregate, frozen=True, kw_only=True):
     bootable: bool = False
     template_id: UUID | None = None
     base_disk_id: UUID | None = None
-    # What the host side is doing to the image: "", create, copy, extend, move.
+    # What the host side is doing to the image: "", create, copy, extend, move, remove.
     operation: str = ""
     move_target_id: UUID | None = None
     created_at: str = ""
+    # While a discard runs (operation "remove"): the volumes to delete, base first.
+    volume_ids: tuple[UUID, ...] = ()
 
     def name_scope(self) -> tuple[Any, ...] | None:
         return None  # aliases may repeat, as in oVirt
@@ -188,6 +190,15 @@ class DiskMoveStarted(Event, frozen=True, kw_only=True):
     operation: str = "move"
 
 
+class DiskDiscardStarted(Event, frozen=True, kw_only=True):
+    """The disk's image is to be deleted by the host side (``volume_ids``: its volumes,
+    base first, snapshot layers after); the disk goes once the host reports them gone."""
+
+    volume_ids: tuple[UUID, ...]
+    status: DiskStatus = DiskStatus.LOCKED
+    operation: str = "remove"
+
+
 class DiskOperationCompleted(Event, frozen=True, kw_only=True):
     """The host reports the image operation done: the disk is ok again."""
 
@@ -209,14 +220,15 @@ class DiskOperationCompleted(Event, frozen=True, kw_only=True):
 
 
 class DiskOperationFailed(Event, frozen=True, kw_only=True):
-    """A create or copy that failed leaves the disk illegal; a failed move or extend
-    leaves it ok where it was."""
+    """A create, copy or discard that failed leaves the disk illegal; a failed move or
+    extend leaves it ok where it was."""
 
     operation: str
     reason: str = ""
 
     def evolve(self, agg: Any) -> Any:
-        status = DiskStatus.ILLEGAL if self.operation in ("create", "copy") else DiskStatus.OK
+        failed_image = self.operation in ("create", "copy", "remove")
+        status = DiskStatus.ILLEGAL if failed_image else DiskStatus.OK
         return msgspec.structs.replace(
             agg, version=self.originator_version, status=status, operation="", move_target_id=None
         )
@@ -458,6 +470,14 @@ def remove_disk(tx: Tx, disk_id: UUID) -> None:
     remove_disk_unchecked(tx, disk_id)
 
 
+def discard_disk(tx: Tx, disk_id: UUID, volume_ids: tuple[UUID, ...]) -> None:
+    """The disk (detached by the caller) is to go with its image: locked until the host
+    reports its volumes deleted, then removed (``report_disk_operation``). Unlike a plain
+    removal, whose volumes are deleted best effort, a discard is resumed after a Manager
+    restart until the host confirms it (a pool revert drops a user's data this way)."""
+    tx.emit(DiskDiscardStarted, disk_id, volume_ids=volume_ids or (disk_id,))
+
+
 def remove_disk_unchecked(tx: Tx, disk_id: UUID) -> None:
     """Removes the disk and the permissions given on it (callers checked the rules)."""
     from domain.permission import remove_object_permissions
@@ -476,7 +496,8 @@ def report_disk_operation(
 ) -> None:
     """The host side reports that the image operation on a locked disk finished.
 
-    Completing the last image of an image-locked VM or a locked template unlocks it.
+    Completing the last image of an image-locked VM or a locked template unlocks it; a
+    completed discard removes the disk.
     """
     from domain.template import template_images_settled
     from domain.vm import vm_images_settled
@@ -485,6 +506,9 @@ def report_disk_operation(
     if disk.status != DiskStatus.LOCKED or not disk.operation:
         raise DomainError(f"Disk {disk.name} has no image operation in progress.")
     op = disk.operation
+    if op == "remove" and ok:
+        remove_disk_unchecked(tx, disk_id)
+        return
     if ok:
         tx.emit(
             DiskOperationCompleted,
@@ -505,10 +529,12 @@ def report_disk_operation(
 __all__ = [
     "Disk",
     "DiskAdded",
+    "DiskDiscardStarted",
     "DiskFormat",
     "DiskInterface",
     "DiskRemoved",
     "add_disk",
+    "discard_disk",
     "extend_disk",
     "move_disk",
     "remove_disk",

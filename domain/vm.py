@@ -30,6 +30,7 @@ from domain.datacenter import DataCenter
 from domain.disk import (
     Disk,
     DiskInterface,
+    copy_disk_image,
     find_of_kind,
     get_of_kind,
     objects_of_kind,
@@ -820,7 +821,7 @@ def add_vm(
     VM is ``image_locked`` until the host reports them created, then ``down``. A VM with
     no disks to create is ``down`` at once.
     """
-    from domain.disk import copy_disk_image, require_active_data_domain
+    from domain.disk import require_active_data_domain
     from domain.statuses import TemplateStatus
     from domain.template import Template
 
@@ -871,20 +872,9 @@ def add_vm(
         msgspec.structs.replace(n, id=tx.new_id(), mac=allocate_mac(vm_id, i, taken))
         for i, n in enumerate(template.nics)
     )
-    attachments = []
-    for d in disks:
-        new_disk = copy_disk_image(
-            tx,
-            d,
-            thin=not clone,
-            storage_domain_id=storage_domain_id if clone else None,
-            name=d.name,
-        )
-        attachments.append(
-            DiskAttachment(
-                disk_id=new_disk, interface=DiskInterface.VIRTIO_SCSI, bootable=d.bootable
-            )
-        )
+    attachments = template_disk_attachments(
+        tx, disks, clone=clone, storage_domain_id=storage_domain_id
+    )
     active = Snapshot(
         id=tx.new_id(),
         description="Active VM",
@@ -922,6 +912,29 @@ def add_vm(
     )
     _grant_creator(tx, vm_id, cluster_id, pool_id)
     return vm_id
+
+
+def template_disk_attachments(
+    tx: Tx, disks: list[Disk], *, clone: bool = False, storage_domain_id: UUID | None = None
+) -> list[DiskAttachment]:
+    """A VM's own disks made from a template's ``disks`` (callers checked them): thin
+    layers over them (``base_disk_id``) or full copies, locked until the host reports
+    them created, attached as the template has them."""
+    attachments = []
+    for d in disks:
+        new_disk = copy_disk_image(
+            tx,
+            d,
+            thin=not clone,
+            storage_domain_id=storage_domain_id if clone else None,
+            name=d.name,
+        )
+        attachments.append(
+            DiskAttachment(
+                disk_id=new_disk, interface=DiskInterface.VIRTIO_SCSI, bootable=d.bootable
+            )
+        )
+    return attachments
 
 
 def _grant_creator(tx: Tx, vm_id: UUID, cluster_id: UUID, pool_id: UUID | None) -> None:
@@ -1691,7 +1704,7 @@ def report_vm_status(
     if status == VmStatus.DOWN and vm.pool_id is not None:
         from domain.vmpool import vm_went_down
 
-        vm_went_down(tx, vm.pool_id, vm_id)
+        vm_went_down(tx, vm.pool_id, vm_id, was=vm.status)
     return True
 
 
@@ -1733,7 +1746,7 @@ def vms_on_host_down(tx: Tx, host_id: UUID, *, reason: str = "") -> list[UUID]:
             if vm.pool_id is not None:
                 from domain.vmpool import vm_went_down
 
-                vm_went_down(tx, vm.pool_id, vm.id)
+                vm_went_down(tx, vm.pool_id, vm.id, was=vm.status)
         elif vm.migrating_to_host_id == host_id and vm.status == VmStatus.MIGRATING:
             tx.emit(VmMigrationFailed, vm.id, reason="The destination host went down")
             touched.append(vm.id)
@@ -1771,6 +1784,27 @@ def _config_of(vm: Vm) -> SnapshotConfig:
         cpu_threads=vm.cpu_threads,
         disk_ids=tuple(a.disk_id for a in vm.disk_attachments),
     )
+
+
+def disk_layers(vm: Vm, disk_id: UUID) -> list[UUID]:
+    """The volumes the VM's snapshots put on top of the disk's base volume, oldest first:
+    one named after each regular snapshot covering it, then, while a snapshot covering it
+    is in preview, the preview layer (named after the preview-type record)."""
+    layers = [
+        s.id
+        for s in vm.snapshots
+        if s.snapshot_type == SnapshotType.REGULAR and s.config and disk_id in s.config.disk_ids
+    ]
+    saved = next((s for s in vm.snapshots if s.snapshot_type == SnapshotType.PREVIEW), None)
+    previewed = next((s for s in vm.snapshots if s.status == SnapshotStatus.IN_PREVIEW), None)
+    if (
+        saved is not None
+        and previewed
+        and previewed.config
+        and disk_id in previewed.config.disk_ids
+    ):
+        layers.append(saved.id)
+    return layers
 
 
 def _get_snapshot(vm: Vm, snapshot_id: UUID) -> Snapshot:

@@ -4,6 +4,19 @@ Creating a pool creates its VMs, named ``name-1`` .. ``name-N``. An automatic po
 a VM back when it goes down; a manual pool keeps it assigned until it is returned.
 ``assignments`` pairs vm_id -> user_id (a tuple of ``PoolAssignment``, ordered by time of
 allocation; ``VmPool.assigned()`` gives it as a dict).
+
+Reverting: a VM an automatic (stateless) pool takes back is reverted to its template's
+state before anyone else can take it (``VmPoolRevertStarted``): the disks the pool made
+for it are discarded (``discard_disk``: locked until the host reports their volumes,
+snapshot layers included, deleted; then removed), fresh thin layers over the template's
+disks are made the way a thin VM gets its disks (``template_disk_attachments``:
+``DiskAdded`` -> the host link's CreateImage over the template's volume ->
+``ReportDiskOperation``), and the VM is ``image_locked`` until they are reported created
+(``VmImagesReady``). An image-locked VM, or one with a disk that is not ok, is never
+handed out. A Manager restarted meanwhile finds the new disks and the discarded ones
+locked and carries both out again (the host link resumes unfinished image operations).
+Manual pools, and automatic pools that are not stateless (oVirt's stateful pools), keep
+the user's changes.
 """
 
 from __future__ import annotations
@@ -16,13 +29,31 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from domain.base import Aggregate, DomainError, Event, InvalidInput, Tx
-from domain.statuses import VmStatus
+from domain.disk import Disk, discard_disk
+from domain.statuses import VM_ON_HOST, DiskStatus, VmStatus
 from domain.template import Template
-from domain.vm import VmUpdated, _locked, add_vm, cluster_dc, get_vm, remove_vm, start_vm
+from domain.vm import (
+    DiskAttachment,
+    SnapshotType,
+    Vm,
+    VmUpdated,
+    _locked,
+    add_vm,
+    cluster_dc,
+    disk_layers,
+    get_vm,
+    remove_vm,
+    shutdown_vm,
+    start_vm,
+    stop_vm,
+    template_disk_attachments,
+)
 
 MAX_POOL_SIZE = 1000
 # The statuses of a VM that can be handed out, best first.
 _ALLOCATABLE = (VmStatus.UP, VmStatus.POWERING_UP, VmStatus.WAIT_FOR_LAUNCH, VmStatus.DOWN)
+# The statuses a removed user's VM is shut down from (the others are powered off).
+_SHUTDOWN_FROM = (VmStatus.UP, VmStatus.POWERING_UP, VmStatus.REBOOT_IN_PROGRESS, VmStatus.PAUSED)
 
 
 class PoolType(StrEnum):
@@ -135,6 +166,30 @@ class VmPoolVmReleased(Event, frozen=True, kw_only=True):
 
 class VmPoolRemoved(Event, frozen=True, kw_only=True):
     DELETES = True
+
+
+class VmPoolRevertStarted(Event, frozen=True, kw_only=True):
+    """On the VM: its pool takes it back to the template's state. ``disk_attachments``
+    are the fresh thin disks (locked until created); ``removed_disk_ids`` the pool's old
+    disks (detached and discarded), ``detached_disk_ids`` other disks the user
+    had attached (kept, floating). Snapshots other than the active one go with the old
+    disks. ``status`` is ``image_locked`` while disks are to be created."""
+
+    pool_id: UUID
+    disk_attachments: tuple[DiskAttachment, ...] = ()
+    removed_disk_ids: tuple[UUID, ...] = ()
+    detached_disk_ids: tuple[UUID, ...] = ()
+    status: VmStatus = VmStatus.IMAGE_LOCKED
+
+    def evolve(self, agg: Any) -> Any:
+        active = tuple(s for s in agg.snapshots if s.snapshot_type == SnapshotType.ACTIVE)
+        return msgspec.structs.replace(
+            agg,
+            version=self.originator_version,
+            disk_attachments=self.disk_attachments,
+            snapshots=active,
+            status=self.status,
+        )
 
 
 def _check_counts(action: str, size: int, prestarted: int, max_user_vms: int) -> None:
@@ -276,10 +331,23 @@ def update_vm_pool(
     return []
 
 
+def allocatable(engine: Any, vm: Vm) -> bool:
+    """Whether a free pool VM can be handed out: in a status of ``_ALLOCATABLE`` (not
+    ``image_locked``, which a revert is), no snapshot operation running, every disk ok
+    (a revert whose disk creation failed leaves it illegal: the VM waits for an
+    administrator)."""
+    if vm.status not in _ALLOCATABLE or vm.snapshot_locked():
+        return False
+    for att in vm.disk_attachments:
+        disk = engine.find(Disk, att.disk_id)
+        if disk is None or disk.status != DiskStatus.OK:
+            return False
+    return True
+
+
 def allocate_vm(tx: Tx, pool_id: UUID, user_id: UUID, *, start: bool = True) -> UUID:
     """Hands a free VM of the pool to ``user_id`` (running ones first) and runs it."""
     from domain.user import User
-    from domain.vm import Vm
 
     pool = get_pool(tx, pool_id)
     tx.engine.get(User, user_id, field="user")
@@ -294,8 +362,7 @@ def allocate_vm(tx: Tx, pool_id: UUID, user_id: UUID, *, start: bool = True) -> 
         for vm_id in pool.vm_ids
         if vm_id not in assigned
         and (vm := tx.engine.find(Vm, vm_id)) is not None
-        and vm.status in _ALLOCATABLE
-        and not vm.snapshot_locked()
+        and allocatable(tx.engine, vm)
     ]
     if not free:
         raise DomainError(
@@ -358,7 +425,6 @@ def vms_to_prestart(engine: Any, pool_id: UUID) -> list[UUID]:
     """The pool's down, unassigned VMs the prestart policy should run so that
     ``prestarted_vms`` of them are up (or on their way up)."""
     from domain.statuses import VM_RUNNING
-    from domain.vm import Vm
 
     pool = engine.get(VmPool, pool_id, field="vm_pool")
     assigned = pool.assigned()
@@ -368,37 +434,118 @@ def vms_to_prestart(engine: Any, pool_id: UUID) -> list[UUID]:
         if vm_id not in assigned and (v := engine.find(Vm, vm_id)) is not None
     ]
     running = sum(1 for v in free if v.status in VM_RUNNING)
-    down = [v.id for v in free if v.status == VmStatus.DOWN]
+    down = [v.id for v in free if v.status == VmStatus.DOWN and allocatable(engine, v)]
     return down[: max(0, pool.prestarted_vms - running)]
 
 
+def reverts(pool: VmPool) -> bool:
+    """Whether the pool reverts the VMs it takes back: automatic and stateless pools do;
+    manual pools and stateful ones keep the user's changes."""
+    return pool.pool_type == PoolType.AUTOMATIC and pool.stateless
+
+
+def _revert(tx: Tx, pool: VmPool, vm_id: UUID) -> None:
+    """Takes a down VM back to the template's state (see the module's docstring)."""
+    vm = get_vm(tx, vm_id)
+    template = tx.engine.find(Template, pool.template_id)
+    template_disks = (
+        [d for d_id in template.disk_ids if (d := tx.engine.find(Disk, d_id)) is not None]
+        if template is not None
+        else []
+    )
+    if not vm.disk_attachments and not template_disks:
+        return  # nothing of the user's to drop, nothing to make
+    made_from = {d.id for d in template_disks}
+    removed, detached = [], []
+    for att in vm.disk_attachments:
+        disk = tx.engine.find(Disk, att.disk_id)
+        if disk is None:
+            continue
+        shared = any(v.id != vm_id and v.attachment(disk.id) is not None for v in tx.engine.all(Vm))
+        if disk.base_disk_id in made_from and not shared:
+            removed.append(disk.id)
+        else:
+            detached.append(disk.id)
+    for disk_id in removed:  # the user's data goes, for sure (resumed after a restart)
+        discard_disk(tx, disk_id, (disk_id, *disk_layers(vm, disk_id)))
+    attachments = template_disk_attachments(tx, template_disks)
+    tx.emit(
+        VmPoolRevertStarted,
+        vm_id,
+        pool_id=pool.id,
+        disk_attachments=tuple(attachments),
+        removed_disk_ids=tuple(removed),
+        detached_disk_ids=tuple(detached),
+        status=VmStatus.IMAGE_LOCKED if attachments else VmStatus.DOWN,
+    )
+
+
 def return_vm(tx: Tx, pool_id: UUID, vm_id: UUID) -> None:
-    """The user gives the VM back to the pool (it must be down)."""
+    """The user gives the VM back to the pool (it must be down); an automatic pool
+    reverts it."""
     pool = get_pool(tx, pool_id)
     if vm_id not in pool.assigned():
         raise DomainError("Cannot return VM to VM-Pool. The VM is not allocated to a user.")
     vm = get_vm(tx, vm_id)
     if vm.status != VmStatus.DOWN:
         raise DomainError("Cannot return VM to VM-Pool. VM is running.")
+    if reverts(pool):
+        locked = [
+            d.name
+            for a in vm.disk_attachments
+            if (d := tx.engine.find(Disk, a.disk_id)) is not None and d.status == DiskStatus.LOCKED
+        ]
+        if locked:
+            raise DomainError(
+                "Cannot return VM to VM-Pool: The following disks are locked: "
+                f"{', '.join(locked)}. Please try again in a few minutes."
+            )
+        if vm.snapshot_locked():
+            raise DomainError(
+                "Cannot return VM to VM-Pool. The VM is performing an operation on a Snapshot. "
+                "Please wait for the operation to finish, and try again."
+            )
     _revoke_user(tx, pool, vm_id)
     tx.emit(VmPoolVmReleased, pool_id, vm_id=vm_id)
+    if reverts(pool):
+        _revert(tx, pool, vm_id)
 
 
 def release_user(tx: Tx, user_id: UUID) -> None:
-    """The user is being removed: the pool VMs assigned to it are no longer (they stay as
-    they are, free for the next user once down; its permissions go with the user)."""
+    """The user is being removed: the pool VMs assigned to it are no longer (its
+    permissions go with the user). A manual pool's VMs stay as they are, free for the next
+    user once down; an automatic pool reverts a down one now and takes a running one down
+    (shut down, reverted once down), so that nobody is handed the removed user's session."""
     for pool in sorted(tx.engine.all(VmPool), key=lambda p: p.id):
         for a in pool.assignments:
-            if a.user_id == user_id:
-                tx.emit(VmPoolVmReleased, pool.id, vm_id=a.vm_id)
+            if a.user_id != user_id:
+                continue
+            tx.emit(VmPoolVmReleased, pool.id, vm_id=a.vm_id)
+            vm = tx.engine.find(Vm, a.vm_id)
+            if vm is None or not reverts(pool):
+                continue
+            if vm.status == VmStatus.DOWN:
+                _revert(tx, pool, vm.id)
+            elif vm.status in _SHUTDOWN_FROM:
+                # powering_down: not handed out again before it is down and reverted
+                shutdown_vm(tx, vm.id, reason="The VM-Pool user was removed")
+            elif vm.status in VM_ON_HOST:
+                stop_vm(tx, vm.id, reason="The VM-Pool user was removed")
 
 
-def vm_went_down(tx: Tx, pool_id: UUID, vm_id: UUID) -> None:
-    """An automatic pool takes its VM back as soon as it is down."""
+def vm_went_down(tx: Tx, pool_id: UUID, vm_id: UUID, *, was: VmStatus | None = None) -> None:
+    """An automatic pool takes its VM back as soon as it is down and, when stateless,
+    reverts it: a VM that was handed out, or that ran at all (``was``, its status before;
+    a launch that failed before the guest ran leaves nothing to revert)."""
     pool = tx.engine.find(VmPool, pool_id)
-    if pool is not None and pool.pool_type == PoolType.AUTOMATIC and vm_id in pool.assigned():
+    if pool is None or pool.pool_type != PoolType.AUTOMATIC:
+        return
+    assigned = vm_id in pool.assigned()
+    if assigned:
         _revoke_user(tx, pool, vm_id)
         tx.emit(VmPoolVmReleased, pool_id, vm_id=vm_id)
+    if reverts(pool) and (assigned or was != VmStatus.WAIT_FOR_LAUNCH):
+        _revert(tx, pool, vm_id)
 
 
 def detach_vm(tx: Tx, pool_id: UUID, vm_id: UUID) -> None:
@@ -421,7 +568,6 @@ def detach_vm(tx: Tx, pool_id: UUID, vm_id: UUID) -> None:
 def remove_vm_pool(tx: Tx, pool_id: UUID) -> None:
     """Removes the pool, its VMs (which must all be down) and the permissions on it."""
     from domain.permission import remove_object_permissions
-    from domain.vm import Vm
 
     pool = get_pool(tx, pool_id)
     vms = [v for vm_id in pool.vm_ids if (v := tx.engine.find(Vm, vm_id)) is not None]
@@ -441,11 +587,14 @@ def remove_vm_pool(tx: Tx, pool_id: UUID) -> None:
 __all__ = [
     "PoolType",
     "VmPool",
+    "VmPoolRevertStarted",
     "add_vm_pool",
+    "allocatable",
     "allocate_vm",
     "detach_vm",
     "release_user",
     "remove_vm_pool",
     "return_vm",
+    "reverts",
     "update_vm_pool",
 ]

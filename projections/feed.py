@@ -48,6 +48,7 @@ ORRERY_ADDED = 100001  # an object of a kind without an oVirt "add" code was add
 ORRERY_UPDATED = 100002
 ORRERY_REMOVED = 100003
 ORRERY_STATUS = 100004  # a status change without an oVirt code
+ORRERY_POOL_VM_REVERTED = 100005  # an automatic pool restores a VM it took back
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,12 @@ TOPIC_RULES: dict[str, Rule] = {
         45, "normal", "Snapshot creation for VM '{vm}' was initiated by {user}."
     ),
     "VmImagesReady": Rule(53, "normal", "VM {vm} creation has been completed."),
+    "VmPoolRevertStarted": Rule(
+        ORRERY_POOL_VM_REVERTED,
+        "normal",
+        "VM {vm} was returned to VM-Pool {pool}; its disks are being restored to the state "
+        "of Template {template}.",
+    ),
 }
 
 COMMAND_RULES: dict[tuple[str, str], Rule] = {

@@ -394,3 +394,217 @@ def test_maintenance_migrates_the_vms_away(world: World) -> None:
     m.wait(lambda: m.get(Host, h0).status == HostStatus.UP, 60, "host up again")
     for v in vms:
         world.stop(v)
+
+
+# -- pools: what a user leaves on a pool VM's disk ---------------------------------------------
+
+
+def _marker_read(path: str, pattern: int) -> bool:
+    """Whether the first 64 KiB of the image read ``pattern`` (the VM may be running:
+    a shared, read-only open)."""
+    out = subprocess.run(
+        ["qemu-io", "-f", "qcow2", "-r", "-U", "-c", f"read -P {pattern:#x} 0 64k", path],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    differs = "Pattern verification failed" in out.stdout  # qemu-io then exits 1
+    assert "read 65536/65536" in out.stdout, out.stdout + out.stderr
+    assert out.returncode == (1 if differs else 0), out.stdout + out.stderr
+    return not differs
+
+
+def _write_marker(path: str) -> None:
+    out = subprocess.run(
+        ["qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 0 64k", path],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0 and "wrote 65536/65536" in out.stdout, out.stdout + out.stderr
+
+
+def test_an_automatic_pool_reverts_a_returned_vm_and_a_manual_pool_keeps_it(
+    world: World,
+) -> None:
+    import asyncio
+
+    import ovirtsdk4 as sdk
+    import ovirtsdk4.types as types
+
+    from api.server import Api, ServerThread
+    from commands.hostlink import HostLink
+    from tests.e2e.api_server import connection
+
+    if shutil.which("qemu-io") is None:
+        pytest.skip("qemu-io (qemu-utils) is not installed")
+    m = world.m
+    src = m.run(vm_cmds.AddVm(name="goldsrc", cluster_id=world.cluster_id, memory=32 * MiB)).value
+    src_disk = m.run(
+        vm_cmds.AddVmDisk(
+            vm_id=src, name="gold_disk", provisioned_size=8 * MiB, storage_domain_id=world.sds[0]
+        )
+    ).value
+    m.wait(lambda: m.get(Disk, src_disk).status == DiskStatus.OK, 30, "source disk")
+    tpl = m.run(tpl_cmds.AddTemplate(vm_id=src, name="gold")).value
+    m.wait(lambda: m.get(Template, tpl).status == TemplateStatus.OK, 60, "template copied")
+    pools = {
+        kind: m.run(
+            pool_cmds.AddVmPool(
+                name=f"{kind}pool",
+                cluster_id=world.cluster_id,
+                template_id=tpl,
+                size=1,
+                pool_type=kind,
+                actor="admin@internal",
+            )
+        ).value
+        for kind in ("automatic", "manual")
+    }
+    vms = {kind: m.get(VmPool, p).vm_ids[0] for kind, p in pools.items()}
+    for v in vms.values():
+        m.wait(lambda v=v: m.get(Vm, v).status == VmStatus.DOWN, 60, "pool VM images ready")
+
+    srv = ServerThread(Api(m.bus)).start()
+    conns = []
+    try:
+        conns.append(connection(srv, "admin@internal", "secret-admin"))
+        system = conns[0].system_service()
+        ids = {}
+        for name in ("alice", "bob"):
+            u = system.users_service().add(
+                types.User(
+                    user_name=name, domain=types.Domain(name="internal"), password=f"pw-{name}"
+                )
+            )
+            ids[name] = UUID(u.id)
+            for p in pools.values():
+                system.vm_pools_service().pool_service(str(p)).permissions_service().add(
+                    types.Permission(role=types.Role(name="UserRole"), user=types.User(id=u.id))
+                )
+        conns += [connection(srv, f"{n}@internal", f"pw-{n}") for n in ("alice", "bob")]
+        alice, bob = conns[1].system_service(), conns[2].system_service()
+
+        def active_layer(vm_id: UUID) -> str:
+            with m.bus.lock:
+                return m.link.vm_spec(vm_id, world.host_ids[0]).disks[0].path
+
+        def as_alice_with_a_marker(kind: str) -> str:
+            """Alice takes the pool's VM; while it is down (hers) the marker goes into its
+            active layer (what her guest would write); returns that layer."""
+            vm_id = vms[kind]
+            m.run(
+                pool_cmds.AllocateVm(
+                    vm_pool_id=pools[kind],
+                    user_id=ids["alice"],
+                    start=False,
+                    actor="alice@internal",
+                    actor_id=ids["alice"],
+                )
+            )
+            assert m.get(VmPool, pools[kind]).assigned() == {vm_id: ids["alice"]}
+            layer = active_layer(vm_id)
+            _write_marker(layer)
+            assert _marker_read(layer, 0x5A)
+            return layer
+
+        def bob_takes(kind: str) -> str:
+            vm_id = vms[kind]
+            bob.vm_pools_service().pool_service(str(pools[kind])).allocate_vm()
+            assert m.get(VmPool, pools[kind]).assigned() == {vm_id: ids["bob"]}
+            m.wait(lambda: m.get(Vm, vm_id).status == VmStatus.UP, 60, "Bob's VM up")
+            return active_layer(vm_id)
+
+        # Automatic: Alice runs the VM and shuts it down (as herself, through the API);
+        # the pool takes it back and Bob finds the template's content, not her marker.
+        auto = vms["automatic"]
+        hers = as_alice_with_a_marker("automatic")
+        # An administrator snapshots her VM: the marker now sits under a snapshot layer.
+        snap = m.run(vm_cmds.AddSnapshot(vm_id=auto, description="backup")).value
+        m.wait(lambda: m.get(Vm, auto).snapshot(snap).status == "ok", 30, "snapshot ok")
+        her_layer = active_layer(auto)
+        assert Path(her_layer).name == str(snap) and _marker_read(her_layer, 0x5A)
+        alice.vms_service().vm_service(str(auto)).start()
+        m.wait(lambda: m.get(Vm, auto).status == VmStatus.UP, 60, "Alice's VM up")
+        alice.vms_service().vm_service(str(auto)).stop()
+        m.wait(
+            lambda: (
+                m.get(Vm, auto).status == VmStatus.DOWN
+                and not m.get(VmPool, pools["automatic"]).assignments
+            ),
+            60,
+            "Alice's VM back in the pool",
+        )
+        layer = bob_takes("automatic")
+        assert not _marker_read(layer, 0x5A), "Bob got Alice's disk"
+        assert _marker_read(layer, 0x00)  # the template's (blank) content
+        # Her volumes, snapshot layer included, are deleted (and their image directory).
+        m.wait(lambda: not Path(hers).parent.exists(), 30, "Alice's volumes deleted")
+        assert m.get(Vm, auto).snapshots[-1].snapshot_type == "active"
+        assert not [e for e in m.link.errors if "image" in e or "volume" in e], m.link.errors
+        bob.vms_service().vm_service(str(auto)).stop()
+        m.wait(lambda: m.get(Vm, auto).status == VmStatus.DOWN, 60, "Bob's VM back")
+
+        # A revert the Manager leaves half done (its host link stopped) is carried out by
+        # the next one; meanwhile the VM is image locked and nobody is handed it.
+        hers = as_alice_with_a_marker("automatic")
+        her_disk = m.get(Vm, auto).disk_attachments[0].disk_id
+        asyncio.run_coroutine_threadsafe(m.link.stop(), m.loop).result(30)
+        m.run(
+            pool_cmds.ReturnVmToPool(
+                vm_pool_id=pools["automatic"],
+                vm_id=auto,
+                actor="alice@internal",
+                actor_id=ids["alice"],
+            )
+        )
+        assert m.get(Vm, auto).status == VmStatus.IMAGE_LOCKED
+        with pytest.raises(sdk.Error, match="no available VMs"):
+            bob.vm_pools_service().pool_service(str(pools["automatic"])).allocate_vm()
+        m.link = HostLink(
+            m.bus,
+            m.secrets,
+            heartbeat_timeout=5.0,
+            non_responsive_after=2.0,
+            reconnect_every=0.5,
+            shutdown_timeout=2.0,
+            policies=m.policies,
+        )
+        asyncio.run_coroutine_threadsafe(m.link.start(), m.loop).result(30)
+        m.wait(lambda: m.get(Vm, auto).status == VmStatus.DOWN, 60, "revert resumed")
+        m.wait(lambda: m.bus.engine.find(Disk, her_disk) is None, 30, "her disk discarded")
+        assert not Path(hers).exists()
+        assert not [e for e in m.link.errors if "image" in e or "volume" in e], m.link.errors
+        layer = bob_takes("automatic")
+        assert not _marker_read(layer, 0x5A), "Bob got Alice's disk after a restart"
+        bob.vms_service().vm_service(str(auto)).stop()
+        m.wait(lambda: m.get(Vm, auto).status == VmStatus.DOWN, 60, "Bob's VM back")
+
+        # Manual: Alice runs it, shuts it down (still hers) and gives it back; her changes
+        # stay, as oVirt's do.
+        manual = vms["manual"]
+        alice_layer = as_alice_with_a_marker("manual")
+        alice.vms_service().vm_service(str(manual)).start()
+        m.wait(lambda: m.get(Vm, manual).status == VmStatus.UP, 60, "Alice's VM up")
+        alice.vms_service().vm_service(str(manual)).stop()
+        m.wait(lambda: m.get(Vm, manual).status == VmStatus.DOWN, 60, "Alice's VM down")
+        assert m.get(VmPool, pools["manual"]).assigned() == {manual: ids["alice"]}
+        m.run(
+            pool_cmds.ReturnVmToPool(
+                vm_pool_id=pools["manual"],
+                vm_id=manual,
+                actor="alice@internal",
+                actor_id=ids["alice"],
+            )
+        )
+        layer = bob_takes("manual")
+        assert layer == alice_layer and _marker_read(layer, 0x5A)
+        bob.vms_service().vm_service(str(manual)).stop()
+        m.wait(lambda: m.get(Vm, manual).status == VmStatus.DOWN, 60, "Bob's VM down")
+    finally:
+        for c in conns:
+            c.close()
+        srv.stop()
+        m.wait(
+            lambda: all(m.get(Host, h).status == HostStatus.UP for h in world.host_ids), 30, "hosts"
+        )

@@ -86,6 +86,12 @@ def busy_world() -> ComputeWorld:
     pool = w.engine.get(vmpool.VmPool, p)
     w.run(pool_cmd.DetachVmFromPool(vm_pool_id=p, vm_id=pool.vm_ids[-1]))
     w.run(pool_cmd.RemoveVmPool(vm_pool_id=p))
+    tp = w.run(pool_cmd.AddVmPool(name="tp", cluster_id=w.cluster, template_id=t, size=1))
+    (tvm,) = w.engine.get(vmpool.VmPool, tp).vm_ids
+    w.run(disk_cmd.ReportDiskOperation(disk_id=w.vm(tvm).disk_attachments[0].disk_id))
+    w.run(pool_cmd.AllocateVm(vm_pool_id=tp, user_id=user))
+    w.power_off(tvm)  # reverted: a fresh thin disk
+    w.run(disk_cmd.ReportDiskOperation(disk_id=w.vm(tvm).disk_attachments[0].disk_id))
     lost = w.running_vm("lost")
     h = w.vm(lost).run_on_host_id
     from domain import host
