@@ -52,13 +52,16 @@ async def handle(api: Any, request: web.Request, rest: str) -> web.StreamRespons
     if segs == ["events", "stream"]:
         return await stream(api, request, env)
     if len(segs) == 3 and segs[0] == "history":
-        return history(api, segs[1], segs[2])
+        return history(api, env, segs[1], segs[2])
     if segs[:1] == ["warehouse"]:
         return await warehouse(api, request, env, segs[1:])
     raise not_found(f"No resource at /orrery/{rest[:80]}.")
 
 
 async def stream(api: Any, request: web.Request, env: Any) -> web.StreamResponse:
+    """Each entry is checked as it is sent (``authz.event_visible``), so a permission
+    given or taken away while the stream runs applies from the next entry on."""
+    from api import authz
     from api.feed import render_event
 
     start = request.headers.get("Last-Event-ID") or env.query.get("from")
@@ -77,12 +80,16 @@ async def stream(api: Any, request: web.Request, env: Any) -> web.StreamResponse
         }
     )
     await resp.prepare(request)
+    task = asyncio.current_task()
+    if task is not None:
+        api.streams.add(task)  # ended when the server stops
     try:
         sent = after or 0
         if after is not None:
             for e in reversed(api.feed.list(after)):
-                await _send(resp, render_event(e))
                 sent = max(sent, e["id"])
+                if authz.event_visible(env, e):
+                    await _send(resp, render_event(e))
         await resp.write(b": connected\n\n")
         while True:
             try:
@@ -92,11 +99,13 @@ async def stream(api: Any, request: web.Request, env: Any) -> web.StreamResponse
                 continue
             if e["id"] <= sent and after is not None:
                 continue
-            await _send(resp, render_event(e))
+            if authz.event_visible(env, e):
+                await _send(resp, render_event(e))
     except ConnectionResetError:  # the client went away
         pass
     finally:  # also when cancelled (the server stops): the cancellation goes on up
         api.feed.unsubscribe(q)
+        api.streams.discard(task)
     return resp
 
 
@@ -105,16 +114,31 @@ async def _send(resp: web.StreamResponse, tree: dict[str, Any]) -> None:
     await resp.write(f"id: {tree['id']}\nevent: orrery\ndata: {data}\n\n".encode())
 
 
-def history(api: Any, collection: str, obj_id: str) -> web.Response:
+def history(api: Any, env: Any, collection: str, obj_id: str) -> web.Response:
+    """One object's changes, for a user who may see the object now (``authz.can_see``; a
+    removed object by the containers it last named). Anything else is a 404, as if the
+    object had never been."""
+    from api import authz
+    from api.reads import aggregate_class
+
     res = RESOURCES.get(collection)
-    if res is None:
+    if res is None or not res.available():
         raise not_found(f"No collection '{collection[:40]}'.")
     try:
         oid = UUID(obj_id)
     except ValueError:
         raise not_found(f"No object with id '{obj_id[:80]}'.") from None
     events = api.bus.log.events_of(oid)
-    if not events:
+    cls = aggregate_class(res.cls)
+    last: Any = None  # the object as it last was (before a removal)
+    for ev in events:
+        last = ev.evolve(last) or last
+    if (
+        last is None
+        or cls is None
+        or not isinstance(last, cls)
+        or not authz.can_see(env, res, last)
+    ):
         raise not_found(f"{res.label} {oid} has no history.")
     out = []
     state: Any = None

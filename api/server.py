@@ -22,7 +22,7 @@ from aiohttp import web
 from api import jsonio, xmlio
 from api.faults import ApiError, bad_request, from_domain, not_found, unauthorized
 from api.feed import Feed
-from api.reads import EngineReads
+from api.reads import AS_OF_TIMEOUT, AsOf, EngineReads, aggregate_class
 from api.resources import BASE, BLANK_TEMPLATE_ID, RESOURCES, Input, Resource, Sub, parse_id
 from api.search import compile_search
 from api.sso import Authenticator, record_login_failure
@@ -99,6 +99,7 @@ class Api:
         reads: Any = None,
         admin_password: str | None = None,
         host_secrets: Any = None,
+        as_of_timeout: float | None = None,
     ) -> None:
         self.bus = bus
         # Where a new host's root_password (its hostd enrollment secret) is kept: never
@@ -107,6 +108,8 @@ class Api:
         self.reads = reads or EngineReads(bus)
         self.auth = auth or Authenticator(self.reads, bus=bus, fallback_password=admin_password)
         self.feed = feed or Feed(bus)
+        self.streams: set[asyncio.Task[Any]] = set()  # the open /orrery/events/stream
+        self.as_of = AsOf(bus, as_of_timeout if as_of_timeout is not None else AS_OF_TIMEOUT)
         self.started = datetime.now(UTC)
         self._cache: dict[tuple[str, UUID, str], tuple[int, bytes]] = {}
         self.prewarmed = False
@@ -117,7 +120,16 @@ class Api:
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_route("*", r"/{tail:[\s\S]*}", self._handle)
         app[API_KEY] = self
+        app.on_shutdown.append(self._end_streams)
         return app
+
+    async def _end_streams(self, app: web.Application) -> None:
+        """Ends the open event streams when the server stops (they would wait forever)."""
+        tasks = [t for t in self.streams if not t.done()]
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         return await self._errors(request, self._dispatch)
@@ -246,13 +258,17 @@ class Api:
         query = dict(request.query)
         if "filter" not in query and request.headers.get("Filter", "").lower() == "true":
             query["filter"] = "true"  # oVirt's user API header
-        reads = self.reads
-        if query.get("as_of"):
-            reads = await asyncio.get_running_loop().run_in_executor(
-                None, self.reads.as_of, query["as_of"]
-            )
-        env = Env(reads, fmt, query)
-        await self.authenticate(request, env)
+        env = Env(self.reads, fmt, query)
+        await self.authenticate(request, env)  # first: nothing is read for anonymous
+        if "as_of" in query:
+            if request.method not in ("GET", "HEAD"):
+                raise bad_request(
+                    f"as_of reads a past state; it cannot be given with {request.method}.",
+                    "as_of",
+                )
+            # Permissions stay those of now: the past reads name the live ones (decider).
+            who = env.user_id or env.user_name
+            env.reads = await self.as_of.reads(self.reads, query["as_of"], who)
         from api import authz
 
         try:
@@ -323,6 +339,8 @@ class Api:
 
     # -- rendering --------------------------------------------------------------------
     def root(self, env: Env) -> dict[str, Any]:
+        from api import authz
+
         links = []
         for path in sorted(RESOURCES):
             r = RESOURCES[path]
@@ -341,7 +359,8 @@ class Api:
         reads = env.reads
 
         def count(cls: str, status: str | None = None, field: str = "status") -> dict[str, Any]:
-            objs = reads.list(cls)
+            agg = aggregate_class(cls)
+            objs = authz.visible(env, agg.KIND, reads.list(cls)) if agg is not None else []
             out: dict[str, Any] = {"total": len(objs)}
             if status is not None:
                 out["active"] = sum(1 for o in objs if str(getattr(o, field, "")) == status)
@@ -375,7 +394,7 @@ class Api:
             "summary": {
                 "hosts": count("Host", "up"),
                 "storage_domains": count("StorageDomain", "active"),
-                "users": count("User", None) | {"active": len(reads.list("User"))},
+                "users": (users := count("User")) | {"active": users["total"]},
                 "vms": count("Vm", "up"),
             },
             "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
@@ -442,10 +461,10 @@ class Api:
             sub = res.subs.get(head.replace("_", ""))
             if sub is not None:
                 tag, _ = self._sub_tags(sub)
-                items = [
-                    self.render_sub_item(res, obj, sub, i, env)
-                    for i in self.sub_items(env, obj, sub)
-                ]
+                subs = self.sub_items(env, obj, sub)
+                if sub.kind == "child":
+                    subs = self.visible(env, RESOURCES[sub.resource], subs)  # type: ignore[index]
+                items = [self.render_sub_item(res, obj, sub, i, env) for i in subs]
                 if rest:
                     for item in items:
                         self._follow_ref(item, rest, env)
@@ -465,8 +484,8 @@ class Api:
             tobj = env.reads.get(tres.cls, UUID(ref["id"]))
         except ValueError:
             return
-        if tobj is None:
-            return
+        if tobj is None or not self.visible(env, tres, [tobj]):
+            return  # what the user may not see stays a link
         new = tres.render(tobj)
         if rest:
             self._follow(tres, tobj, new, rest, env)
@@ -926,6 +945,7 @@ class ServerThread:
         try:
             fut.result(10)
         finally:
+            self.api.as_of.close()
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
 
@@ -942,6 +962,7 @@ async def serve(
     hostlink_options: dict[str, Any] | None = None,
     local_hosts: int = 0,
     history: bool = True,
+    as_of_timeout: float | None = None,
 ) -> None:
     """Runs the Manager until SIGTERM/SIGINT: the API; the HostLink that connects to
     every host's hostd and carries the log's decisions out to them; the history
@@ -991,7 +1012,14 @@ async def serve(
         if uris:
             attaching = asyncio.create_task(attach_local_storage(bus, data, list(uris)))
             stack.callback(attaching.cancel)
-        api = Api(bus, admin_password=admin_password, reads=reads, host_secrets=secrets)
+        api = Api(
+            bus,
+            admin_password=admin_password,
+            reads=reads,
+            host_secrets=secrets,
+            as_of_timeout=as_of_timeout,
+        )
+        stack.callback(api.as_of.close)
         api.reads.telemetry = options["telemetry"]
         api.warehouse = warehouse
         runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=5.0)

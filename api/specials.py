@@ -13,6 +13,7 @@ from api.faults import ApiError, bad_request, not_found
 from api.feed import render_event
 from api.resources import BASE
 from api.search import compile_search
+from commands.audit import HideEvent
 
 _SEVERITY_RANK = {"normal": 0, "warning": 1, "error": 2, "alert": 10}
 
@@ -123,11 +124,21 @@ async def events(api: Any, request: web.Request, env: Any, rest: list[str]) -> w
         except ValueError:
             raise not_found(f"No event {rest[0][:40]}.") from None
         e = api.feed.get(eid)
-        if e is None:
-            raise not_found(f"No event {eid}.")
+        if e is None or not authz.event_visible(env, e):
+            raise not_found(f"No event {eid}.")  # what the user may not read is not there
         if method in ("GET", "HEAD"):
             return _one(env, "event", render_event(e))
         if method == "DELETE":
+            # As oVirt: removing an audit entry needs audit_log_management on the system;
+            # the entry leaves the list and the removal is itself in the log.
+            authz.check(env, "audit_log_management", "system", None, f"remove event {eid}")
+            hide = HideEvent(
+                position=eid,
+                actor=env.user_name,
+                actor_id=env.user_id,
+                correlation_id=env.correlation_id,
+            )
+            await api.run(hide)
             return _one(env, "action", {"status": "complete"})
         raise _method(method, "GET, DELETE")
     raise not_found("No such event resource.")
