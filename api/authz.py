@@ -278,6 +278,14 @@ def viewer(env: Any) -> Viewer | None:
     )
 
 
+def sees_everything(env: Any) -> bool:
+    """Whether nothing is hidden from the request's user (an unfiltered administrator)."""
+    _, lock = _decider(env)
+    with lock if lock is not None else contextlib.nullcontext():
+        v = viewer(env)
+        return v is None or v.everything
+
+
 def _kind(res_or_kind: Any) -> str:
     return res_or_kind if isinstance(res_or_kind, str) else res_or_kind.tag
 

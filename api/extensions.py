@@ -1,11 +1,14 @@
 """Orrery's own endpoints under /orrery/ (described in /orrery/openapi.json):
 
 - GET /orrery/events/stream[?from=N]: server-sent events, one ``event: orrery`` message
-  per committed fact (JSON of the /events entry), after replaying entries newer than
-  ``from`` (or the ``Last-Event-ID`` header). Replaces polling /events.
+  per committed fact (JSON of the /events entry) the user may read, checked as it is sent,
+  after replaying entries newer than ``from`` (or the ``Last-Event-ID`` header). Replaces
+  polling /events.
 - GET /orrery/history/{collection}/{id}: every event of one object in order, with who,
-  when, the command, and the fields it changed (``diff``: {field: [before, after]}).
-- ``as_of=<log position|ISO time>`` on any GET under /ovirt-engine/api: the state then.
+  when, the command, and the fields it changed (``diff``: {field: [before, after]}), for
+  a user who may see the object (``api.authz``).
+- ``as_of=<log position|ISO time>`` on any GET under /ovirt-engine/api: the state then
+  (``api.reads.AsOf``), with the permissions of now.
 - GET /orrery/status: log position, feed position, whether the render cache is warm.
 - GET /orrery/warehouse/sql?query=SELECT...: a read-only query on the history warehouse
   (oVirt's DWH view names); a write is refused with 400. Administrators only.

@@ -734,7 +734,13 @@ class Api:
         item_id = _id_or_404(rest[0])
         items = {i.id: i for i in self.sub_items(env, parent, sub)}
         item = items.get(item_id)
-        if item is None:
+        hidden = (
+            item is not None
+            and sub.kind == "child"
+            and method in ("GET", "HEAD")
+            and not self.visible(env, RESOURCES[sub.resource], [item])  # type: ignore[index]
+        )
+        if item is None or hidden:
             raise not_found(f"No {tag} {rest[0]} under {res.tag} {parent.id}.")
         if len(rest) == 1:
             if method in ("GET", "HEAD"):

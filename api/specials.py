@@ -67,7 +67,9 @@ async def events(api: Any, request: web.Request, env: Any, rest: list[str]) -> w
             from api.server import _max
 
             limit = _max(q)
-            entries = api.feed.list(after, None if q.get("search") else limit)
+            # The limit counts what the user may read: a filtered list is cut after.
+            whole = q.get("search") or not authz.sees_everything(env)
+            entries = api.feed.list(after, None if whole else limit)
             entries = authz.visible_events(env, entries)
             if q.get("search"):
                 query = compile_search(q["search"], False)
@@ -78,8 +80,8 @@ async def events(api: Any, request: web.Request, env: Any, rest: list[str]) -> w
                         c.value = rank
                         c.pattern = re.compile(f"^{rank}$")
                 entries = [e for e in entries if query.matches(lambda k, e=e: _event_values(e, k))]
-                if limit is not None:
-                    entries = entries[:limit]
+            if limit is not None:
+                entries = entries[:limit]
             return _collection(env, "events", "event", [render_event(e) for e in entries])
         if method == "POST":
             authz.check(env, "inject_external_events", "system", None, "add event")

@@ -240,6 +240,11 @@ def test_events_by_id_obey_the_same_rule_as_the_list(server, world):
         int(e["id"]) for e in _call(server, "GET", f"{API}/events?max=1000", t["alice"])[1]["event"]
     }
     assert ea in listed and eb not in listed
+    # ``max`` counts what the user may read, also when the newest entries are not hers.
+    vms = world["admin"].system_service().vms_service()
+    vms.vm_service(world["vm_b"]).update(types.Vm(description="newest is bob's"))
+    status, body = _call(server, "GET", f"{API}/events?max=1", t["alice"])
+    assert status == 200 and [e["vm"]["id"] for e in body["event"]] == [world["vm_a"]], body
 
 
 def test_removing_an_event_needs_the_system_permission_and_is_recorded(server, world):
