@@ -1,11 +1,11 @@
 """Who may do what: every request is checked with the built-in roles through
 ``domain.permission.is_permitted``; a refusal is a 403 fault and a UserPermissionDenied
 event (``RecordPermissionDenied``). Reads: one rule decides what a user may see
-(``Viewer.sees``, asked through ``can_see`` / ``visible`` for objects and
-``event_visible`` / ``visible_events`` for audit entries), on the permissions of the
-current state, also for past states (``as_of``) and object histories: administrators see
-everything unless they ask ``filter=true``; other users (and filter=true) see what they
-hold permissions on, directly or through a container.
+(``Viewer.sees`` over ``domain.permission.Sight``, asked through ``can_see`` /
+``visible`` for objects and ``event_visible`` / ``visible_events`` for audit entries),
+on the permissions of the current state, also for past states (``as_of``) and object
+histories: administrators see everything unless they ask ``filter=true``; other users see
+what they hold permissions on, directly or through a container.
 
 Until the permission area is present every authenticated user has full rights.
 """
@@ -193,73 +193,23 @@ def _decider(env: Any) -> tuple[Any, Any]:
 
 
 class Viewer:
-    """What one user may see in one state of the deciding Engine.
+    """What one user may see in one state of the deciding Engine: administrators
+    everything unless they ask ``filter=true``; everyone else what
+    ``domain.permission.Sight`` shows them (permissions on the object or, through a role
+    that shows children, on a container of it). A past object that the current state no
+    longer holds is placed by the containers it names itself: it is visible through a
+    permission held now, never through the permissions it had then."""
 
-    The rule (oVirt's): administrators see everything unless they ask ``filter=true``;
-    everyone else sees an object when they hold a permission on it, or a permission with a
-    role that shows children (``view_children``) on something above it: its containers
-    as the current state has them (``domain.permission.parents``). An object the current
-    state does not hold (a past one that was removed, read with ``as_of`` or in its
-    history) is placed by the containers it names itself (its cluster, data center,
-    storage domain, pool): it is visible through a permission held now on one of those or
-    above them, never through the permissions it had then.
-    """
-
-    __slots__ = ("_above", "direct", "engine", "everything", "showing")
+    __slots__ = ("everything", "sight")
 
     def __init__(self, mod: Any, engine: Any, user_id: UUID, filtered: bool) -> None:
-        from domain.role import Role
-
-        self.engine = engine
-        perms = mod.permissions_of(engine, user_id)
         self.everything = not filtered and mod.is_admin(engine, user_id)
-        self.direct = {p.object_id for p in perms}
-        self.showing: set[Any] = set()
-        for p in perms:
-            role = engine.find(Role, p.role_id)
-            if role is not None and role.view_children:
-                self.showing.add(p.object_id)
-        self._above: dict[tuple[str, Any], frozenset[Any]] = {}
+        self.sight = mod.Sight(engine, user_id)
 
     def sees(self, kind: str, obj: Any) -> bool:
         """THE visibility rule: whether the user may see the object (an aggregate, or
         only its id) of ``kind``."""
-        if self.everything:
-            return True
-        oid = obj if isinstance(obj, UUID) else getattr(obj, "id", None)
-        if oid is None:
-            return False
-        if oid in self.direct:
-            return True
-        if not self.showing:
-            return False
-        if None in self.showing:  # a role that shows children, on the system
-            return True
-        return any(
-            not self.showing.isdisjoint(self._over(pk, pid)) for pk, pid in self._up(kind, obj)
-        )
-
-    def _up(self, kind: str, obj: Any) -> list[tuple[str, Any]]:
-        from domain import permission
-
-        oid = obj if isinstance(obj, UUID) else obj.id
-        if oid in self.engine.objects:
-            return permission.parents(self.engine, kind, oid)
-        out: list[tuple[str, Any]] = []
-        for attr, parent_kind in permission.PARENT_LINKS.get(kind, ()):
-            pid = getattr(obj, attr, None)
-            if isinstance(pid, UUID):
-                out.append((parent_kind, pid))
-        return out
-
-    def _over(self, kind: str, oid: Any) -> frozenset[Any]:
-        from domain import permission
-
-        key = (kind, oid)
-        got = self._above.get(key)
-        if got is None:
-            got = self._above[key] = permission.ancestors(self.engine, kind, oid)
-        return got
+        return self.everything or self.sight.sees(kind, obj)
 
 
 def viewer(env: Any) -> Viewer | None:

@@ -52,6 +52,8 @@ async def handle(api: Any, request: web.Request, rest: str) -> web.StreamRespons
                 "started": api.started.isoformat(),
             }
         )
+    if (segs == ["events", "stream"] or segs[:1] == ["history"]) and "as_of" in env.query:
+        raise bad_request("as_of applies to reads under /ovirt-engine/api.", "as_of")  # not ignored
     if segs == ["events", "stream"]:
         return await stream(api, request, env)
     if len(segs) == 3 and segs[0] == "history":

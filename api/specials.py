@@ -68,8 +68,11 @@ async def events(api: Any, request: web.Request, env: Any, rest: list[str]) -> w
 
             limit = _max(q)
             # The limit counts what the user may read: a filtered list is cut after.
-            whole = q.get("search") or not authz.sees_everything(env)
+            upto = _as_of_position(env)
+            whole = q.get("search") or upto is not None or not authz.sees_everything(env)
             entries = api.feed.list(after, None if whole else limit)
+            if upto is not None:  # as_of: the entries that were there then
+                entries = [e for e in entries if e["id"] <= upto]
             entries = authz.visible_events(env, entries)
             if q.get("search"):
                 query = compile_search(q["search"], False)
@@ -126,7 +129,8 @@ async def events(api: Any, request: web.Request, env: Any, rest: list[str]) -> w
         except ValueError:
             raise not_found(f"No event {rest[0][:40]}.") from None
         e = api.feed.get(eid)
-        if e is None or not authz.event_visible(env, e):
+        upto = _as_of_position(env)
+        if e is None or (upto is not None and eid > upto) or not authz.event_visible(env, e):
             raise not_found(f"No event {eid}.")  # what the user may not read is not there
         if method in ("GET", "HEAD"):
             return _one(env, "event", render_event(e))
@@ -144,6 +148,13 @@ async def events(api: Any, request: web.Request, env: Any, rest: list[str]) -> w
             return _one(env, "action", {"status": "complete"})
         raise _method(method, "GET, DELETE")
     raise not_found("No such event resource.")
+
+
+def _as_of_position(env: Any) -> int | None:
+    """With ``as_of``: the log position of the state read (the current one past the end)."""
+    if "as_of" not in env.query:
+        return None
+    return int(env.reads.engine.position)
 
 
 def _levels() -> list[str]:

@@ -211,6 +211,8 @@ def test_history_is_shown_only_to_who_may_see_the_object(server, world):
         assert _call(server, "GET", f"/orrery/history/vms/{vm}", t["admin"])[0] == 200
     # The collection must name the object's kind.
     assert _call(server, "GET", f"/orrery/history/datacenters/{a}", t["admin"])[0] == 404
+    status, fault = _call(server, "GET", f"/orrery/history/vms/{a}?as_of=1", t["admin"])
+    assert status == 400 and "as_of" in fault["detail"]
 
 
 # -- events by id and removing them ----------------------------------------------------------
@@ -249,7 +251,9 @@ def test_events_by_id_obey_the_same_rule_as_the_list(server, world):
 
 def test_removing_an_event_needs_the_system_permission_and_is_recorded(server, world):
     t = _who(world)
-    ea = _event_about(server, world, world["vm_a"])
+    vms = world["admin"].system_service().vms_service()
+    vms.vm_service(world["vm_a"]).update(types.Vm(description="an entry to remove"))
+    ea = _event_about(server, world, world["vm_a"])  # that update's entry
     eb = _event_about(server, world, world["vm_b"])
     assert _call(server, "DELETE", f"{API}/events/{ea}", t["anonymous"])[0] == 401
     # Alice sees her VM's event but may not remove audit entries: 403 (and it stays).
@@ -459,6 +463,14 @@ def test_as_of_decides_visibility_on_the_permissions_of_now(server, world):
     assert status == 200 and {"vis-gone-vm", "vis-alice-vm"} <= _names(body), body
     status, body = _call(server, "GET", f"{API}/vms?as_of={world['before_gone']}", t["admin"])
     assert "vis-gone-vm" not in _names(body)
+    # The audit feed as of then: nothing later, and for alice only what she may read now.
+    for who in ("admin", "alice"):
+        status, body = _call(server, "GET", f"{API}/events?as_of={spec}&max=1000", t[who])
+        ids = [int(e["id"]) for e in body["event"]]
+        assert status == 200 and ids and max(ids) <= spec, (who, ids)
+        assert _call(server, "GET", f"{API}/events/{spec + 1}?as_of={spec}", t[who])[0] == 404
+    alice_vms = {e["vm"]["id"] for e in body["event"] if e.get("vm")}
+    assert alice_vms == {world["vm_a"]}, body
 
 
 def test_as_of_reads_run_one_at_a_time_per_user_and_give_up_after_the_limit(server, world):
