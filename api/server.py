@@ -107,9 +107,11 @@ class Api:
         self.host_secrets = host_secrets
         self.reads = reads or EngineReads(bus)
         self.auth = auth or Authenticator(self.reads, bus=bus, fallback_password=admin_password)
+        # Before the feed: a write's answer waits for the feed, whose listener then runs
+        # after as_of's, so as_of always knows the log's end without asking the log.
+        self.as_of = AsOf(bus, as_of_timeout if as_of_timeout is not None else AS_OF_TIMEOUT)
         self.feed = feed or Feed(bus)
         self.streams: set[asyncio.Task[Any]] = set()  # the open /orrery/events/stream
-        self.as_of = AsOf(bus, as_of_timeout if as_of_timeout is not None else AS_OF_TIMEOUT)
         self.started = datetime.now(UTC)
         self._cache: dict[tuple[str, UUID, str], tuple[int, bytes]] = {}
         self.prewarmed = False
