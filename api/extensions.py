@@ -27,7 +27,9 @@ from uuid import UUID
 import msgspec
 from aiohttp import web
 
+from api import authz
 from api.faults import bad_request, not_found
+from api.reads import aggregate_class
 from api.resources import RESOURCES
 from domain.base import redacted
 
@@ -66,7 +68,6 @@ async def handle(api: Any, request: web.Request, rest: str) -> web.StreamRespons
 async def stream(api: Any, request: web.Request, env: Any) -> web.StreamResponse:
     """Each entry is checked as it is sent (``authz.event_visible``), so a permission
     given or taken away while the stream runs applies from the next entry on."""
-    from api import authz
     from api.feed import render_event
 
     start = request.headers.get("Last-Event-ID") or env.query.get("from")
@@ -123,9 +124,6 @@ def history(api: Any, env: Any, collection: str, obj_id: str) -> web.Response:
     """One object's changes, for a user who may see the object now (``authz.can_see``; a
     removed object by the containers it last named). Anything else is a 404, as if the
     object had never been."""
-    from api import authz
-    from api.reads import aggregate_class
-
     res = RESOURCES.get(collection)
     if res is None or not res.available():
         raise not_found(f"No collection '{collection[:40]}'.")

@@ -19,7 +19,7 @@ from uuid import UUID
 
 from aiohttp import web
 
-from api import jsonio, xmlio
+from api import authz, jsonio, xmlio
 from api.faults import ApiError, bad_request, from_domain, not_found, unauthorized
 from api.feed import Feed
 from api.reads import AS_OF_TIMEOUT, AsOf, EngineReads, aggregate_class
@@ -341,8 +341,6 @@ class Api:
 
     # -- rendering --------------------------------------------------------------------
     def root(self, env: Env) -> dict[str, Any]:
-        from api import authz
-
         links = []
         for path in sorted(RESOURCES):
             r = RESOURCES[path]
