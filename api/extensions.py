@@ -36,12 +36,12 @@ from domain.base import redacted
 
 async def handle(api: Any, request: web.Request, rest: str) -> web.StreamResponse:
     from api.openapi import document
-    from api.server import Env, _method
+    from api.server import Env, _method, request_query
 
     segs = [s for s in rest.split("/") if s]
     if segs == ["openapi.json"]:
         return web.json_response(document())
-    env = Env(api.reads, "json", dict(request.query))
+    env = Env(api.reads, "json", request_query(request))
     await api.authenticate(request, env)
     if request.method not in ("GET", "HEAD"):
         raise _method(request.method, "GET")

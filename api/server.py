@@ -85,6 +85,14 @@ def fault_response(fmt: str, err: ApiError, *, action: bool = False) -> web.Resp
     return respond(fmt, err.status, "fault", fault)
 
 
+def request_query(request: web.Request) -> dict[str, str]:
+    """The query parameters, with oVirt's ``Filter: true`` header as ``filter=true``."""
+    query = dict(request.query)
+    if "filter" not in query and request.headers.get("Filter", "").lower() == "true":
+        query["filter"] = "true"  # oVirt's user API header
+    return query
+
+
 def _bool(v: str | None) -> bool:
     return (v or "").strip().lower() in ("true", "1", "yes")
 
@@ -256,13 +264,9 @@ class Api:
 
     # -- the API ---------------------------------------------------------------------
     async def _api(self, request: web.Request, tail: str) -> web.StreamResponse:
-        fmt = _fmt(request)
-        query = dict(request.query)
-        if "filter" not in query and request.headers.get("Filter", "").lower() == "true":
-            query["filter"] = "true"  # oVirt's user API header
-        env = Env(self.reads, fmt, query)
+        env = Env(self.reads, _fmt(request), request_query(request))
         await self.authenticate(request, env)  # first: nothing is read for anonymous
-        if "as_of" in query:
+        if "as_of" in env.query:
             if request.method not in ("GET", "HEAD"):
                 raise bad_request(
                     f"as_of reads a past state; it cannot be given with {request.method}.",
@@ -270,9 +274,7 @@ class Api:
                 )
             # Permissions stay those of now: the past reads name the live ones (decider).
             who = env.user_id or env.user_name
-            env.reads = await self.as_of.reads(self.reads, query["as_of"], who)
-        from api import authz
-
+            env.reads = await self.as_of.reads(self.reads, env.query["as_of"], who)
         try:
             return await self._route(request, env, tail)
         except authz.Denied as d:
