@@ -1,7 +1,11 @@
 """Who may do what: every request is checked with the built-in roles through
 ``domain.permission.is_permitted``; a refusal is a 403 fault and a UserPermissionDenied
-event (``RecordPermissionDenied``). Reads: administrators see everything unless they ask
-``filter=true``; other users (and filter=true) see only what they hold permissions on.
+event (``RecordPermissionDenied``). Reads: one rule decides what a user may see
+(``Viewer.sees`` over ``domain.permission.Sight``, asked through ``can_see`` /
+``visible`` for objects and ``event_visible`` / ``visible_events`` for audit entries),
+on the permissions of the current state, also for past states (``as_of``) and object
+histories: administrators see everything unless they ask ``filter=true``; other users see
+what they hold permissions on, directly or through a container.
 
 Until the permission area is present every authenticated user has full rights.
 """
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from typing import Any
+from uuid import UUID
 
 from api.faults import forbidden
 
@@ -136,10 +141,10 @@ def check(env: Any, permit: str, kind: str, obj_id: Any, action: str) -> None:
     mod = _module()
     if mod is None or env.user_id is None:
         return
-    engine = getattr(env.reads, "engine", None)
+    engine, lock = _decider(env)
     if engine is None:
         return
-    with env.reads.lock:
+    with lock:
         ok = mod.is_permitted(engine, env.user_id, permit, kind, obj_id)
     if not ok:
         raise Denied(permit, kind, obj_id, action)
@@ -180,25 +185,80 @@ def _memo(key: tuple[Any, ...], fn: Any) -> Any:
     return hit
 
 
-def visible(env: Any, res: Any, objs: list[Any]) -> list[Any]:
+def _decider(env: Any) -> tuple[Any, Any]:
+    """The Engine (and its lock) that decides permissions: always the current state, also
+    when the request reads a past one (``as_of``: the past reads name the live ones)."""
+    reads = getattr(env.reads, "decider", env.reads)
+    return getattr(reads, "engine", None), getattr(reads, "lock", None)
+
+
+class Viewer:
+    """What one user may see in one state of the deciding Engine: administrators
+    everything unless they ask ``filter=true``; everyone else what
+    ``domain.permission.Sight`` shows them (permissions on the object or, through a role
+    that shows children, on a container of it). A past object that the current state no
+    longer holds is placed by the containers it names itself: it is visible through a
+    permission held now, never through the permissions it had then."""
+
+    __slots__ = ("everything", "sight")
+
+    def __init__(self, mod: Any, engine: Any, user_id: UUID, filtered: bool) -> None:
+        self.everything = not filtered and mod.is_admin(engine, user_id)
+        self.sight = mod.Sight(engine, user_id)
+
+    def sees(self, kind: str, obj: Any) -> bool:
+        """THE visibility rule: whether the user may see the object (an aggregate, or
+        only its id) of ``kind``."""
+        return self.everything or self.sight.sees(kind, obj)
+
+
+def viewer(env: Any) -> Viewer | None:
+    """The request's user's Viewer at the current state (None: everything is visible,
+    while the permission area is absent or for the fallback administrator)."""
     mod = _module()
     if mod is None or env.user_id is None:
-        return objs
-    engine = getattr(env.reads, "engine", None)
+        return None
+    engine, _ = _decider(env)
     if engine is None:
-        return objs
-    want_filter = env.query.get("filter", "").lower() in ("true", "1")
-    pos = (id(engine), engine.position)
-    with env.reads.lock:
-        if not want_filter and _memo(
-            ("admin", env.user_id, *pos), lambda: mod.is_admin(engine, env.user_id)
-        ):
+        return None
+    filtered = env.query.get("filter", "").lower() in ("true", "1")
+    return _memo(
+        ("viewer", env.user_id, filtered, id(engine), engine.position),
+        lambda: Viewer(mod, engine, env.user_id, filtered),
+    )
+
+
+def sees_everything(env: Any) -> bool:
+    """Whether nothing is hidden from the request's user (an unfiltered administrator)."""
+    _, lock = _decider(env)
+    with lock if lock is not None else contextlib.nullcontext():
+        v = viewer(env)
+        return v is None or v.everything
+
+
+def _kind(res_or_kind: Any) -> str:
+    return res_or_kind if isinstance(res_or_kind, str) else res_or_kind.tag
+
+
+def can_see(env: Any, res_or_kind: Any, obj: Any) -> bool:
+    """Whether the request's user may see one object (``res_or_kind``: a Resource or the
+    permission kind, ``vm``). Every read path asks this (or ``visible`` /
+    ``event_visible``, which ask it)."""
+    _, lock = _decider(env)
+    with lock if lock is not None else contextlib.nullcontext():
+        v = viewer(env)
+        return v is None or v.sees(_kind(res_or_kind), obj)
+
+
+def visible(env: Any, res_or_kind: Any, objs: list[Any]) -> list[Any]:
+    """The objects of a list the user may see (``can_see`` of each)."""
+    _, lock = _decider(env)
+    with lock if lock is not None else contextlib.nullcontext():
+        v = viewer(env)
+        if v is None or v.everything:
             return objs
-        ids = _memo(
-            ("visible", env.user_id, res.tag, *pos),
-            lambda: mod.visible_object_ids(engine, env.user_id, res.tag),
-        )
-    return [o for o in objs if o.id in ids]
+        kind = _kind(res_or_kind)
+        return [o for o in objs if v.sees(kind, o)]
 
 
 # The object references an event entry carries, by the permission kind that governs them.
@@ -212,46 +272,40 @@ _EVENT_KINDS = (
 )
 
 
+def _sees_event(v: Viewer, me: str, e: dict[str, Any]) -> bool:
+    if v.everything or e.get("user") == me:
+        return True
+    for tag, kind in _EVENT_KINDS:
+        ref = _as_uuid(e.get(tag)) if e.get(tag) else None
+        if ref is not None and v.sees(kind, ref):
+            return True
+    return False
+
+
+def event_visible(env: Any, e: dict[str, Any]) -> bool:
+    """Whether the user may read one audit entry: administrators (unless ``filter=true``)
+    all; others those about an object they may see (``can_see``), or their own actions.
+    Asked per entry as it is read or sent, so a permission given or taken away applies
+    to the next one."""
+    _, lock = _decider(env)
+    with lock if lock is not None else contextlib.nullcontext():
+        v = viewer(env)
+        return v is None or _sees_event(v, str(env.user_id), e)
+
+
 def visible_events(env: Any, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The audit entries a user may read: all for administrators (unless ``filter=true``),
-    else those about an object the user may see, or about the user's own actions."""
-    mod = _module()
-    if mod is None or env.user_id is None:
-        return entries
-    engine = getattr(env.reads, "engine", None)
-    if engine is None:
-        return entries
-    want_filter = env.query.get("filter", "").lower() in ("true", "1")
-    pos = (id(engine), engine.position)
-    with env.reads.lock:
-        if not want_filter and _memo(
-            ("admin", env.user_id, *pos), lambda: mod.is_admin(engine, env.user_id)
-        ):
+    """The audit entries of a list the user may read (``event_visible`` of each)."""
+    _, lock = _decider(env)
+    with lock if lock is not None else contextlib.nullcontext():
+        v = viewer(env)
+        if v is None or v.everything:
             return entries
-        seen = {
-            tag: _memo(
-                ("visible", env.user_id, kind, *pos),
-                lambda kind=kind: mod.visible_object_ids(engine, env.user_id, kind),
-            )
-            for tag, kind in _EVENT_KINDS
-        }
-    me = str(env.user_id)
-    return [
-        e
-        for e in entries
-        if e.get("user") == me
-        or any(e.get(tag) and _as_uuid(e[tag]) in seen[tag] for tag, _ in _EVENT_KINDS)
-    ]
+        me = str(env.user_id)
+        return [e for e in entries if _sees_event(v, me, e)]
 
 
 def _as_uuid(text: Any) -> Any:
-    from uuid import UUID
-
     try:
         return UUID(str(text))
     except ValueError:
         return None
-
-
-def can_see(env: Any, res: Any, obj: Any) -> bool:
-    return bool(visible(env, res, [obj]))

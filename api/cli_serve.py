@@ -29,6 +29,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "domain under DATA_DIR/storage; they stop with the Manager",
     )
     p.add_argument(
+        "--as-of-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long an as_of read (a replay of the log) may take, including the wait "
+        "for the same user's previous one, before it is answered with a 503 fault "
+        "(default 5)",
+    )
+    p.add_argument(
         "--reads",
         choices=("engine", "projections"),
         default="engine",
@@ -48,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
     host, _, port = args.listen.rpartition(":")
     if not host or not port.isdigit():
         print(f"--listen wants HOST:PORT, got {args.listen!r}")
+        return 2
+    if args.as_of_timeout is not None and not args.as_of_timeout > 0:
+        print(f"--as-of-timeout wants a positive number of seconds, got {args.as_of_timeout}")
         return 2
     if bool(args.tls_cert) != bool(args.tls_key):
         print("--tls-cert and --tls-key go together")
@@ -69,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
                 reads=reads,
                 data_dir=args.data_dir,
                 local_hosts=args.local_hosts,
+                as_of_timeout=args.as_of_timeout,
             )
         )
     except KeyboardInterrupt:

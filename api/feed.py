@@ -3,7 +3,8 @@
 Each committed domain event becomes an oVirt-style event (id = log position, code,
 severity, description, time, and links to the objects it concerns). The feed keeps the
 most recent entries in memory, filled from the log tail at start and from the bus as
-batches commit; subscribers (the SSE stream) get each new entry.
+batches commit; subscribers (the SSE stream) get each new entry. An ``EventHidden``
+(DELETE /events/N) takes entry N out of the list for good.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ class Feed:
         self.lock = threading.Lock()
         self._subs: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue[dict[str, Any]]]] = []
         self._external = 0
+        self.hidden: set[int] = set()  # entries removed from the list (EventHidden)
         # A private engine replaying the log, so each entry sees the object before and
         # after its event (the read side's describe() needs both).
         self.shadow = Engine()
@@ -132,6 +134,8 @@ class Feed:
         return e
 
     def _step(self, nid: int, ev: Any, describe: bool = True) -> dict[str, Any] | None:
+        if ev.TOPIC == "EventHidden":  # DELETE /events/N: the entry leaves the list
+            self._hide(int(ev.position))
         before = self.shadow.objects.get(ev.originator_id)
         try:
             self.shadow.apply(ev)
@@ -184,6 +188,14 @@ class Feed:
         if d.get("user_id"):
             e["user"] = d["user_id"]
         return e
+
+    def _hide(self, event_id: int) -> None:
+        with self.lock:
+            self.hidden.add(event_id)
+            for i in range(len(self.entries) - 1, -1, -1):
+                if self.entries[i]["id"] == event_id:
+                    del self.entries[i]
+                    break
 
     def _on_batch(self, pairs: list[tuple[int, Any]]) -> None:
         new = []
@@ -262,6 +274,8 @@ class Feed:
 
     def get(self, event_id: int) -> dict[str, Any] | None:
         with self.lock:
+            if event_id in self.hidden:
+                return None
             for e in reversed(self.entries):
                 if e["id"] == event_id:
                     return e

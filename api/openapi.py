@@ -65,7 +65,11 @@ def document() -> dict[str, Any]:
                         "actor_id, command, correlation_id, diff: {field: [before, after]}}]}",
                         "content": {"application/json": {}},
                     },
-                    "404": {"description": "No such object in the log."},
+                    "404": {
+                        "description": "No such object of that collection in the log, or "
+                        "one the user may not see (a removed one: through the containers it "
+                        "last named)."
+                    },
                 },
             }
         },
@@ -74,8 +78,11 @@ def document() -> dict[str, Any]:
         "name": "as_of",
         "in": "query",
         "schema": {"type": "string"},
-        "description": "Time travel: the state after this log position (integer) or at this "
-        "ISO-8601 time.",
+        "description": "Time travel (reads only; a 400 fault on any write): the state after "
+        "this log position (integer) or at this ISO-8601 time, shown with the permissions of "
+        "now. A moment at or past the log's end is the current state. A replay that does not "
+        "finish within the Manager's limit (serve --as-of-timeout), or waits for the same "
+        "user's previous one that long, is a 503 fault.",
     }
     for path, res in sorted(RESOURCES.items()):
         params = [

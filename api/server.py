@@ -19,10 +19,10 @@ from uuid import UUID
 
 from aiohttp import web
 
-from api import jsonio, xmlio
+from api import authz, jsonio, xmlio
 from api.faults import ApiError, bad_request, from_domain, not_found, unauthorized
 from api.feed import Feed
-from api.reads import EngineReads
+from api.reads import AS_OF_TIMEOUT, AsOf, EngineReads, aggregate_class
 from api.resources import BASE, BLANK_TEMPLATE_ID, RESOURCES, Input, Resource, Sub, parse_id
 from api.search import compile_search
 from api.sso import Authenticator, record_login_failure
@@ -86,6 +86,14 @@ def fault_response(fmt: str, err: ApiError, *, action: bool = False) -> web.Resp
     return respond(fmt, err.status, "fault", fault)
 
 
+def request_query(request: web.Request) -> dict[str, str]:
+    """The query parameters, with oVirt's ``Filter: true`` header as ``filter=true``."""
+    query = dict(request.query)
+    if "filter" not in query and request.headers.get("Filter", "").lower() == "true":
+        query["filter"] = "true"  # oVirt's user API header
+    return query
+
+
 def _bool(v: str | None) -> bool:
     return (v or "").strip().lower() in ("true", "1", "yes")
 
@@ -100,6 +108,7 @@ class Api:
         reads: Any = None,
         admin_password: str | None = None,
         host_secrets: Any = None,
+        as_of_timeout: float | None = None,
     ) -> None:
         self.bus = bus
         # Where a new host's root_password (its hostd enrollment secret) is kept: never
@@ -107,7 +116,11 @@ class Api:
         self.host_secrets = host_secrets
         self.reads = reads or EngineReads(bus)
         self.auth = auth or Authenticator(self.reads, bus=bus, fallback_password=admin_password)
+        # Before the feed: a write's answer waits for the feed, whose listener then runs
+        # after as_of's, so as_of always knows the log's end without asking the log.
+        self.as_of = AsOf(bus, as_of_timeout if as_of_timeout is not None else AS_OF_TIMEOUT)
         self.feed = feed or Feed(bus)
+        self.streams: set[asyncio.Task[Any]] = set()  # the open /orrery/events/stream
         self.started = datetime.now(UTC)
         self._cache: dict[tuple[str, UUID, str], tuple[int, bytes]] = {}
         self.prewarmed = False
@@ -118,7 +131,16 @@ class Api:
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_route("*", r"/{tail:[\s\S]*}", self._handle)
         app[API_KEY] = self
+        app.on_shutdown.append(self._end_streams)
         return app
+
+    async def _end_streams(self, app: web.Application) -> None:
+        """Ends the open event streams when the server stops (they would wait forever)."""
+        tasks = [t for t in self.streams if not t.done()]
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         return await self._errors(request, self._dispatch)
@@ -243,19 +265,17 @@ class Api:
 
     # -- the API ---------------------------------------------------------------------
     async def _api(self, request: web.Request, tail: str) -> web.StreamResponse:
-        fmt = _fmt(request)
-        query = dict(request.query)
-        if "filter" not in query and request.headers.get("Filter", "").lower() == "true":
-            query["filter"] = "true"  # oVirt's user API header
-        reads = self.reads
-        if query.get("as_of"):
-            reads = await asyncio.get_running_loop().run_in_executor(
-                None, self.reads.as_of, query["as_of"]
-            )
-        env = Env(reads, fmt, query)
-        await self.authenticate(request, env)
-        from api import authz
-
+        env = Env(self.reads, _fmt(request), request_query(request))
+        await self.authenticate(request, env)  # first: nothing is read for anonymous
+        if "as_of" in env.query:
+            if request.method not in ("GET", "HEAD"):
+                raise bad_request(
+                    f"as_of reads a past state; it cannot be given with {request.method}.",
+                    "as_of",
+                )
+            # Permissions stay those of now: the past reads name the live ones (decider).
+            who = env.user_id or env.user_name
+            env.reads = await self.as_of.reads(self.reads, env.query["as_of"], who)
         try:
             return await self._route(request, env, tail)
         except authz.Denied as d:
@@ -342,7 +362,8 @@ class Api:
         reads = env.reads
 
         def count(cls: str, status: str | None = None, field: str = "status") -> dict[str, Any]:
-            objs = reads.list(cls)
+            agg = aggregate_class(cls)
+            objs = authz.visible(env, agg.KIND, reads.list(cls)) if agg is not None else []
             out: dict[str, Any] = {"total": len(objs)}
             if status is not None:
                 out["active"] = sum(1 for o in objs if str(getattr(o, field, "")) == status)
@@ -376,7 +397,7 @@ class Api:
             "summary": {
                 "hosts": count("Host", "up"),
                 "storage_domains": count("StorageDomain", "active"),
-                "users": count("User", None) | {"active": len(reads.list("User"))},
+                "users": (users := count("User")) | {"active": users["total"]},
                 "vms": count("Vm", "up"),
             },
             "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
@@ -443,10 +464,10 @@ class Api:
             sub = res.subs.get(head.replace("_", ""))
             if sub is not None:
                 tag, _ = self._sub_tags(sub)
-                items = [
-                    self.render_sub_item(res, obj, sub, i, env)
-                    for i in self.sub_items(env, obj, sub)
-                ]
+                subs = self.sub_items(env, obj, sub)
+                if sub.kind == "child":
+                    subs = self.visible(env, RESOURCES[sub.resource], subs)  # type: ignore[index]
+                items = [self.render_sub_item(res, obj, sub, i, env) for i in subs]
                 if rest:
                     for item in items:
                         self._follow_ref(item, rest, env)
@@ -466,8 +487,8 @@ class Api:
             tobj = env.reads.get(tres.cls, UUID(ref["id"]))
         except ValueError:
             return
-        if tobj is None:
-            return
+        if tobj is None or not self.visible(env, tres, [tobj]):
+            return  # what the user may not see stays a link
         new = tres.render(tobj)
         if rest:
             self._follow(tres, tobj, new, rest, env)
@@ -727,7 +748,13 @@ class Api:
         item_id = _id_or_404(rest[0])
         items = {i.id: i for i in self.sub_items(env, parent, sub)}
         item = items.get(item_id)
-        if item is None:
+        hidden = (
+            item is not None
+            and sub.kind == "child"
+            and method in ("GET", "HEAD")
+            and not self.visible(env, RESOURCES[sub.resource], [item])  # type: ignore[index]
+        )
+        if item is None or hidden:
             raise not_found(f"No {tag} {rest[0]} under {res.tag} {parent.id}.")
         if len(rest) == 1:
             if method in ("GET", "HEAD"):
@@ -938,6 +965,7 @@ class ServerThread:
         try:
             fut.result(10)
         finally:
+            self.api.as_of.close()
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
 
@@ -954,6 +982,7 @@ async def serve(
     hostlink_options: dict[str, Any] | None = None,
     local_hosts: int = 0,
     history: bool = True,
+    as_of_timeout: float | None = None,
 ) -> None:
     """Runs the Manager until SIGTERM/SIGINT: the API; the HostLink that connects to
     every host's hostd and carries the log's decisions out to them; the history
@@ -1003,7 +1032,14 @@ async def serve(
         if uris:
             attaching = asyncio.create_task(attach_local_storage(bus, data, list(uris)))
             stack.callback(attaching.cancel)
-        api = Api(bus, admin_password=admin_password, reads=reads, host_secrets=secrets)
+        api = Api(
+            bus,
+            admin_password=admin_password,
+            reads=reads,
+            host_secrets=secrets,
+            as_of_timeout=as_of_timeout,
+        )
+        stack.callback(api.as_of.close)
         api.reads.telemetry = options["telemetry"]
         api.warehouse = warehouse
         runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=5.0)

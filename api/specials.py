@@ -13,6 +13,7 @@ from api.faults import ApiError, bad_request, not_found
 from api.feed import render_event
 from api.resources import BASE
 from api.search import compile_search
+from commands.audit import HideEvent
 
 _SEVERITY_RANK = {"normal": 0, "warning": 1, "error": 2, "alert": 10}
 
@@ -66,7 +67,12 @@ async def events(api: Any, request: web.Request, env: Any, rest: list[str]) -> w
             from api.server import _max
 
             limit = _max(q)
-            entries = api.feed.list(after, None if q.get("search") else limit)
+            # The limit counts what the user may read: a filtered list is cut after.
+            upto = _as_of_position(env)
+            whole = q.get("search") or upto is not None or not authz.sees_everything(env)
+            entries = api.feed.list(after, None if whole else limit)
+            if upto is not None:  # as_of: the entries that were there then
+                entries = [e for e in entries if e["id"] <= upto]
             entries = authz.visible_events(env, entries)
             if q.get("search"):
                 query = compile_search(q["search"], False)
@@ -77,8 +83,8 @@ async def events(api: Any, request: web.Request, env: Any, rest: list[str]) -> w
                         c.value = rank
                         c.pattern = re.compile(f"^{rank}$")
                 entries = [e for e in entries if query.matches(lambda k, e=e: _event_values(e, k))]
-                if limit is not None:
-                    entries = entries[:limit]
+            if limit is not None:
+                entries = entries[:limit]
             return _collection(env, "events", "event", [render_event(e) for e in entries])
         if method == "POST":
             authz.check(env, "inject_external_events", "system", None, "add event")
@@ -123,14 +129,32 @@ async def events(api: Any, request: web.Request, env: Any, rest: list[str]) -> w
         except ValueError:
             raise not_found(f"No event {rest[0][:40]}.") from None
         e = api.feed.get(eid)
-        if e is None:
-            raise not_found(f"No event {eid}.")
+        upto = _as_of_position(env)
+        if e is None or (upto is not None and eid > upto) or not authz.event_visible(env, e):
+            raise not_found(f"No event {eid}.")  # what the user may not read is not there
         if method in ("GET", "HEAD"):
             return _one(env, "event", render_event(e))
         if method == "DELETE":
+            # As oVirt: removing an audit entry needs audit_log_management on the system;
+            # the entry leaves the list and the removal is itself in the log.
+            authz.check(env, "audit_log_management", "system", None, f"remove event {eid}")
+            hide = HideEvent(
+                position=eid,
+                actor=env.user_name,
+                actor_id=env.user_id,
+                correlation_id=env.correlation_id,
+            )
+            await api.run(hide)
             return _one(env, "action", {"status": "complete"})
         raise _method(method, "GET, DELETE")
     raise not_found("No such event resource.")
+
+
+def _as_of_position(env: Any) -> int | None:
+    """With ``as_of``: the log position of the state read (the current one past the end)."""
+    if "as_of" not in env.query:
+        return None
+    return int(env.reads.engine.position)
 
 
 def _levels() -> list[str]:

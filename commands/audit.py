@@ -1,4 +1,5 @@
-"""External events (oVirt's POST /events)."""
+"""External events (oVirt's POST /events) and removing entries from the event list
+(oVirt's DELETE /events/{id})."""
 
 from __future__ import annotations
 
@@ -29,3 +30,12 @@ def _add(tx: Tx, c: AddExternalEvent) -> UUID:
         origin=c.origin,
         custom_id=c.custom_id,
     )
+
+
+class HideEvent(Command, frozen=True, kw_only=True):
+    position: Annotated[int, msgspec.Meta(ge=1)]
+
+
+@handles(HideEvent)
+def _hide(tx: Tx, c: HideEvent) -> UUID:
+    return audit.hide_event(tx, position=c.position)

@@ -416,41 +416,65 @@ def is_admin(engine: Engine, user_id: UUID) -> bool:
     return False
 
 
+class Sight:
+    """What one user may see in one engine state, in the user (``filter=true``) view: an
+    object the user holds any permission on, directly, or one below an object on which it
+    holds a role that shows children (creator roles such as PowerUserRole on a cluster do
+    not show its VMs). Below means: under the object's containers as the engine has them
+    (``parents``); an object the engine does not hold (a past one that was removed) is
+    placed by the containers it names itself, so only permissions of this state count.
+    """
+
+    __slots__ = ("_above", "direct", "engine", "showing")
+
+    def __init__(self, engine: Engine, user_id: UUID) -> None:
+        self.engine = engine
+        perms = permissions_of(engine, user_id)
+        self.direct: set[UUID | None] = {p.object_id for p in perms}
+        self.showing: set[UUID | None] = set()
+        for p in perms:
+            role = engine.find(Role, p.role_id)
+            if role is not None and role.view_children:
+                self.showing.add(p.object_id)
+        self._above: dict[tuple[str, UUID | None], frozenset[UUID | None]] = {}
+
+    def sees(self, kind: str, obj: Aggregate | UUID) -> bool:
+        oid = obj if isinstance(obj, UUID) else obj.id
+        if oid in self.direct:
+            return True
+        if not self.showing:
+            return False
+        if None in self.showing:  # a role that shows children, on the system
+            return True
+        ups = self._up(kind, obj)
+        return any(not self.showing.isdisjoint(self._over(k, pid)) for k, pid in ups)
+
+    def _up(self, kind: str, obj: Aggregate | UUID) -> list[tuple[str, UUID | None]]:
+        oid = obj if isinstance(obj, UUID) else obj.id
+        if oid in self.engine.objects:
+            return parents(self.engine, kind, oid)
+        if isinstance(obj, UUID):  # only the id of an object this state does not hold
+            return []
+        out: list[tuple[str, UUID | None]] = []
+        for attr, parent_kind in PARENT_LINKS.get(kind, ()):
+            pid = getattr(obj, attr, None)
+            if isinstance(pid, UUID):
+                out.append((parent_kind, pid))
+        return out
+
+    def _over(self, kind: str, oid: UUID | None) -> frozenset[UUID | None]:
+        key = (kind, oid)
+        got = self._above.get(key)
+        if got is None:
+            got = self._above[key] = ancestors(self.engine, kind, oid)
+        return got
+
+
 def visible_object_ids(engine: Engine, user_id: UUID, kind: str) -> set[UUID]:
-    """The objects of ``kind`` the user may see in the user (``filter=true``) view: those it
-    holds any permission on, directly, or inherited from above through a role that shows
-    children (creator roles such as PowerUserRole on a cluster do not show its VMs)."""
-    perms = permissions_of(engine, user_id)
-    direct: set[UUID | None] = set()
-    inherited: set[UUID | None] = set()
-    for p in perms:
-        direct.add(p.object_id)
-        role = engine.find(Role, p.role_id)
-        if role is not None and role.view_children:
-            inherited.add(p.object_id)
-    above = ABOVE_KINDS.get(kind, frozenset((SYSTEM,)))
-    inherited = {
-        oid
-        for oid in inherited
-        if oid is None or getattr(engine.objects.get(oid), "KIND", None) in above
-    }
-    if not inherited:  # the common user-portal case: only what it holds directly
-        return {
-            oid
-            for oid in direct
-            if oid is not None and getattr(engine.objects.get(oid), "KIND", None) == kind
-        }
-    if None in inherited:
-        return {o.id for o in _objects_of_kind(engine, kind)}
-    walker = _Walker(engine)
-    out = set()
-    for obj in _objects_of_kind(engine, kind):
-        if obj.id in direct or any(
-            not inherited.isdisjoint(walker.ancestors(pkind, pid))
-            for pkind, pid in parents(engine, kind, obj.id)
-        ):
-            out.add(obj.id)
-    return out
+    """The objects of ``kind`` the user may see in the user (``filter=true``) view
+    (``Sight``)."""
+    sight = Sight(engine, user_id)
+    return {o.id for o in _objects_of_kind(engine, kind) if sight.sees(kind, o)}
 
 
 # -- decisions -------------------------------------------------------------------------------
@@ -623,6 +647,7 @@ __all__ = [
     "Permission",
     "PermissionAdded",
     "PermissionRemoved",
+    "Sight",
     "UserPermissionDenied",
     "add_permission",
     "ancestors",

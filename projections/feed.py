@@ -49,6 +49,7 @@ ORRERY_UPDATED = 100002
 ORRERY_REMOVED = 100003
 ORRERY_STATUS = 100004  # a status change without an oVirt code
 ORRERY_POOL_VM_REVERTED = 100005  # an automatic pool restores a VM it took back
+ORRERY_EVENT_HIDDEN = 100006  # an entry was removed from the event list (DELETE /events/N)
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,9 @@ ACTION_CODES: dict[tuple[str, str], int] = {
 
 # Event types of domain/vm.py and domain/host.py, with oVirt's codes and wording.
 TOPIC_RULES: dict[str, Rule] = {
+    "EventHidden": Rule(
+        ORRERY_EVENT_HIDDEN, "normal", "Event {position} was removed from the event list{by}."
+    ),
     "VmStartRequested": Rule(150, "normal", "Starting VM {vm} was initiated by {user}."),
     "VmScheduled": Rule(32, "normal", "VM {vm} was started by {user}{on_host}."),
     "VmShutdownRequested": Rule(

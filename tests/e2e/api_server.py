@@ -18,9 +18,11 @@ def running_server(
     hostlink_options: dict[str, Any] | None = None,
     warehouse: bool = False,
     sample_interval: float = 60.0,
+    as_of_timeout: float | None = None,
 ) -> Iterator[Any]:
     """``hostlink_options`` given: the server also runs a HostLink (real hosts);
-    ``warehouse``: the history warehouse, fed from the log, behind /orrery/warehouse."""
+    ``warehouse``: the history warehouse, fed from the log, behind /orrery/warehouse;
+    ``as_of_timeout``: the API's limit on an as_of read (seconds)."""
     import asyncio
     from pathlib import Path
 
@@ -41,7 +43,13 @@ def running_server(
             os.environ["ORRERY_ADMIN_PASSWORD"] = old
     view = open_reads(bus, reads, data_dir)
     secrets = HostSecrets(Path(data_dir) / "host-secrets.json")
-    api = Api(bus, admin_password=password, reads=view, host_secrets=secrets)
+    api = Api(
+        bus,
+        admin_password=password,
+        reads=view,
+        host_secrets=secrets,
+        as_of_timeout=as_of_timeout,
+    )
     from api.telemetry import TelemetrySink
 
     sink = TelemetrySink(bus)

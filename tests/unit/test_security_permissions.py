@@ -24,6 +24,7 @@ from domain.base import AGGREGATE_TYPES, Aggregate, Ctx, DomainError, Meta, NotF
 from domain.permission import (
     Forbidden,
     Permission,
+    Sight,
     UserPermissionDenied,
     add_permission,
     ancestors,
@@ -324,6 +325,29 @@ def test_filter_view(site: Site) -> None:
     assert visible_object_ids(e, site.bob, "host") == {site.h1}
     assert visible_object_ids(e, site.bob, "cluster") == {site.c1, site.c1b}
     assert visible_object_ids(e, site.admin, "vm") == {site.vm1, site.vm2, site.vm3, site.vm4}
+
+
+def test_sight_places_an_object_the_state_no_longer_holds_by_its_own_containers(
+    site: Site,
+) -> None:
+    e = site.w.engine
+    gone_in_c2 = FakeVm(id=site.w.next_id(), version=3, cluster_id=site.c2)
+    gone_in_c1 = FakeVm(id=site.w.next_id(), version=3, cluster_id=site.c1)
+    assert not Sight(e, site.alice).sees("vm", gone_in_c2)
+    # A creator role on its former cluster shows nothing below it ...
+    site.grant("PowerUserRole", site.alice, "cluster", site.c2)
+    assert not Sight(e, site.alice).sees("vm", gone_in_c2)
+    # ... a role that shows children does, on the cluster or above it, and only there.
+    site.grant("UserRole", site.alice, "data_center", site.dc2)
+    sight = Sight(e, site.alice)
+    assert sight.sees("vm", gone_in_c2) and not sight.sees("vm", gone_in_c1)
+    # Given only its id, an object the state does not hold has no containers.
+    assert not sight.sees("vm", gone_in_c2.id)
+    # The objects the state holds go by their containers now.
+    assert visible_object_ids(e, site.alice, "vm") == {site.vm3}
+    assert visible_object_ids(e, site.alice, "host") == {site.h2}
+    assert visible_object_ids(e, site.alice, "cluster") == {site.c2}
+    assert visible_object_ids(e, site.alice, "template") == {site.tpl}
 
 
 def test_creator_becomes_owner(site: Site) -> None:
