@@ -9,13 +9,20 @@ search's ``sortby`` and ``page``. A search or sort on a credential field
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 from api.faults import bad_request
 from projections.search import InMemorySearch, SearchError, parse
 
 
-def compile_search(text: str | None, case_sensitive: bool = False) -> InMemorySearch:
-    """The search, parsed; an oVirt 400 fault if it is malformed or refused."""
+def compile_search(
+    text: str | None,
+    case_sensitive: bool = False,
+    convert: Mapping[str, Callable[[str], str]] | None = None,
+) -> InMemorySearch:
+    """The search, parsed; an oVirt 400 fault if it is malformed or refused. ``convert``
+    as ``InMemorySearch`` takes it."""
     try:
-        return InMemorySearch(parse(text), case_sensitive)
+        return InMemorySearch(parse(text), case_sensitive, convert)
     except SearchError as e:
         raise bad_request(str(e), e.field) from None

@@ -75,7 +75,7 @@ async def events(api: Any, request: web.Request, env: Any, rest: list[str]) -> w
             entries = authz.visible_events(env, entries)
             if q.get("search"):
                 # severity compares by rank: severity>normal
-                query = compile_search(q["search"], False).with_values("severity", _rank)
+                query = compile_search(q["search"], False, {"severity": _rank})
                 entries = [e for e in entries if query.matches(lambda k, e=e: _event_values(e, k))]
                 if limit is not None:
                     entries = entries[:limit]

@@ -13,8 +13,8 @@ tests/integration/test_search_conformance.py:
 
 - ``=``/``!=`` match any of the values against the pattern, ``*`` any run of characters,
   case-insensitive unless asked; ``!=`` is "matches none".
-- ``< <= > >=`` compare numbers; a value that is not a number on either side compares as
-  text (dates in ISO form, the event feed's severity ranks).
+- ``< <= > >=`` compare numbers (a search value that is not one is a SearchError, an
+  object's value that is not one does not match).
 - ordering: the first value of each key, numbers before text and by value, text by its
   lower case then exactly; descending reverses a key; ties keep their order.
 """
@@ -22,11 +22,20 @@ tests/integration/test_search_conformance.py:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from projections.search.syntax import ORDERING_OPS, And, Cond, Or, Query, conditions, number
+from projections.search.syntax import (
+    ORDERING_OPS,
+    And,
+    Cond,
+    Or,
+    Query,
+    conditions,
+    number,
+    ordering_number,
+)
 
 T = TypeVar("T")
 Lookup = Callable[[str], list[str]]
@@ -41,20 +50,28 @@ def _test(c: Cond, pattern: re.Pattern[str] | None, values: list[str]) -> bool:
     if pattern is not None:  # = and !=
         hit = any(pattern.match(v) for v in values)
         return hit if c.op == "=" else not hit
-    want = number(c.value)
+    want = ordering_number(c)
     for v in values:
         have = number(v)
-        a: Any
-        b: Any
-        a, b = (have, want) if have is not None and want is not None else (v, c.value)
+        if have is None:
+            continue
         if (
-            (c.op == "<" and a < b)
-            or (c.op == "<=" and a <= b)
-            or (c.op == ">" and a > b)
-            or (c.op == ">=" and a >= b)
+            (c.op == "<" and have < want)
+            or (c.op == "<=" and have <= want)
+            or (c.op == ">" and have > want)
+            or (c.op == ">=" and have >= want)
         ):
             return True
     return False
+
+
+def _converted(n: Any, convert: Mapping[str, Callable[[str], str]]) -> Any:
+    if isinstance(n, Cond):
+        fn = convert.get(n.field)
+        return n if fn is None else replace(n, value=fn(n.value))
+    if isinstance(n, And | Or):
+        return type(n)(tuple(_converted(i, convert) for i in n.items))
+    return n
 
 
 def sort_value(value: str) -> tuple[bool, float, str, str]:
@@ -66,7 +83,20 @@ def sort_value(value: str) -> tuple[bool, float, str, str]:
 class InMemorySearch:
     """A parsed search, ready to test objects through a lookup."""
 
-    def __init__(self, query: Query, case_sensitive: bool = False) -> None:
+    def __init__(
+        self,
+        query: Query,
+        case_sensitive: bool = False,
+        convert: Mapping[str, Callable[[str], str]] | None = None,
+    ) -> None:
+        """``convert`` maps a key to what turns the values its conditions name into the
+        values the lookup gives (the event feed compares severities by rank:
+        ``severity>normal``)."""
+        if convert:
+            query = replace(query, where=_converted(query.where, convert))
+        for c in conditions(query.where):
+            if c.op in ORDERING_OPS:
+                ordering_number(c)
         self.query = query
         self.case_sensitive = case_sensitive
         self._patterns: dict[Cond, re.Pattern[str]] = {
@@ -93,21 +123,6 @@ class InMemorySearch:
 
     def keys(self) -> set[str]:
         return {c.field for c in conditions(self.query.where)}
-
-    def with_values(self, key: str, convert: Callable[[str], str]) -> InMemorySearch:
-        """The same search with the values its conditions on ``key`` compare converted
-        (the event feed compares severities by rank: ``severity>normal``)."""
-
-        def walk(n: Any) -> Any:
-            if isinstance(n, Cond):
-                return replace(n, value=convert(n.value)) if n.field == key else n
-            if isinstance(n, And | Or):
-                return type(n)(tuple(walk(i) for i in n.items))
-            return n
-
-        return InMemorySearch(
-            replace(self.query, where=walk(self.query.where)), self.case_sensitive
-        )
 
     def matches(self, lookup: Lookup) -> bool:
         """Whether the object ``lookup`` describes passes the search's conditions."""

@@ -15,13 +15,23 @@ parameters.
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from domain.base import AGGREGATE_TYPES
 from projections.db import ViewDB
 from projections.engine_view import decode_row_data
-from projections.search.syntax import ORDERING_OPS, And, Cond, Or, Query, SearchError, number, parse
+from projections.search.syntax import (
+    ORDERING_OPS,
+    And,
+    Cond,
+    Or,
+    Query,
+    SearchError,
+    ordering_number,
+    parse,
+)
 
 # -- compiling ----------------------------------------------------------------------------
 # search attribute -> (view column, kind of the referenced object)
@@ -132,9 +142,7 @@ class Compiler:
     def cond(self, c: Cond) -> str:
         name = c.field.split(".")[-1] if "." in c.field else c.field
         if c.op in ORDERING_OPS:
-            num = number(c.value)
-            if num is None:
-                raise SearchError(f"Operator '{c.op}' needs a number, got {c.value!r}.")
+            num = ordering_number(c)
             if name in NUMERIC_COLUMNS:
                 expr = name
             elif name in COLUMNS or name in REFERENCES:
@@ -172,51 +180,38 @@ class Compiler:
         raise SearchError("Malformed search.")  # pragma: no cover
 
     # ordering -------------------------------------------------------------------------
-    def _sort_parts(self, text: str, num: str | None, d: str) -> list[str]:
+    def _sort_parts(
+        self, text: Callable[[], str], num: Callable[[], str] | None, d: str
+    ) -> list[str]:
         """``memory.sort_value`` in SQL: numbers first by value, then text by its lower
-        case, then exactly (byte order on PostgreSQL, as Python compares)."""
+        case, then exactly (byte order on PostgreSQL, as Python compares). ``text`` and
+        ``num`` give a fresh expression (with its parameters) for each use."""
         coll = ' COLLATE "C"' if self.db.dialect == "pg" else ""
-        text = f"COALESCE({text}, '')"
         parts = []
         if num is not None:
-            parts += [f"({num} IS NULL){d}", f"COALESCE({num}, 0){d}"]
-        return [*parts, f"lower({text}){coll}{d}", f"{text}{coll}{d}"]
+            parts += [f"({num()} IS NULL){d}", f"COALESCE({num()}, 0){d}"]
+        return [
+            *parts,
+            f"lower(COALESCE({text()}, '')){coll}{d}",
+            f"COALESCE({text()}, ''){coll}{d}",
+        ]
 
     def order(self, sort: tuple[tuple[str, bool], ...]) -> str:
         parts = []
         for name, desc in (*sort, ("name", False)):
             d = " DESC" if desc else ""
-            if name in REFERENCES:
-                parts += self._sort_parts(REFERENCES[name][0], None, d)
-            elif name in NUMERIC_COLUMNS:
+            if name in NUMERIC_COLUMNS:
                 parts.append(f"{name}{d}")
-            elif name in COLUMNS:
-                parts += self._sort_parts(COLUMNS[name], None, d)
+            elif name in REFERENCES or name in COLUMNS:
+                column = REFERENCES[name][0] if name in REFERENCES else COLUMNS[name]
+                parts += self._sort_parts(partial(str, column), None, d)
             else:
                 self._check_field(name)
-                lit = _literal(name)
-                if self.db.dialect == "pg":
-                    text = f"((data)::jsonb ->> '{lit}')"
-                    num = (
-                        f"(CASE WHEN jsonb_typeof((data)::jsonb -> '{lit}') = 'number' "
-                        f"THEN ((data)::jsonb ->> '{lit}')::double precision END)"
-                    )
-                else:
-                    text = f"CAST(json_extract(data, '$.\"{lit}\"') AS TEXT)"
-                    num = (
-                        f"(CASE WHEN json_type(data, '$.\"{lit}\"') IN ('integer', 'real') "
-                        f"THEN json_extract(data, '$.\"{lit}\"') END)"
-                    )
-                parts += self._sort_parts(text, num, d)
+                parts += self._sort_parts(
+                    partial(self._json_text, name), partial(self._json_number, name), d
+                )
         parts.append("id")
         return ", ".join(parts)
-
-
-def _literal(name: str) -> str:
-    # Field names are checked against the aggregate classes, and match _FIELD anyway.
-    if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
-        raise SearchError(f"{name!r} is not a field name.")
-    return name
 
 
 def search_objects(

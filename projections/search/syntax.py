@@ -10,7 +10,7 @@ Accepted::
     web           "web 1"               a bare value is free text: names containing it
     status=up and cluster=Default       ``and`` (or just a space) binds tighter than ``or``
     host=h1 or host=h2  (a or b) and c  parentheses group
-    name!=x   memory>=1073741824        ``!= < <= > >=``
+    name!=x   memory>=1073741824        ``!= < <= > >=`` (the ordering ones need numbers)
     Vms: name=x   Vms:name=x            a leading ``Type:`` is accepted and ignored
     ... sortby name desc[, status]      ordering
     ... page 2                          with the list's ``max`` as page size
@@ -286,6 +286,15 @@ def credential_refused(name: str) -> SearchError:
     return SearchError(
         f"Cannot search or sort by {name!r}: it holds a credential.", name.rsplit(".", 1)[-1]
     )
+
+
+def ordering_number(c: Cond) -> float:
+    """The number an ordering condition (``< <= > >=``) compares with; SearchError if its
+    value is not one (oVirt orders numbers only)."""
+    n = number(c.value)
+    if n is None:
+        raise SearchError(f"Operator '{c.op}' needs a number, got {c.value!r}.")
+    return n
 
 
 def number(text: str) -> float | None:
