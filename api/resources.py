@@ -572,7 +572,7 @@ class Resource:
                 if isinstance(v, bool):
                     return ["true" if v else "false"]
                 if v is None:
-                    return [""]
+                    return []  # no value: matches no pattern (oVirt's NULL)
                 if isinstance(v, tuple):
                     return [str(x) for x in v]
                 return [str(v)]
@@ -583,7 +583,7 @@ def _ref_name(attr_name: str) -> Callable[[Any, Any], list[str]]:
     def get(o: Any, reads: Any) -> list[str]:
         v = getattr(o, attr_name, None)
         if v is None:
-            return [""]
+            return []
         t = reads.any(v)
         return [str(v), getattr(t, "name", "")] if t is not None else [str(v)]
 
@@ -596,7 +596,7 @@ def _dc_of_cluster(o: Any, reads: Any) -> list[str]:
     if dc_id is None:
         if str(o.id) == BLANK_TEMPLATE_ID:  # Blank belongs to every data center
             return [x for d in reads.list("DataCenter") for x in (str(d.id), d.name)]
-        return [""]
+        return []
     dc = reads.any(dc_id)
     return [str(dc_id), getattr(dc, "name", "")]
 

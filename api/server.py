@@ -503,15 +503,8 @@ class Api:
                 raise bad_request(f"The {res.tags} collection is not searchable.", "search")
             query = compile_search(search, _bool(q.get("case_sensitive")))
             objs = [o for o in objs if query.matches(lambda k, o=o: res.search_values(o, k, reads))]
-            if query.sort_key:
-                key = query.sort_key
-                objs.sort(
-                    key=lambda o: (res.search_values(o, key, reads) or [""])[0],
-                    reverse=query.sort_desc,
-                )
-            if query.page is not None:
-                size = _max(q) or 100
-                objs = objs[(query.page - 1) * size : query.page * size]
+            objs = query.order(objs, lambda o, k: res.search_values(o, k, reads))
+            objs = query.page_of(objs, _max(q) or 100)
         objs = self.visible(env, res, objs)
         limit = _max(q)
         if limit is not None:

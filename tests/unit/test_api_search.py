@@ -76,3 +76,29 @@ def test_any_text_compiles_or_is_a_400(text):
         assert e.status == 400
         return
     q.matches(lambda k: ["x"])
+
+
+def test_sortby_orders_numbers_by_value_and_text_by_lower_case():
+    q = compile_search("sortby memory")
+    by_memory = q.order(VMS, lambda v, k: [v[k]])
+    assert [v["name"] for v in by_memory] == ["My VM", "web1", "web2", "db"]
+    q = compile_search("sortby name desc")
+    assert [v["name"] for v in q.order(VMS, lambda v, k: [v[k]])] == ["web2", "web1", "My VM", "db"]
+
+
+def test_ordering_operators_need_a_number():
+    with pytest.raises(ApiError) as err:
+        compile_search("name<abc")
+    assert err.value.status == 400 and "needs a number" in err.value.detail
+
+
+def test_no_value_matches_no_pattern_but_every_negation():
+    q = compile_search("host=*")
+    assert not q.matches(lambda k: [])
+    assert compile_search("host!=h1").matches(lambda k: [])
+
+
+def test_converted_values_compare_as_the_lookup_gives_them():
+    ranks = {"normal": "0", "warning": "1", "error": "2"}
+    q = compile_search("severity>normal", False, {"severity": lambda v: ranks.get(v, v)})
+    assert [r for r in ("0", "1", "2") if q.matches(lambda k, r=r: [r])] == ["1", "2"]

@@ -65,7 +65,9 @@ def test_empty_and_exact_and_quoted(view) -> None:
     assert len(search_objects(db, "data_center", None)) == len(DC_NAMES)
     assert names(search_objects(db, "data_center", "name=prod")) == ["prod"]
     assert names(search_objects(db, "data_center", 'name="Prod-East"')) == ["Prod-East"]
-    assert names(search_objects(db, "data_center", "prod")) == ["prod"]  # bare word = name
+    # A bare word is oVirt's free text: the names containing it (as the API always did).
+    assert names(search_objects(db, "data_center", "prod")) == ["prod", "Prod-East"]
+    assert names(search_objects(db, "data_center", '"rod-e"')) == ["Prod-East"]
     assert names(search_objects(db, "data_center", "Datacenters: name=lab")) == ["lab"]
 
 
