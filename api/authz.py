@@ -17,6 +17,9 @@ from typing import Any
 from uuid import UUID
 
 from api.faults import forbidden
+from commands.permission import RecordPermissionDenied
+from domain import permission
+from domain.user import User
 
 # path -> (create, edit, delete, default action permit)
 PERMITS: dict[str, tuple[str, str, str, str]] = {
@@ -102,12 +105,10 @@ _SCOPES = (
 )
 
 
-def _module() -> Any:
-    try:
-        from domain import permission
-    except ImportError:
-        return None
-    return permission if hasattr(permission, "is_permitted") else None
+def _bootstrap_admin(env: Any, engine: Any) -> bool:
+    """The one session without a user id: the Manager's administrator before any user
+    exists (``api.sso``'s fallback password). Once a user exists it grants nothing."""
+    return env.user_id is None and engine is not None and engine.count(User) == 0
 
 
 def permit_for(path: str, what: str, verb: str | None = None, sub: str | None = None) -> str:
@@ -138,28 +139,25 @@ class Denied(Exception):
 
 def check(env: Any, permit: str, kind: str, obj_id: Any, action: str) -> None:
     """Raises Denied when the user lacks ``permit`` on the object (kind, id)."""
-    mod = _module()
-    if mod is None or env.user_id is None:
-        return
     engine, lock = _decider(env)
     if engine is None:
-        return
-    with lock:
-        ok = mod.is_permitted(engine, env.user_id, permit, kind, obj_id)
+        raise Denied(permit, kind, obj_id, action)  # nothing to decide on: fail closed
+    with lock if lock is not None else contextlib.nullcontext():
+        if _bootstrap_admin(env, engine):
+            return
+        ok = env.user_id is not None and permission.is_permitted(
+            engine, env.user_id, permit, kind, obj_id
+        )
     if not ok:
         raise Denied(permit, kind, obj_id, action)
 
 
 async def deny(api: Any, env: Any, d: Denied) -> Exception:
     """Records the refusal as an event and returns the 403 fault to raise."""
-    import commands.all  # noqa: F401
-    from commands.messages import COMMAND_TYPES
-
-    cls = COMMAND_TYPES.get("RecordPermissionDenied")
-    if cls is not None and env.user_id is not None:
+    if env.user_id is not None:
         with contextlib.suppress(Exception):  # recording must not hide the refusal
             await api.bus.execute_async(
-                cls(
+                RecordPermissionDenied(
                     user_id=env.user_id,
                     permit=d.permit,
                     action=d.action[:4000],
@@ -202,29 +200,35 @@ class Viewer:
 
     __slots__ = ("everything", "sight")
 
-    def __init__(self, mod: Any, engine: Any, user_id: UUID, filtered: bool) -> None:
-        self.everything = not filtered and mod.is_admin(engine, user_id)
-        self.sight = mod.Sight(engine, user_id)
+    def __init__(self, everything: bool, sight: Any) -> None:
+        self.everything = everything
+        self.sight = sight  # None: nothing but what ``everything`` grants
 
     def sees(self, kind: str, obj: Any) -> bool:
         """THE visibility rule: whether the user may see the object (an aggregate, or
         only its id) of ``kind``."""
-        return self.everything or self.sight.sees(kind, obj)
+        return self.everything or (self.sight is not None and self.sight.sees(kind, obj))
 
 
-def viewer(env: Any) -> Viewer | None:
-    """The request's user's Viewer at the current state (None: everything is visible,
-    while the permission area is absent or for the fallback administrator)."""
-    mod = _module()
-    if mod is None or env.user_id is None:
-        return None
+_NOTHING = Viewer(False, None)
+
+
+def viewer(env: Any) -> Viewer:
+    """The request's user's Viewer at the current state. Fails closed: a request with no
+    deciding state, or without a user once users exist, sees nothing."""
     engine, _ = _decider(env)
     if engine is None:
-        return None
+        return _NOTHING
+    if env.user_id is None:
+        return Viewer(True, None) if _bootstrap_admin(env, engine) else _NOTHING
     filtered = env.query.get("filter", "").lower() in ("true", "1")
+    user_id = env.user_id
     return _memo(
-        ("viewer", env.user_id, filtered, id(engine), engine.position),
-        lambda: Viewer(mod, engine, env.user_id, filtered),
+        ("viewer", user_id, filtered, id(engine), engine.position),
+        lambda: Viewer(
+            not filtered and permission.is_admin(engine, user_id),
+            permission.Sight(engine, user_id),
+        ),
     )
 
 
@@ -233,7 +237,7 @@ def sees_everything(env: Any) -> bool:
     _, lock = _decider(env)
     with lock if lock is not None else contextlib.nullcontext():
         v = viewer(env)
-        return v is None or v.everything
+        return v.everything
 
 
 def _kind(res_or_kind: Any) -> str:
@@ -247,7 +251,7 @@ def can_see(env: Any, res_or_kind: Any, obj: Any) -> bool:
     _, lock = _decider(env)
     with lock if lock is not None else contextlib.nullcontext():
         v = viewer(env)
-        return v is None or v.sees(_kind(res_or_kind), obj)
+        return v.sees(_kind(res_or_kind), obj)
 
 
 def visible(env: Any, res_or_kind: Any, objs: list[Any]) -> list[Any]:
@@ -255,7 +259,7 @@ def visible(env: Any, res_or_kind: Any, objs: list[Any]) -> list[Any]:
     _, lock = _decider(env)
     with lock if lock is not None else contextlib.nullcontext():
         v = viewer(env)
-        if v is None or v.everything:
+        if v.everything:
             return objs
         kind = _kind(res_or_kind)
         return [o for o in objs if v.sees(kind, o)]
@@ -273,7 +277,7 @@ _EVENT_KINDS = (
 
 
 def _sees_event(v: Viewer, me: str, e: dict[str, Any]) -> bool:
-    if v.everything or e.get("user") == me:
+    if v.everything or (me and e.get("user") == me):
         return True
     for tag, kind in _EVENT_KINDS:
         ref = _as_uuid(e.get(tag)) if e.get(tag) else None
@@ -290,7 +294,7 @@ def event_visible(env: Any, e: dict[str, Any]) -> bool:
     _, lock = _decider(env)
     with lock if lock is not None else contextlib.nullcontext():
         v = viewer(env)
-        return v is None or _sees_event(v, str(env.user_id), e)
+        return _sees_event(v, str(env.user_id or ""), e)
 
 
 def visible_events(env: Any, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -298,9 +302,9 @@ def visible_events(env: Any, entries: list[dict[str, Any]]) -> list[dict[str, An
     _, lock = _decider(env)
     with lock if lock is not None else contextlib.nullcontext():
         v = viewer(env)
-        if v is None or v.everything:
+        if v.everything:
             return entries
-        me = str(env.user_id)
+        me = str(env.user_id or "")
         return [e for e in entries if _sees_event(v, me, e)]
 
 
