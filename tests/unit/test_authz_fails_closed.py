@@ -12,8 +12,8 @@ import pytest
 
 from api import authz
 from commands.system import InitializeSystem
-from domain.user import User
 from domain.datacenter import DataCenter
+from domain.user import User
 from tests.unit.helpers import World
 
 pytestmark = pytest.mark.unit
