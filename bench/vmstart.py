@@ -229,7 +229,7 @@ def _bench_manager(cluster: Any, args: argparse.Namespace) -> dict:
             create_calls: dict[str, tuple[float, float]] = {}
             hostd_timings: dict[str, dict[str, float]] = {}
             fact_at: dict[str, float] = {}
-            real_call = m.link._call
+            real_call = m.link.core.call
 
             async def timed_call(host_id: Any, req: Any) -> Any:
                 t0 = time.perf_counter()
@@ -239,8 +239,8 @@ def _bench_manager(cluster: Any, args: argparse.Namespace) -> dict:
                     hostd_timings[req.spec.id] = dict(getattr(out, "timings_ms", None) or {})
                 return out
 
-            m.link._call = timed_call  # type: ignore[method-assign]
-            real_fact = m.link._on_fact
+            m.link.core.call = timed_call  # type: ignore[method-assign]
+            real_fact = m.link.monitor.on_fact
 
             raw_downtimes: list[int | None] = []
 
@@ -251,7 +251,7 @@ def _bench_manager(cluster: Any, args: argparse.Namespace) -> dict:
                     raw_downtimes.append(fact.downtime_ms)
                 real_fact(s, fact)
 
-            m.link._on_fact = timed_fact  # type: ignore[method-assign]
+            m.link.monitor.on_fact = timed_fact  # type: ignore[method-assign]
 
             cluster_id = next(c for c in m.bus.engine.all(VmCluster) if c.name == "Default").id
             # Spread the VMs over the hosts (oVirt's VM-count balancing policy).

@@ -8,6 +8,7 @@ from uuid import UUID
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from commands.credentials import CONSOLE_TICKETS, new_console_password
 from commands.messages import Command, ShortText
 from commands.registry import handles
 from domain import vm
@@ -373,8 +374,6 @@ def _cancel_migration(tx: Tx, c: CancelVmMigration) -> None:
 def _ticket(tx: Tx, c: SetVmConsoleTicket) -> dict[str, str]:
     """The password is made here and handed to the HostLink (which sets it on the host)
     and to the caller; the event records only protocol, host and expiry."""
-    from commands.hostlink import CONSOLE_TICKETS, new_console_password
-
     proto, _host, expires = vm.set_console_ticket(
         tx, c.vm_id, protocol=c.protocol, expiry_seconds=c.expiry
     )

@@ -13,7 +13,7 @@ import pytest
 
 from commands import host as host_cmds
 from commands import vm as c
-from commands.hostlink import CONSOLE_TICKETS, ConsoleTickets, new_console_password
+from commands.credentials import CONSOLE_TICKETS, ConsoleTickets, new_console_password
 from commands.messages import Command
 from commands.policies import Policies
 from commands.store import decode_event
