@@ -79,7 +79,7 @@ class EngineReads:
 def parse_moment(spec: str) -> int | datetime:
     """``as_of``: a log position (an integer) or an ISO-8601 time (naive means UTC)."""
     text = spec.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # "¹".isdigit() is true, int("¹") fails
         return int(text)
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))

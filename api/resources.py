@@ -148,7 +148,7 @@ def version_in(path: str) -> Callable[[Any, Any], Any]:
             return v
         if isinstance(v, dict):
             major, minor = v.get("major", ""), v.get("minor", "")
-            if not str(major).isdigit() or not str(minor).isdigit():
+            if not all(str(v).isascii() and str(v).isdigit() for v in (major, minor)):
                 raise bad_request(f"Element '{path}' needs integer major and minor.", path)
             return f"{int(major)}.{int(minor)}"
         return v

@@ -171,7 +171,11 @@ class _Parser:
             elif self.is_kw(t, "page"):
                 self.next()
                 p = self.next()
-                if p.kind not in ("word", "str") or not p.text.isdigit() or int(p.text) < 1:
+                if (
+                    p.kind not in ("word", "str")
+                    or not (p.text.isascii() and p.text.isdigit())
+                    or int(p.text) < 1
+                ):
                     raise SearchError(
                         f"'page' needs a positive whole number, got {p.text or 'nothing'!r}."
                     )
