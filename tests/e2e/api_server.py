@@ -85,3 +85,35 @@ def connection(srv: Any, user: str = "admin@internal", password: str = ADMIN_PAS
     import ovirtsdk4 as sdk
 
     return sdk.Connection(url=srv.url, username=user, password=password, timeout=30)
+
+
+def http(
+    srv: Any,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    *,
+    user: str | None = "admin@internal",
+    password: str = ADMIN_PASSWORD,
+    token: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    """One raw HTTP request to the server: (status, headers, body). ``path`` starts at the
+    host (``/ovirt-engine/api/...``); Basic auth as ``user`` unless a bearer ``token`` is
+    given or ``user`` is None (anonymous)."""
+    import base64
+    import http.client
+
+    hdrs = {"Version": "4", "Accept": "application/xml", **(headers or {})}
+    if token is not None:
+        hdrs["Authorization"] = f"Bearer {token}"
+    elif user is not None:
+        cred = base64.b64encode(f"{user}:{password}".encode()).decode()
+        hdrs["Authorization"] = f"Basic {cred}"
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
+    try:
+        conn.request(method, path, body=body, headers=hdrs)
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), resp.read()
+    finally:
+        conn.close()
