@@ -25,7 +25,7 @@ from api.feed import Feed
 from api.reads import EngineReads
 from api.resources import BASE, BLANK_TEMPLATE_ID, RESOURCES, Input, Resource, Sub, parse_id
 from api.search import compile_search
-from api.sso import Authenticator, record_login_failure
+from api.sso import Authenticator, LoginRefused
 
 log = logging.getLogger("orrery.api")
 
@@ -97,7 +97,6 @@ class Api:
         auth: Authenticator | None = None,
         feed: Feed | None = None,
         reads: Any = None,
-        admin_password: str | None = None,
         host_secrets: Any = None,
     ) -> None:
         self.bus = bus
@@ -105,7 +104,7 @@ class Api:
         # in the command, the log or a response.
         self.host_secrets = host_secrets
         self.reads = reads or EngineReads(bus)
-        self.auth = auth or Authenticator(self.reads, bus=bus, fallback_password=admin_password)
+        self.auth = auth or Authenticator(bus)
         self.feed = feed or Feed(bus)
         self.started = datetime.now(UTC)
         self._cache: dict[tuple[str, UUID, str], tuple[int, bytes]] = {}
@@ -181,23 +180,15 @@ class Api:
                 status=400,
             )
         user, password = form.get("username", ""), form.get("password", "")
-        source = f"sso {request.remote or ''}"
-        session = (
-            await asyncio.get_running_loop().run_in_executor(
-                None, self.auth.login, user, password, source
+        try:
+            if not user or not password:
+                raise LoginRefused("Cannot authenticate user: a user name and password are needed.")
+            session = await asyncio.get_running_loop().run_in_executor(
+                None, self.auth.login, user, password, request.remote or ""
             )
-            if user and password
-            else None
-        )
-        if session is None:
-            if not self.auth.records_failures:
-                await record_login_failure(self.bus, user[:255], "wrong_password", source)
+        except LoginRefused as refused:
             return web.json_response(
-                {
-                    "error_code": "access_denied",
-                    "error": "Cannot authenticate user: the user name or password is incorrect.",
-                },
-                status=400,
+                {"error_code": "access_denied", "error": str(refused)}, status=400
             )
         return web.json_response(
             {
@@ -229,9 +220,12 @@ class Api:
                 user, _, pw = base64.b64decode(auth[6:].strip()).decode().partition(":")
             except Exception:
                 raise unauthorized("Malformed basic credentials.") from None
-            session = await asyncio.get_running_loop().run_in_executor(
-                None, self.auth.basic, user, pw, f"basic {request.remote or ''}"
-            )
+            try:
+                session = await asyncio.get_running_loop().run_in_executor(
+                    None, self.auth.basic, user, pw, request.remote or ""
+                )
+            except LoginRefused as refused:
+                raise unauthorized(str(refused)) from None
         if session is None:
             raise unauthorized()
         env.user_name = session.user_name
@@ -935,7 +929,6 @@ async def serve(
     host: str,
     port: int,
     *,
-    admin_password: str | None = None,
     ssl: Any = None,
     reads: Any = None,
     data_dir: Any = None,
@@ -991,7 +984,8 @@ async def serve(
         if uris:
             attaching = asyncio.create_task(attach_local_storage(bus, data, list(uris)))
             stack.callback(attaching.cancel)
-        api = Api(bus, admin_password=admin_password, reads=reads, host_secrets=secrets)
+        api = Api(bus, reads=reads, host_secrets=secrets)
+        stack.callback(api.auth.close)  # records the failed logins still folded
         api.reads.telemetry = options["telemetry"]
         api.warehouse = warehouse
         runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=5.0)

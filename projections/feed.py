@@ -48,6 +48,8 @@ ORRERY_ADDED = 100001  # an object of a kind without an oVirt "add" code was add
 ORRERY_UPDATED = 100002
 ORRERY_REMOVED = 100003
 ORRERY_STATUS = 100004  # a status change without an oVirt code
+ORRERY_USER_LOCKED = 100005  # an account locked after failed logins
+ORRERY_USER_UNLOCKED = 100006
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,22 @@ TOPIC_RULES: dict[str, Rule] = {
         45, "normal", "Snapshot creation for VM '{vm}' was initiated by {user}."
     ),
     "VmImagesReady": Rule(53, "normal", "VM {vm} creation has been completed."),
+    # Logins (USER_VDC_LOGIN, USER_VDC_LOGIN_FAILED); a flood is one entry with its count.
+    "UserLoggedIn": Rule(30, "normal", "User {account} logged in from {source}."),
+    "UserLoginFailed": Rule(
+        114, "error", "Failed login of User {account} from {source}: {reason} ({count} attempt(s))."
+    ),
+    "UnknownUserLoginFailed": Rule(
+        114,
+        "error",
+        "Failed login of unknown User {user_name} from {source} ({count} attempt(s)).",
+    ),
+    "UserLocked": Rule(
+        ORRERY_USER_LOCKED,
+        "warning",
+        "User {account} was locked until {until} after {failures} failed logins.",
+    ),
+    "UserUnlocked": Rule(ORRERY_USER_UNLOCKED, "normal", "User {account} was unlocked{by}."),
 }
 
 COMMAND_RULES: dict[tuple[str, str], Rule] = {
@@ -352,6 +370,7 @@ def describe(change: Change, engine: Engine) -> dict[str, Any] | None:
         **ref_names,
         "label": cls.LABEL,
         "name": name,
+        "account": getattr(obj, "user_name", None) or name,  # a user's login name
         "user": user or "SYSTEM",
         "by": f" by {user}" if user else "",
         "vm": names["vm"] or "N/A",

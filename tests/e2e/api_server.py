@@ -18,9 +18,11 @@ def running_server(
     hostlink_options: dict[str, Any] | None = None,
     warehouse: bool = False,
     sample_interval: float = 60.0,
+    host: str = "127.0.0.1",
 ) -> Iterator[Any]:
     """``hostlink_options`` given: the server also runs a HostLink (real hosts);
-    ``warehouse``: the history warehouse, fed from the log, behind /orrery/warehouse."""
+    ``warehouse``: the history warehouse, fed from the log, behind /orrery/warehouse;
+    ``host``: the address it listens on (``0.0.0.0`` to be reached from another one)."""
     import asyncio
     from pathlib import Path
 
@@ -33,7 +35,7 @@ def running_server(
     old = os.environ.get("ORRERY_ADMIN_PASSWORD")
     os.environ["ORRERY_ADMIN_PASSWORD"] = ADMIN_PASSWORD
     try:
-        password = initialize(bus, data_dir)
+        initialize(bus, data_dir)
     finally:
         if old is None:
             os.environ.pop("ORRERY_ADMIN_PASSWORD", None)
@@ -41,7 +43,7 @@ def running_server(
             os.environ["ORRERY_ADMIN_PASSWORD"] = old
     view = open_reads(bus, reads, data_dir)
     secrets = HostSecrets(Path(data_dir) / "host-secrets.json")
-    api = Api(bus, admin_password=password, reads=view, host_secrets=secrets)
+    api = Api(bus, reads=view, host_secrets=secrets)
     from api.telemetry import TelemetrySink
 
     sink = TelemetrySink(bus)
@@ -57,7 +59,7 @@ def running_server(
         )
         history_runner.start()
         sink.runner = history_runner
-    srv = ServerThread(api).start()
+    srv = ServerThread(api, host=host).start()
     srv.bus = bus  # type: ignore[attr-defined]
     srv.history = history_runner  # type: ignore[attr-defined]
     link = None
@@ -72,6 +74,7 @@ def running_server(
         if link is not None:
             asyncio.run_coroutine_threadsafe(link.stop(), srv._loop).result(15)
         srv.stop()
+        api.auth.close()
         if history_runner is not None:
             history_runner.stop()
             api.warehouse.close()
@@ -97,10 +100,13 @@ def http(
     password: str = ADMIN_PASSWORD,
     token: str | None = None,
     headers: dict[str, str] | None = None,
+    to: str = "127.0.0.1",
+    source: str | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
     """One raw HTTP request to the server: (status, headers, body). ``path`` starts at the
     host (``/ovirt-engine/api/...``); Basic auth as ``user`` unless a bearer ``token`` is
-    given or ``user`` is None (anonymous)."""
+    given or ``user`` is None (anonymous). ``to``: the server's address to connect to;
+    ``source``: the client's own address (e.g. ``127.0.0.2``)."""
     import base64
     import http.client
 
@@ -110,7 +116,8 @@ def http(
     elif user is not None:
         cred = base64.b64encode(f"{user}:{password}".encode()).decode()
         hdrs["Authorization"] = f"Basic {cred}"
-    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
+    src = (source, 0) if source is not None else None
+    conn = http.client.HTTPConnection(to, srv.port, timeout=60, source_address=src)
     try:
         conn.request(method, path, body=body, headers=hdrs)
         resp = conn.getresponse()
