@@ -10,8 +10,10 @@ day); a restart logs everyone out and clients log in again on the 401.
 
 Every use of a token or of a remembered HTTP Basic credential checks the user again: it
 must still exist, may still log in (not locked, a role with the login permit) and must
-not have changed its password since. Logging out ends every token and remembered Basic
-credential of the user.
+not have changed its password since. Changes this Manager makes count at once; changes
+another process made to the log (``orrery users passwd``) once the Manager has read
+them, which a request starts at most every ``SYNC_SECONDS``. Logging out ends every token
+and remembered Basic credential of the user.
 
 Passwords are checked by ``commands.user.check_login`` against the User aggregate; the
 outcome is recorded in the log (``UserLoggedIn`` / folded ``UserLoginFailed``), and
@@ -21,6 +23,7 @@ failures are throttled and lock the account (``api/logins.py``).
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 import secrets
@@ -41,6 +44,9 @@ LOCKED = (
     "an administrator can unlock it (orrery users unlock NAME)."
 )
 BASIC_REMEMBERED = 300.0  # seconds a checked Basic credential is remembered at most
+SYNC_SECONDS = 2.0  # how often requests make the Manager read what others wrote to the log
+
+log = logging.getLogger("orrery.api.sso")
 
 
 class LoginRefused(Exception):
@@ -111,6 +117,8 @@ class Authenticator:
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
         self._basic_cache: dict[tuple[str, str], tuple[float, Session]] = {}
+        self._next_sync = 0.0
+        self._syncing = False
 
     # -- passwords -----------------------------------------------------------------
     def verify(self, user_name: str, password: str, source: str = "") -> Session:
@@ -149,7 +157,7 @@ class Authenticator:
             "",
             outcome.user_id,
             outcome.user_name,
-            now + self.ttl,
+            now + min(self.ttl, self.lifetime),
             ends=now + self.lifetime,
             stamp=stamp,
             ignore_lock=exempt,
@@ -157,6 +165,7 @@ class Authenticator:
 
     def still_valid(self, s: Session) -> bool:
         """The user of a session exists, may log in and kept its password."""
+        self._sync()
         with self.bus.lock:
             engine = self.bus.engine
             user = engine.find(User, s.user_id) if s.user_id is not None else None
@@ -233,6 +242,26 @@ class Authenticator:
 
     def close(self) -> None:
         self.guard.close()
+
+    def _sync(self) -> None:
+        """Has the bus read what other processes appended to the log, in the background
+        (the caller may be the event loop), at most every SYNC_SECONDS."""
+        now = time.monotonic()
+        with self._lock:
+            if self._syncing or now < self._next_sync:
+                return
+            self._syncing = True
+            self._next_sync = now + SYNC_SECONDS
+
+        def run() -> None:
+            try:
+                self.bus.catch_up()
+            except Exception as e:  # the bus stopping: the next request tries again
+                log.debug("catching up with the log failed: %s", type(e).__name__)
+            finally:
+                self._syncing = False
+
+        threading.Thread(target=run, name="orrery-auth-sync", daemon=True).start()
 
     def _expire(self) -> None:
         now = self.clock()
