@@ -28,11 +28,13 @@ check: deps
 	$(PY) deploy/check-module-sizes.py
 
 test: check
-	ORRERY_TEST_DATABASE_URL=$$(deploy/dev-postgres.sh) ORRERY_REQUIRE_SERVICES=1 \
+	ORRERY_TEST_DATABASE_URL=$$(deploy/dev-postgres.sh) \
+	  ORRERY_TEST_DATABASE_OWNER_URL=$$(deploy/dev-postgres.sh --owner) ORRERY_REQUIRE_SERVICES=1 \
 	  $(VENV)/bin/pytest -p no:cacheprovider tests
 
 bench: deps
-	ORRERY_DATABASE_URL=$$(deploy/dev-postgres.sh) $(PY) -m bench write --json
+	ORRERY_DATABASE_URL=$$(deploy/dev-postgres.sh) \
+	  ORRERY_DATABASE_OWNER_URL=$$(deploy/dev-postgres.sh --owner) $(PY) -m bench write --json
 
 clean:
 	rm -rf $(VENV) data

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
     bus = open_bus(args.database_url, args.data_dir)
     try:
-        password = initialize(bus, args.data_dir)
+        initialize(bus, args.data_dir)
         reads = open_reads(bus, args.reads, args.data_dir)
         tune_gc()
         asyncio.run(
@@ -76,7 +76,6 @@ def run(args: argparse.Namespace) -> int:
                 bus,
                 host.strip("[]"),
                 int(port),
-                admin_password=password,
                 ssl=ssl_context(args.tls_cert, args.tls_key),
                 reads=reads,
                 data_dir=args.data_dir,

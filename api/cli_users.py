@@ -1,9 +1,10 @@
-"""Manage users: add internal or directory users, list them, change a password.
+"""Manage users: add internal or directory users, list them, change a password, unlock.
 
   orrery users add NAME@internal [--password-stdin] [--role UserRole]
   orrery users add jdoe@example.com          (a directory user: no password here)
   orrery users list [--json]
   orrery users passwd NAME@internal [--password-stdin]
+  orrery users unlock NAME@internal          (after too many failed logins)
 
 Without --password-stdin the password is asked for (twice) when a terminal is attached.
 """
@@ -40,6 +41,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     pw.add_argument("user_name")
     pw.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
 
+    un = sub.add_parser("unlock", help="unlock a user locked after failed logins")
+    add_store_arguments(un)
+    un.add_argument("user_name")
+
 
 class _Refused(Exception):
     pass
@@ -70,7 +75,7 @@ def read_password(from_stdin: bool, *, stdin: Any = None, prompt: Any = None) ->
 def run(args: argparse.Namespace) -> int:
     command = getattr(args, "users_command", None)
     if command is None:
-        print("orrery users: choose add, list or passwd (see --help)", file=sys.stderr)
+        print("orrery users: choose add, list, passwd or unlock (see --help)", file=sys.stderr)
         return 2
     from commands.bootstrap import open_bus
     from domain.base import DomainError
@@ -88,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
             return _list(bus, args)
         if command == "add":
             return _add(bus, args, secret)
+        if command == "unlock":
+            return _unlock(bus, args)
         return _passwd(bus, args, secret)
     except DomainError as e:
         print(f"orrery users {command}: {e.message}", file=sys.stderr)
@@ -143,6 +150,16 @@ def _passwd(bus: Any, args: argparse.Namespace, secret: str | None) -> int:
     return 0
 
 
+def _unlock(bus: Any, args: argparse.Namespace) -> int:
+    from commands.user import UnlockUser
+    from domain.user import normalize_user_name
+
+    name = normalize_user_name(args.user_name)
+    bus.execute(UnlockUser(user_name=name, actor="orrery-cli"))
+    print(f"{name} unlocked")
+    return 0
+
+
 def _user(bus: Any, user_id: Any) -> Any:
     from domain.user import User
 
@@ -178,6 +195,7 @@ def user_rows(engine: Any) -> list[dict[str, Any]]:
                 "roles": sorted(roles_of.get(u.id, [])),
                 "last_login_at": u.last_login_at or None,
                 "failed_logins": u.failed_logins,
+                "locked_until": u.locked_until or None,
             }
         )
     return rows

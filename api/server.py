@@ -25,7 +25,7 @@ from api.feed import Feed
 from api.reads import AS_OF_TIMEOUT, AsOf, EngineReads, aggregate_class
 from api.resources import BASE, BLANK_TEMPLATE_ID, RESOURCES, Input, Resource, Sub, parse_id
 from api.search import compile_search
-from api.sso import Authenticator, record_login_failure
+from api.sso import Authenticator, LoginRefused
 from commands.host import ReportHostInstalled
 
 log = logging.getLogger("orrery.api")
@@ -106,7 +106,6 @@ class Api:
         auth: Authenticator | None = None,
         feed: Feed | None = None,
         reads: Any = None,
-        admin_password: str | None = None,
         host_secrets: Any = None,
         as_of_timeout: float | None = None,
     ) -> None:
@@ -115,7 +114,7 @@ class Api:
         # in the command, the log or a response.
         self.host_secrets = host_secrets
         self.reads = reads or EngineReads(bus)
-        self.auth = auth or Authenticator(self.reads, bus=bus, fallback_password=admin_password)
+        self.auth = auth or Authenticator(bus)
         # Before the feed: a write's answer waits for the feed, whose listener then runs
         # after as_of's, so as_of always knows the log's end without asking the log.
         self.as_of = AsOf(bus, as_of_timeout if as_of_timeout is not None else AS_OF_TIMEOUT)
@@ -204,23 +203,15 @@ class Api:
                 status=400,
             )
         user, password = form.get("username", ""), form.get("password", "")
-        source = f"sso {request.remote or ''}"
-        session = (
-            await asyncio.get_running_loop().run_in_executor(
-                None, self.auth.login, user, password, source
+        try:
+            if not user or not password:
+                raise LoginRefused("Cannot authenticate user: a user name and password are needed.")
+            session = await asyncio.get_running_loop().run_in_executor(
+                None, self.auth.login, user, password, request.remote or ""
             )
-            if user and password
-            else None
-        )
-        if session is None:
-            if not self.auth.records_failures:
-                await record_login_failure(self.bus, user[:255], "wrong_password", source)
+        except LoginRefused as refused:
             return web.json_response(
-                {
-                    "error_code": "access_denied",
-                    "error": "Cannot authenticate user: the user name or password is incorrect.",
-                },
-                status=400,
+                {"error_code": "access_denied", "error": str(refused)}, status=400
             )
         return web.json_response(
             {
@@ -252,9 +243,12 @@ class Api:
                 user, _, pw = base64.b64decode(auth[6:].strip()).decode().partition(":")
             except Exception:
                 raise unauthorized("Malformed basic credentials.") from None
-            session = await asyncio.get_running_loop().run_in_executor(
-                None, self.auth.basic, user, pw, f"basic {request.remote or ''}"
-            )
+            try:
+                session = await asyncio.get_running_loop().run_in_executor(
+                    None, self.auth.basic, user, pw, request.remote or ""
+                )
+            except LoginRefused as refused:
+                raise unauthorized(str(refused)) from None
         if session is None:
             raise unauthorized()
         env.user_name = session.user_name
@@ -968,7 +962,6 @@ async def serve(
     host: str,
     port: int,
     *,
-    admin_password: str | None = None,
     ssl: Any = None,
     reads: Any = None,
     data_dir: Any = None,
@@ -1025,14 +1018,9 @@ async def serve(
         if uris:
             attaching = asyncio.create_task(attach_local_storage(bus, data, list(uris)))
             stack.callback(attaching.cancel)
-        api = Api(
-            bus,
-            admin_password=admin_password,
-            reads=reads,
-            host_secrets=secrets,
-            as_of_timeout=as_of_timeout,
-        )
+        api = Api(bus, reads=reads, host_secrets=secrets, as_of_timeout=as_of_timeout)
         stack.callback(api.as_of.close)
+        stack.callback(api.auth.close)  # records the failed logins still folded
         api.reads.telemetry = options["telemetry"]
         api.warehouse = warehouse
         runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=5.0)

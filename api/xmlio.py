@@ -3,12 +3,20 @@
 A value tree is plain data: a dict is an element (its ``id`` and ``href`` keys, and a
 link's ``rel``, become attributes, the rest child elements in order), a list repeats its
 tag, ``None`` is left out, booleans are ``true``/``false``, anything else is text.
+
+Request bodies go through defusedxml with document type declarations, entities and
+external references refused, whatever the body's encoding (expat reads UTF-8, UTF-16 and
+the single-byte encodings; UTF-32, which expat cannot read, is decoded here first; any
+other multi-byte encoding is refused).
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from typing import Any
+
+import defusedxml
+import defusedxml.ElementTree as SafeET
 
 from api.faults import bad_request
 
@@ -120,12 +128,42 @@ class _Rep(list):
     _rep = True
 
 
+_UTF32 = (
+    (b"\x00\x00\xfe\xff", "utf-32"),
+    (b"\xff\xfe\x00\x00", "utf-32"),
+    (b"\x00\x00\x00<", "utf-32-be"),
+    (b"<\x00\x00\x00", "utf-32-le"),
+)
+
+_REFUSED = (
+    (defusedxml.DTDForbidden, "XML document type declarations are not allowed."),
+    (defusedxml.EntitiesForbidden, "XML entity declarations are not allowed."),
+    (defusedxml.ExternalReferenceForbidden, "XML external references are not allowed."),
+)
+
+
+def _readable(data: bytes) -> bytes | str:
+    """The body as expat can read it: UTF-32 (by BOM or by its first ``<``) decoded."""
+    for head, codec in _UTF32:
+        if data.startswith(head):
+            try:
+                return data.decode(codec)
+            except UnicodeDecodeError as e:
+                raise bad_request(f"Malformed XML: not {codec.upper()} ({e.reason}).") from None
+    return data
+
+
 def loads(data: bytes) -> tuple[str, Any]:
-    """Parses a request body: (root tag, value). Malformed XML -> 400 fault."""
-    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
-        raise bad_request("XML document type declarations are not allowed.")
+    """Parses a request body: (root tag, value). Malformed or hostile XML -> 400 fault."""
     try:
-        root = ET.fromstring(data)
+        root = SafeET.fromstring(
+            _readable(data), forbid_dtd=True, forbid_entities=True, forbid_external=True
+        )
+    except defusedxml.DefusedXmlException as e:
+        reason = next((msg for cls, msg in _REFUSED if isinstance(e, cls)), None)
+        raise bad_request(reason or f"XML construct not allowed: {type(e).__name__}.") from None
     except ET.ParseError as e:
         raise bad_request(f"Malformed XML: {e}.") from None
+    except (ValueError, LookupError) as e:  # a declared encoding expat cannot read
+        raise bad_request(f"Malformed XML: unsupported encoding ({e}).") from None
     return _local(root.tag), _to_value(root)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import subprocess
@@ -16,32 +17,51 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def database_url(explicit: str | None = None) -> str:
-    """The given URL, else $ORRERY_DATABASE_URL, else the private dev server (started)."""
-    url = explicit or os.environ.get("ORRERY_DATABASE_URL")
-    if url:
-        return url
+@functools.cache
+def _dev_postgres(*args: str) -> str:
     out = subprocess.run(
-        [str(ROOT / "deploy" / "dev-postgres.sh")], check=True, capture_output=True, text=True
+        [str(ROOT / "deploy" / "dev-postgres.sh"), *args],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return out.stdout.strip().splitlines()[-1]
 
 
+def database_url(explicit: str | None = None) -> str:
+    """The given URL, else $ORRERY_DATABASE_URL, else the private dev server (started)."""
+    return explicit or os.environ.get("ORRERY_DATABASE_URL") or _dev_postgres()
+
+
+def owner_url(url: str) -> str:
+    """Who creates the benchmarks' schemas and logs: $ORRERY_DATABASE_OWNER_URL, else the
+    dev server's owner when ``url`` is the dev server's Manager, else ``url`` itself."""
+    from commands.store import libpq_url
+
+    given = os.environ.get("ORRERY_DATABASE_OWNER_URL")
+    if given:
+        return given
+    if libpq_url(url) == _dev_postgres():
+        return _dev_postgres("--owner")
+    return url
+
+
 @contextmanager
 def fresh_schema(url: str, prefix: str = "bench") -> Iterator[str]:
-    """A URL whose tables live in a new schema; the schema is dropped afterwards."""
+    """A URL (``url``'s role) whose tables live in a new schema that the owner set up as
+    ``orrery serve`` does at start; the schema is dropped afterwards."""
     import psycopg
 
+    from commands.bootstrap import prepare_log
     from commands.store import libpq_url, with_schema
 
-    base = libpq_url(url)
+    owner = owner_url(url)
     schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
+    prepare_log(owner, with_schema(url, schema))
     try:
         yield with_schema(url, schema)
     finally:
-        with psycopg.connect(base, autocommit=True) as conn:
+        with psycopg.connect(libpq_url(owner), autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 

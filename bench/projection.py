@@ -178,6 +178,8 @@ def _lag(log: Any, runner: Any, rate: int, seconds: float, n_objects: int) -> li
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import psycopg
 
+    from bench.common import owner_url
+    from commands.bootstrap import prepare_log
     from commands.store import EventLog, libpq_url, with_schema
     from projections.db import ViewDB
     from projections.engine_view import EngineView
@@ -185,11 +187,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from projections.runner import ProjectionRunner
 
     given = _url(getattr(args, "database_url", None))
-    base = libpq_url(given)
+    owner = owner_url(given)
+    base = libpq_url(owner)
     schema = "bench_proj_" + uuid.uuid4().hex[:8]
-    with psycopg.connect(base, autocommit=True) as c:
-        c.execute(f'CREATE SCHEMA "{schema}"')
     url = with_schema(given, schema)
+    prepare_log(owner, url)
     try:
         log = EventLog(url)
         gen_s = _generate(log, args.events, args.objects)

@@ -25,7 +25,8 @@ from uuid import UUID
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
-from bench.common import LatencyHistogram, database_url, fresh_schema, rss_mb
+from bench.common import LatencyHistogram, database_url, fresh_schema, owner_url, rss_mb
+from commands.store import with_schema
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -268,9 +269,12 @@ def run_bus(
 def run(args: argparse.Namespace) -> dict[str, Any]:
     url = database_url(args.database_url)
     with fresh_schema(url, "bench_write") as schema_url:
+        # The library's own application, as the schema's owner: its tables and its
+        # insert function are the owner's (the Manager's role may only append to the log).
+        owner_schema_url = with_schema(owner_url(url), schema_url.rsplit("schema=", 1)[1])
 
         def baseline() -> float:
-            return run_baseline(schema_url, args.clients, args.baseline_events)
+            return run_baseline(owner_schema_url, args.clients, args.baseline_events)
 
         result = run_bus(schema_url, args, None if args.no_baseline else baseline)
     out: dict[str, Any] = {"bench": "write", "clients": args.clients, "mode": args.mode}

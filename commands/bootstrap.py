@@ -1,4 +1,9 @@
-"""The one place that wires the write side together: log + engine + bus (+ first-start data)."""
+"""The one place that wires the write side together: log + engine + bus (+ first-start data).
+
+On PostgreSQL with an owner's URL (``ORRERY_DATABASE_OWNER_URL``), the owner sets the log
+up first (schema, tables, the guard of ``commands/logguard.py``, the Manager's grants) and
+the Manager then opens it as the role of its own URL, which may only read and append.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +11,58 @@ import gc
 import os
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlparse
+
+import psycopg
+from psycopg.sql import SQL, Identifier
 
 import commands.all  # noqa: F401  (fills the handler registry)
+from commands import logguard
 from commands.bus import CommandBus
 from commands.snapshots import SnapshotWriter
-from commands.store import EventLog
+from commands.store import EventLog, libpq_url, with_schema
 
 
 def database_url_from_env(explicit: str | None = None) -> str | None:
     return explicit or os.environ.get("ORRERY_DATABASE_URL") or None
 
 
+def owner_url_from_env(explicit: str | None = None) -> str | None:
+    return explicit or os.environ.get("ORRERY_DATABASE_OWNER_URL") or None
+
+
+def prepare_log(owner_url: str, database_url: str) -> None:
+    """As the log's owner: the schema of ``database_url``, the log's tables and guard
+    (idempotent), and the rights of ``database_url``'s role on them."""
+    u = urlparse(database_url)
+    schema = parse_qs(u.query).get("schema", ["public"])[0]
+    manager = unquote(u.username or "")
+    with psycopg.connect(libpq_url(owner_url), autocommit=True) as conn:
+        conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(Identifier(schema)))
+        me = conn.execute("SELECT current_user").fetchone()
+    EventLog(with_schema(owner_url, schema)).close()  # creates what is missing, installs
+    if manager and me is not None and manager != me[0]:
+        with psycopg.connect(libpq_url(owner_url), autocommit=True) as conn:
+            logguard.grant(conn, schema, manager)
+
+
 def open_bus(
     database_url: str | None = None,
     data_dir: Path | str | None = None,
     *,
+    owner_url: str | None = None,
     start: bool = True,
     progress: Callable[[int], None] | None = None,
     **bus_options: object,
 ) -> CommandBus:
     """Opens the log (PostgreSQL when a URL is given, else SQLite under data_dir),
-    rebuilds the Engine from it, and starts the writer (and the snapshot writer)."""
-    log = EventLog(database_url_from_env(database_url), data_dir)
+    rebuilds the Engine from it, and starts the writer (and the snapshot writer).
+    ``owner_url`` (default ``$ORRERY_DATABASE_OWNER_URL``): see ``prepare_log``."""
+    url = database_url_from_env(database_url)
+    owner = owner_url_from_env(owner_url)
+    if url and owner:
+        prepare_log(owner, url)
+    log = EventLog(url, data_dir)
     bus = CommandBus(log, **bus_options)  # type: ignore[arg-type]
     if progress is not None:
         bus.catch_up(progress=progress)

@@ -46,6 +46,7 @@ from psycopg.pq import ExecStatus, PipelineStatus, TransactionStatus
 from psycopg.sql import SQL, Identifier
 
 import domain.model  # noqa: F401  (fills the event registry)
+from commands import logguard
 from domain.base import AGGREGATE_TYPES, EVENT_TYPES, UPCASTERS, Aggregate, Event
 
 _encode = msgspec.json.Encoder().encode
@@ -165,7 +166,12 @@ class OrreryPostgresRecorder(PostgresApplicationRecorder):
         statements = (
             SQL("BEGIN"),
             SQL("SET LOCAL lock_timeout = '{0}s'").format(SQL(str(int(datastore.lock_timeout)))),
-            SQL("LOCK TABLE {0} IN EXCLUSIVE MODE").format(table),
+            # LOCK TABLE ... IN EXCLUSIVE MODE, through the owner's function: the
+            # Manager's role may only read and append (commands/logguard.py).
+            SQL("SELECT {0}.{1}()").format(
+                Identifier(datastore.schema),
+                Identifier(logguard.lock_function(self.events_table_name)),
+            ),
             SQL("NOTIFY {0}").format(Identifier(self.channel_name)),
             SQL(
                 "INSERT INTO {0} (originator_id, originator_version, topic, state) "
@@ -182,6 +188,12 @@ class OrreryPostgresRecorder(PostgresApplicationRecorder):
         self._prepared: weakref.WeakSet[Any] = weakref.WeakSet()  # connections
         self._writer_lock = threading.Lock()
         self._writer_conn: Any = None
+
+    def create_table(self) -> None:
+        """The library's tables, then the guard that keeps the log append-only."""
+        super().create_table()
+        with self.datastore.get_connection() as conn:
+            logguard.install(conn, self.datastore.schema, self.events_table_name)
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(self, stored_events: Sequence[StoredLike], **kwargs: Any) -> list[int]:
@@ -360,7 +372,7 @@ class _PipelineReply:
         for res in self.results:
             if res.status == ExecStatus.FATAL_ERROR:
                 return [], psycopg.errors.error_from_result(res, self.conn.info.encoding)
-            if res.status == ExecStatus.TUPLES_OK:
+            if res.status == ExecStatus.TUPLES_OK and res.fname(0) == b"notification_id":
                 ids = [int(res.get_value(i, 0)) for i in range(res.ntuples)]
         if ids is None:
             if self.error is not None:
@@ -541,7 +553,8 @@ class EventLog(Application[UUID]):
         # The library merges os.environ into its settings; keep only our own keys.
         env = persistence_env(database_url, data_dir)
         env["IS_SNAPSHOTTING_ENABLED"] = "y"
-        env["CREATE_TABLE"] = "y"
+        owns = _owns_log(database_url, env["POSTGRES_SCHEMA"]) if database_url else True
+        env["CREATE_TABLE"] = "y" if owns else "n"
         self._blocked = {k: "" for k in os.environ if _foreign_setting(k)}
         super().__init__(env={**self._blocked, **env})
         self.database_url = database_url
@@ -675,6 +688,26 @@ class EventLog(Application[UUID]):
         if isinstance(self.recorder, OrreryPostgresRecorder):
             self.recorder.close()
         super().close()
+
+
+def _owns_log(database_url: str, schema: str) -> bool:
+    """Whether this URL's role creates the log and installs its guard (the log is not
+    there yet, or is its own); else the owner must have set it up for this role."""
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        owner = logguard.log_owner(conn, schema)
+        row = conn.execute(
+            "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()
+        assert row is not None
+        if owner is None or owner == row[0] or row[1]:
+            return True
+        if not logguard.is_installed(conn, schema):
+            raise PersistenceError(
+                f"the log in schema {schema!r} belongs to role {owner!r} and is not set up "
+                f"for role {row[0]!r}: start once with ORRERY_DATABASE_OWNER_URL set to the "
+                "owner's URL"
+            )
+        return False
 
 
 def _foreign_setting(key: str) -> bool:

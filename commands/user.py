@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, TypeVar
 from uuid import UUID
 
@@ -107,9 +108,23 @@ class RecordLoginSuccess(Command, frozen=True, kw_only=True):
 
 
 class RecordLoginFailure(Command, frozen=True, kw_only=True):
+    """``count`` failed attempts (folded); ``lock_after`` > 0 locks the account for
+    ``lock_minutes`` once its consecutive failures reach it (the policy in force, so the
+    log says why an account was locked)."""
+
     user_name: Annotated[str, msgspec.Meta(max_length=255)]
     reason: LoginFailure
     source: Source = ""
+    count: Annotated[int, msgspec.Meta(ge=1)] = 1
+    lock_after: Annotated[int, msgspec.Meta(ge=0)] = 0
+    lock_minutes: Annotated[float, msgspec.Meta(ge=0)] = 0
+
+
+class UnlockUser(Command, frozen=True, kw_only=True):
+    """Lifts a lock after failed logins (``orrery users unlock NAME``)."""
+
+    user_id: UUID | None = None
+    user_name: Name | None = None
 
 
 # -- handlers --------------------------------------------------------------------------------
@@ -200,7 +215,20 @@ def _login_ok(tx: Tx, c: RecordLoginSuccess) -> None:
 
 @handles(RecordLoginFailure)
 def _login_failed(tx: Tx, c: RecordLoginFailure) -> UUID | None:
-    return users.record_login_failure(tx, c.user_name, c.reason, source=c.source)
+    return users.record_login_failure(
+        tx,
+        c.user_name,
+        c.reason,
+        source=c.source,
+        count=c.count,
+        lock_after=c.lock_after,
+        lock_minutes=c.lock_minutes,
+    )
+
+
+@handles(UnlockUser)
+def _unlock(tx: Tx, c: UnlockUser) -> None:
+    users.unlock_user(tx, _target_user(tx, c.user_id, c.user_name).id)
 
 
 # -- helpers for callers off the writer thread ---------------------------------------------
@@ -229,18 +257,28 @@ class LoginOutcome(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def check_login(
-    bus: CommandBus, user_name: str, password: str, *, source: str = ""
+    bus: CommandBus,
+    user_name: str,
+    password: str,
+    *,
+    source: str = "",
+    ignore_lock: bool = False,
 ) -> tuple[LoginOutcome, Command]:
     """Decides a login without recording it: the outcome and the command that records it
     (RecordLoginSuccess or RecordLoginFailure). Runs the slow hash on the calling thread.
 
     Unknown names and users without a password cost one hash too, so timing does not
-    reveal them. The login permit is checked only after the password.
+    reveal them. A locked account is refused before its password is checked, unless
+    ``ignore_lock`` (``admin@internal`` on the Manager's own machine). The login permit
+    is checked only after the password.
     """
     full = users.normalize_user_name(user_name)
     with bus.lock:
         user = users.find_user(bus.engine, full)
         stored = user.password_hash if user is not None else None
+    if user is not None and not ignore_lock and users.is_locked(user, datetime.now(UTC)):
+        locked = RecordLoginFailure(user_name=full[:255], reason=LoginFailure.LOCKED, source=source)
+        return LoginOutcome(user_name=full, failure=LoginFailure.LOCKED), locked
     verdict = check_password(stored, password)
     failure: LoginFailure | None = None
     if user is None:
@@ -295,6 +333,7 @@ __all__ = [
     "RemoveGroup",
     "RemoveUser",
     "RemoveUserFromGroup",
+    "UnlockUser",
     "UpdateUser",
     "authenticate",
     "authenticate_async",

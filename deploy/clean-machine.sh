@@ -5,7 +5,7 @@
 # shared libvirt cache, bridges the tests' hosts made, and the dev PostgreSQL cluster.
 # Touches nothing else: a libvirtd or QEMU in the machine's own mount namespace is left.
 set -uo pipefail
-pgdir=${ORRERY_PG_DIR:-/var/tmp/orrery-pg}
+pgdir=${ORRERY_PG_DIR:-/var/tmp/orrery-pgauth}
 init_ns=$(readlink /proc/1/ns/mnt 2>/dev/null || true)
 
 # Harness hostds, then libvirtd/virtlogd/QEMU that live in a private mount namespace.
@@ -31,16 +31,18 @@ done
 rm -rf /tmp/orrery-hosts-* /tmp/orrery-sd-* /tmp/orrery-sdk-sd-* /tmp/pytest-of-root \
   /var/tmp/orrery-hostd-harness
 
-# The dev PostgreSQL cluster: stopped and removed (make test creates a new one).
-if [[ -f $pgdir/PG_VERSION ]]; then
+# The dev PostgreSQL cluster (and one of the older trust layout): stopped and removed
+# (make test creates a new one).
+for d in "$pgdir" /var/tmp/orrery-pg; do
+  [[ -f $d/PG_VERSION ]] || continue
   bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
   if [[ -n $bindir ]]; then
     if [[ $(id -u) == 0 ]]; then
-      runuser -u postgres -- "$bindir/pg_ctl" -D "$pgdir" -m fast -w stop >/dev/null 2>&1 || true
+      runuser -u postgres -- "$bindir/pg_ctl" -D "$d" -m fast -w stop >/dev/null 2>&1 || true
     else
-      "$bindir/pg_ctl" -D "$pgdir" -m fast -w stop >/dev/null 2>&1 || true
+      "$bindir/pg_ctl" -D "$d" -m fast -w stop >/dev/null 2>&1 || true
     fi
   fi
-fi
-rm -rf "$pgdir"
+  rm -rf "$d"
+done
 echo "clean-machine: earlier runs' hosts, bridges, directories and dev PostgreSQL removed"

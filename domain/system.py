@@ -51,6 +51,7 @@ class UnknownUserLoginFailed(Event, frozen=True, kw_only=True):
     user_name: str
     reason: str
     source: str = ""
+    count: int = 1
 
     def evolve(self, agg: Any) -> Any:
         return msgspec.structs.replace(agg, version=self.originator_version)

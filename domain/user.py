@@ -9,6 +9,7 @@ for the built-in internal domain, ``jdoe@example.com`` for a user of another aut
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -33,6 +34,8 @@ class LoginFailure(StrEnum):
     WRONG_PASSWORD = "wrong_password"
     NO_PASSWORD = "no_password"  # internal user without a password, or a directory user
     NOT_PERMITTED = "not_permitted"  # no role with the login permit anywhere
+    LOCKED = "locked"  # too many failed logins: the account is locked for a while
+    THROTTLED = "throttled"  # an attempt before the delay after the last failure ran out
 
 
 class User(Aggregate, frozen=True, kw_only=True):
@@ -53,6 +56,7 @@ class User(Aggregate, frozen=True, kw_only=True):
     last_login_at: str = ""
     last_failed_login_at: str = ""
     failed_logins: int = 0  # consecutive failures since the last success
+    locked_until: str = ""  # ISO time; set by UserLocked, cleared by UserUnlocked
 
     def name_scope(self) -> tuple[Any, ...] | None:
         # Unique by user_name, not by (first) name: see find_user.
@@ -146,15 +150,37 @@ class UserLoggedIn(Event, frozen=True, kw_only=True):
 
 
 class UserLoginFailed(Event, frozen=True, kw_only=True):
+    """``count`` failed attempts from ``source`` (a flood is folded into one event)."""
+
     reason: LoginFailure
     source: str = ""
+    count: int = 1
 
     def evolve(self, agg: Any) -> Any:
         return msgspec.structs.replace(
             agg,
             version=self.originator_version,
             last_failed_login_at=self.timestamp.isoformat(),
-            failed_logins=agg.failed_logins + 1,
+            failed_logins=agg.failed_logins + self.count,
+        )
+
+
+class UserLocked(Event, frozen=True, kw_only=True):
+    """After ``failures`` failed logins the account is locked until ``until``."""
+
+    until: str
+    failures: int
+
+    def evolve(self, agg: Any) -> Any:
+        return msgspec.structs.replace(
+            agg, version=self.originator_version, locked_until=self.until
+        )
+
+
+class UserUnlocked(Event, frozen=True, kw_only=True):
+    def evolve(self, agg: Any) -> Any:
+        return msgspec.structs.replace(
+            agg, version=self.originator_version, locked_until="", failed_logins=0
         )
 
 
@@ -201,6 +227,11 @@ def get_user(engine: Engine, user_name: str) -> User:
     if user is None:
         raise NotFound(f"User {normalize_user_name(user_name)} not found.", field="user_name")
     return user
+
+
+def is_locked(user: User, now: datetime) -> bool:
+    """Whether the account is locked at ``now``."""
+    return bool(user.locked_until) and datetime.fromisoformat(user.locked_until) > now
 
 
 def group_ids_of(engine: Engine, user_id: UUID) -> tuple[UUID, ...]:
@@ -395,15 +426,32 @@ def record_login_success(
 
 
 def record_login_failure(
-    tx: Tx, user_name: str, reason: LoginFailure, *, source: str = ""
+    tx: Tx,
+    user_name: str,
+    reason: LoginFailure,
+    *,
+    source: str = "",
+    count: int = 1,
+    lock_after: int = 0,
+    lock_minutes: float = 0,
 ) -> UUID | None:
-    """Records a failed login on the user, or on the system object when no such user
-    exists; returns the object it was recorded on (None before first start)."""
+    """Records ``count`` failed logins on the user, or on the system object when no such
+    user exists; returns the object it was recorded on (None before first start).
+
+    With ``lock_after`` > 0, the failure that brings the user's consecutive failures to
+    ``lock_after`` or more locks an account that is not locked already, for
+    ``lock_minutes`` from now."""
     from domain.system import SYSTEM_ID, System, UnknownUserLoginFailed
 
+    if count < 1:
+        raise InvalidInput("The count of failed logins must be at least 1.", field="count")
     user = find_user(tx.engine, user_name)
     if user is not None:
-        tx.emit(UserLoginFailed, user.id, reason=reason, source=source)
+        tx.emit(UserLoginFailed, user.id, reason=reason, source=source, count=count)
+        failures = user.failed_logins + count
+        if lock_after > 0 and failures >= lock_after and not is_locked(user, tx.now):
+            until = tx.now + timedelta(minutes=lock_minutes)
+            tx.emit(UserLocked, user.id, until=until.isoformat(), failures=failures)
         return user.id
     if tx.engine.find(System, SYSTEM_ID) is None:
         return None
@@ -413,8 +461,17 @@ def record_login_failure(
         user_name=user_name[:255],
         reason=LoginFailure.UNKNOWN_USER,
         source=source,
+        count=count,
     )
     return SYSTEM_ID
+
+
+def unlock_user(tx: Tx, user_id: UUID) -> None:
+    """Lifts a lock after failed logins and forgets the failures."""
+    user = tx.engine.get(User, user_id, field="user")
+    if not is_locked(user, tx.now) and user.failed_logins == 0:
+        raise DomainError("Cannot unlock User. The User is not locked.", field="user")
+    tx.emit(UserUnlocked, user.id)
 
 
 __all__ = [
@@ -428,11 +485,13 @@ __all__ = [
     "User",
     "UserAdded",
     "UserAddedToGroup",
+    "UserLocked",
     "UserLoggedIn",
     "UserLoginFailed",
     "UserPasswordChanged",
     "UserRemoved",
     "UserRemovedFromGroup",
+    "UserUnlocked",
     "UserUpdated",
     "add_group",
     "add_user",
@@ -440,10 +499,12 @@ __all__ = [
     "change_password",
     "find_user",
     "get_user",
+    "is_locked",
     "record_login_failure",
     "record_login_success",
     "remove_group",
     "remove_user",
     "remove_user_from_group",
+    "unlock_user",
     "update_user",
 ]

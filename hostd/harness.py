@@ -206,8 +206,9 @@ class Host:
             _wait_port(self.libvirt_port, timeout, self.libvirtd)
             self._wait_libvirt(timeout)
         except HarnessError as e:
-            err = (self.base / "libvirtd.stderr").read_text(errors="replace")[-2000:]
-            raise HarnessError(f"libvirtd of {self.name} did not start: {e}\n{err}") from e
+            raise HarnessError(
+                f"libvirtd of {self.name} did not start: {e}\n{self.log_tail(20)}"
+            ) from e
 
     def _wait_libvirt(self, timeout: float) -> None:
         import libvirt

@@ -50,6 +50,8 @@ ORRERY_REMOVED = 100003
 ORRERY_STATUS = 100004  # a status change without an oVirt code
 ORRERY_POOL_VM_REVERTED = 100005  # an automatic pool restores a VM it took back
 ORRERY_EVENT_HIDDEN = 100006  # an entry was removed from the event list (DELETE /events/N)
+ORRERY_USER_LOCKED = 100007  # an account locked after failed logins
+ORRERY_USER_UNLOCKED = 100008
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,22 @@ TOPIC_RULES: dict[str, Rule] = {
         "VM {vm} was returned to VM-Pool {pool}; its disks are being restored to the state "
         "of Template {template}.",
     ),
+    # Logins (USER_VDC_LOGIN, USER_VDC_LOGIN_FAILED); a flood is one entry with its count.
+    "UserLoggedIn": Rule(30, "normal", "User {account} logged in from {source}."),
+    "UserLoginFailed": Rule(
+        114, "error", "Failed login of User {account} from {source}: {reason} ({count} attempt(s))."
+    ),
+    "UnknownUserLoginFailed": Rule(
+        114,
+        "error",
+        "Failed login of unknown User {user_name} from {source} ({count} attempt(s)).",
+    ),
+    "UserLocked": Rule(
+        ORRERY_USER_LOCKED,
+        "warning",
+        "User {account} was locked until {until} after {failures} failed logins.",
+    ),
+    "UserUnlocked": Rule(ORRERY_USER_UNLOCKED, "normal", "User {account} was unlocked{by}."),
 }
 
 COMMAND_RULES: dict[tuple[str, str], Rule] = {
@@ -363,6 +381,7 @@ def describe(change: Change, engine: Engine) -> dict[str, Any] | None:
         **ref_names,
         "label": cls.LABEL,
         "name": name,
+        "account": getattr(obj, "user_name", None) or name,  # a user's login name
         "user": user or "SYSTEM",
         "by": f" by {user}" if user else "",
         "vm": names["vm"] or "N/A",

@@ -1,13 +1,18 @@
 """Shared fixtures: the log on SQLite and on a real PostgreSQL.
 
 PostgreSQL comes from ORRERY_TEST_DATABASE_URL (``make test`` starts a private
-server and sets it). With ORRERY_REQUIRE_SERVICES=1 (``make test``, CI) a missing
-server fails the run instead of skipping.
+server and sets it): the Manager's role. The per-test schemas belong to the log's owner,
+ORRERY_TEST_DATABASE_OWNER_URL (default: the owner of the dev cluster,
+``deploy/dev-postgres.sh --owner``), who sets each one up as ``orrery serve`` does at
+start (``commands.bootstrap.prepare_log``). With ORRERY_REQUIRE_SERVICES=1 (``make
+test``, CI) a missing server fails the run instead of skipping.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,21 +62,48 @@ def need_pg() -> str:
     return url
 
 
-@pytest.fixture
-def pg_schema_url() -> Iterator[str]:
-    """A PostgreSQL URL whose tables live in a fresh schema, dropped afterwards."""
-    import psycopg
+@functools.cache
+def pg_owner_url() -> str:
+    """The URL of the role that owns the test schemas and their logs."""
+    given = os.environ.get("ORRERY_TEST_DATABASE_OWNER_URL")
+    if given:
+        return given
+    script = Path(__file__).resolve().parent.parent / "deploy" / "dev-postgres.sh"
+    out = subprocess.run([str(script), "--owner"], check=True, capture_output=True, text=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def new_pg_schema(prefix: str = "t_") -> str:
+    """A fresh schema, set up by the owner for the Manager's role as at start; returns the
+    Manager's URL for it. ``drop_pg_schema`` removes it."""
+    from commands.bootstrap import prepare_log
+    from commands.store import with_schema
 
     url = need_pg()
-    schema = "t_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    sep = "&" if "?" in url else "?"
+    schema = prefix + uuid.uuid4().hex[:12]
+    prepare_log(pg_owner_url(), with_schema(url, schema))
+    return with_schema(url, schema)
+
+
+def drop_pg_schema(schema_url: str) -> None:
+    import psycopg
+
+    from commands.store import libpq_url
+
+    schema = schema_url.rsplit("schema=", 1)[1]
+    with psycopg.connect(libpq_url(pg_owner_url()), autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
+def pg_schema_url() -> Iterator[str]:
+    """A PostgreSQL URL (the Manager's role) whose tables live in a fresh schema that the
+    owner set up, dropped afterwards."""
+    url = new_pg_schema()
     try:
-        yield f"{url}{sep}schema={schema}"
+        yield url
     finally:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        drop_pg_schema(url)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

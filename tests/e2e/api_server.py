@@ -19,10 +19,12 @@ def running_server(
     warehouse: bool = False,
     sample_interval: float = 60.0,
     as_of_timeout: float | None = None,
+    host: str = "127.0.0.1",
 ) -> Iterator[Any]:
     """``hostlink_options`` given: the server also runs a HostLink (real hosts);
     ``warehouse``: the history warehouse, fed from the log, behind /orrery/warehouse;
-    ``as_of_timeout``: the API's limit on an as_of read (seconds)."""
+    ``as_of_timeout``: the API's limit on an as_of read (seconds); ``host``: the address
+    it listens on (``0.0.0.0`` to be reached from another one)."""
     import asyncio
     from pathlib import Path
 
@@ -35,7 +37,7 @@ def running_server(
     old = os.environ.get("ORRERY_ADMIN_PASSWORD")
     os.environ["ORRERY_ADMIN_PASSWORD"] = ADMIN_PASSWORD
     try:
-        password = initialize(bus, data_dir)
+        initialize(bus, data_dir)
     finally:
         if old is None:
             os.environ.pop("ORRERY_ADMIN_PASSWORD", None)
@@ -43,13 +45,7 @@ def running_server(
             os.environ["ORRERY_ADMIN_PASSWORD"] = old
     view = open_reads(bus, reads, data_dir)
     secrets = HostSecrets(Path(data_dir) / "host-secrets.json")
-    api = Api(
-        bus,
-        admin_password=password,
-        reads=view,
-        host_secrets=secrets,
-        as_of_timeout=as_of_timeout,
-    )
+    api = Api(bus, reads=view, host_secrets=secrets, as_of_timeout=as_of_timeout)
     from api.telemetry import TelemetrySink
 
     sink = TelemetrySink(bus)
@@ -65,7 +61,7 @@ def running_server(
         )
         history_runner.start()
         sink.runner = history_runner
-    srv = ServerThread(api).start()
+    srv = ServerThread(api, host=host).start()
     srv.bus = bus  # type: ignore[attr-defined]
     srv.history = history_runner  # type: ignore[attr-defined]
     link = None
@@ -80,6 +76,7 @@ def running_server(
         if link is not None:
             asyncio.run_coroutine_threadsafe(link.stop(), srv._loop).result(15)
         srv.stop()
+        api.auth.close()
         if history_runner is not None:
             history_runner.stop()
             api.warehouse.close()
@@ -93,3 +90,39 @@ def connection(srv: Any, user: str = "admin@internal", password: str = ADMIN_PAS
     import ovirtsdk4 as sdk
 
     return sdk.Connection(url=srv.url, username=user, password=password, timeout=30)
+
+
+def http(
+    srv: Any,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    *,
+    user: str | None = "admin@internal",
+    password: str = ADMIN_PASSWORD,
+    token: str | None = None,
+    headers: dict[str, str] | None = None,
+    to: str = "127.0.0.1",
+    source: str | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    """One raw HTTP request to the server: (status, headers, body). ``path`` starts at the
+    host (``/ovirt-engine/api/...``); Basic auth as ``user`` unless a bearer ``token`` is
+    given or ``user`` is None (anonymous). ``to``: the server's address to connect to;
+    ``source``: the client's own address (e.g. ``127.0.0.2``)."""
+    import base64
+    import http.client
+
+    hdrs = {"Version": "4", "Accept": "application/xml", **(headers or {})}
+    if token is not None:
+        hdrs["Authorization"] = f"Bearer {token}"
+    elif user is not None:
+        cred = base64.b64encode(f"{user}:{password}".encode()).decode()
+        hdrs["Authorization"] = f"Basic {cred}"
+    src = (source, 0) if source is not None else None
+    conn = http.client.HTTPConnection(to, srv.port, timeout=60, source_address=src)
+    try:
+        conn.request(method, path, body=body, headers=hdrs)
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), resp.read()
+    finally:
+        conn.close()

@@ -11,8 +11,10 @@ import pytest
 
 from commands.bootstrap import open_bus
 from commands.datacenter import AddCluster, AddDataCenter, RemoveDataCenter, UpdateDataCenter
+from commands.store import libpq_url
 from domain.base import DomainError
 from domain.datacenter import DataCenter
+from tests.conftest import pg_owner_url
 
 pytestmark = pytest.mark.integration
 
@@ -146,7 +148,7 @@ def test_postgres_over_a_unix_socket(pg_schema_url) -> None:
     """libpq's socket form of the URL (``?host=/dir``) reaches the same database."""
     import psycopg
 
-    with psycopg.connect(pg_schema_url.split("?")[0]) as conn:
+    with psycopg.connect(libpq_url(pg_owner_url())) as conn:  # a setting only it may read
         (dirs,) = conn.execute("SHOW unix_socket_directories").fetchone()
         port = conn.info.port
     u = urlsplit(pg_schema_url)

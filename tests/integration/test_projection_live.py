@@ -9,10 +9,8 @@ import contextlib
 import json
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -29,7 +27,7 @@ from projections import timetravel
 from projections.db import ViewDB
 from projections.read import open_read_side
 from projections.replay import rebuild
-from tests.conftest import pg_url
+from tests.conftest import drop_pg_schema, new_pg_schema, pg_url
 
 pytestmark = pytest.mark.integration
 
@@ -181,18 +179,14 @@ def _fresh(backend: str):
     if backend == "sqlite":
         tmp = tempfile.TemporaryDirectory()
         return {"database_url": None, "data_dir": Path(tmp.name)}, tmp.cleanup
-    url = pg_url()
-    schema = "p_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(url, autocommit=True) as c:
-        c.execute(f'CREATE SCHEMA "{schema}"')
+    url = new_pg_schema("p_")
     tmp = tempfile.TemporaryDirectory()
 
     def drop() -> None:
-        with psycopg.connect(url, autocommit=True) as c:
-            c.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        drop_pg_schema(url)
         tmp.cleanup()
 
-    return {"database_url": f"{url}?schema={schema}", "data_dir": Path(tmp.name)}, drop
+    return {"database_url": url, "data_dir": Path(tmp.name)}, drop
 
 
 _ops = st.lists(

@@ -53,6 +53,59 @@ def test_malformed_xml_is_a_400(bad):
     assert err.value.status == 400
 
 
+HOSTILE = [
+    '<?xml version="1.0" encoding="{e}"?><!DOCTYPE x [<!ENTITY a "lol">'
+    '<!ENTITY b "&a;&a;&a;&a;">]><x>&b;</x>',
+    '<?xml version="1.0" encoding="{e}"?><!DOCTYPE x [<!ENTITY a SYSTEM "file:///etc/passwd">]>'
+    "<x>&a;</x>",
+    '<?xml version="1.0" encoding="{e}"?><!DOCTYPE x SYSTEM "http://127.0.0.1:1/x.dtd"><x/>',
+]
+
+
+@pytest.mark.parametrize(
+    "codec,declared",
+    [
+        ("utf-8", "UTF-8"),
+        ("utf-16", "UTF-16"),
+        ("utf-16-le", "UTF-16"),
+        ("utf-16-be", "UTF-16"),
+        ("utf-32", "UTF-32"),
+        ("utf-32-le", "UTF-32"),
+        ("utf-32-be", "UTF-32"),
+    ],
+)
+@pytest.mark.parametrize("doc", HOSTILE)
+def test_doctype_refused_in_every_encoding(doc, codec, declared):
+    with pytest.raises(ApiError) as err:
+        xmlio.loads(doc.format(e=declared).encode(codec))
+    assert err.value.status == 400
+    assert err.value.detail == "XML document type declarations are not allowed."
+
+
+@pytest.mark.parametrize(
+    "codec,declared",
+    [("utf-8", "UTF-8"), ("utf-16", "UTF-16"), ("utf-16-le", "UTF-16LE"), ("utf-32", "UTF-32")],
+)
+def test_plain_xml_parses_in_every_encoding(codec, declared):
+    doc = f'<?xml version="1.0" encoding="{declared}"?><vm><name>é✓</name></vm>'
+    assert xmlio.loads(doc.encode(codec)) == ("vm", {"name": "é✓"})
+
+
+@pytest.mark.parametrize(
+    "declared,codec", [("Shift_JIS", "shift_jis"), ("UTF-16-LE", "utf-16-le"), ("nosuch", "ascii")]
+)
+def test_unreadable_declared_encoding_is_a_400(declared, codec):
+    with pytest.raises(ApiError) as err:
+        xmlio.loads(f'<?xml version="1.0" encoding="{declared}"?><vm/>'.encode(codec))
+    assert err.value.status == 400 and "encoding" in err.value.detail
+
+
+def test_truncated_utf32_is_a_400():
+    with pytest.raises(ApiError) as err:
+        xmlio.loads("<vm/>".encode("utf-32-be")[:-1])
+    assert err.value.status == 400 and "UTF-32" in err.value.detail
+
+
 @given(st.binary(max_size=200))
 def test_any_bytes_parse_or_400(data):
     for fn in (xmlio.loads, jsonio.loads):
