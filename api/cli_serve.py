@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
     import logging
 
-    from api.server import initialize, serve, ssl_context
+    from api.serving import initialize, serve, ssl_context
     from commands.bootstrap import open_bus, tune_gc
 
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO))
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     bus = open_bus(args.database_url, args.data_dir)
     try:
-        password = initialize(bus, args.data_dir)
+        initialize(bus)
         reads = open_reads(bus, args.reads, args.data_dir)
         tune_gc()
         asyncio.run(
@@ -64,7 +64,6 @@ def run(args: argparse.Namespace) -> int:
                 bus,
                 host.strip("[]"),
                 int(port),
-                admin_password=password,
                 ssl=ssl_context(args.tls_cert, args.tls_key),
                 reads=reads,
                 data_dir=args.data_dir,

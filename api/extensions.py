@@ -23,21 +23,21 @@ from aiohttp import web
 
 from api import warehouse_routes
 from api.faults import bad_request, not_found
+from api.feed import render_event
+from api.http import Env, not_allowed
+from api.openapi import document
 from api.resources import RESOURCES
 from domain.base import redacted
 
 
 async def handle(api: Any, request: web.Request, rest: str) -> web.StreamResponse:
-    from api.openapi import document
-    from api.server import Env, _method
-
     segs = [s for s in rest.split("/") if s]
     if segs == ["openapi.json"]:
         return web.json_response(document())
     env = Env(api.reads, "json", dict(request.query))
     await api.authenticate(request, env)
     if request.method not in ("GET", "HEAD"):
-        raise _method(request.method, "GET")
+        raise not_allowed(request.method, "GET")
     if segs == ["status"]:
         return web.json_response(
             {
@@ -57,8 +57,6 @@ async def handle(api: Any, request: web.Request, rest: str) -> web.StreamRespons
 
 
 async def stream(api: Any, request: web.Request, env: Any) -> web.StreamResponse:
-    from api.feed import render_event
-
     start = request.headers.get("Last-Event-ID") or env.query.get("from")
     after: int | None = None
     if start:

@@ -23,6 +23,8 @@ import time
 from typing import Any
 from uuid import UUID
 
+from commands import passwords, user
+
 log = logging.getLogger("orrery.api.sso")
 
 
@@ -37,28 +39,8 @@ class Session:
 
 
 def _verify(password_hash: str, password: str) -> bool:
-    """Checks a password with commands.passwords, whatever its function is called."""
-    try:
-        from commands import passwords  # type: ignore[attr-defined]
-    except ImportError:
-        passwords = None
-    if passwords is not None:
-        for name in ("verify_password", "verify", "check_password"):
-            fn = getattr(passwords, name, None)
-            if fn is None:
-                continue
-            try:
-                return bool(fn(password_hash, password))
-            except TypeError:
-                return bool(fn(password, password_hash))
-            except Exception:
-                return False
-    try:
-        from argon2 import PasswordHasher
-
-        return PasswordHasher().verify(password_hash, password)
-    except Exception:
-        return False
+    """Checks a password against its stored hash (``commands.passwords``)."""
+    return passwords.verify_password(password_hash, password)
 
 
 class Authenticator:
@@ -179,11 +161,7 @@ class Authenticator:
 
 
 def _authenticate_fn() -> Any:
-    try:
-        from commands import user
-    except ImportError:
-        return None
-    return getattr(user, "authenticate", None)
+    return user.authenticate
 
 
 async def record_login_failure(bus: Any, user_name: str, reason: str, source: str) -> None:

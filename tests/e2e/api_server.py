@@ -25,7 +25,8 @@ def running_server(
     from pathlib import Path
 
     from api.reads import open_reads
-    from api.server import Api, ServerThread, initialize
+    from api.server import Api
+    from api.serving import ServerThread, initialize
     from commands.bootstrap import open_bus
     from commands.hostlink import HostLink, HostSecrets
 
@@ -33,7 +34,7 @@ def running_server(
     old = os.environ.get("ORRERY_ADMIN_PASSWORD")
     os.environ["ORRERY_ADMIN_PASSWORD"] = ADMIN_PASSWORD
     try:
-        password = initialize(bus, data_dir)
+        initialize(bus)
     finally:
         if old is None:
             os.environ.pop("ORRERY_ADMIN_PASSWORD", None)
@@ -41,7 +42,7 @@ def running_server(
             os.environ["ORRERY_ADMIN_PASSWORD"] = old
     view = open_reads(bus, reads, data_dir)
     secrets = HostSecrets(Path(data_dir) / "host-secrets.json")
-    api = Api(bus, admin_password=password, reads=view, host_secrets=secrets)
+    api = Api(bus, reads=view, host_secrets=secrets)
     from api.telemetry import TelemetrySink
 
     sink = TelemetrySink(bus)
