@@ -20,6 +20,10 @@ from api.http import BASE, collection, max_param, not_allowed, respond
 from api.search import compile_search
 from commands.audit import AddExternalEvent
 from domain.datacenter import SUPPORTED_VERSIONS
+from domain.host import Host
+from domain.storage import StorageDomain
+from domain.user import User
+from domain.vm import Vm
 
 VERSION = (4, 5, 0)
 PRODUCT = "Orrery"
@@ -231,8 +235,8 @@ def root(env: Any) -> dict[str, Any]:
     )
     reads = env.reads
 
-    def count(cls: str, status: str | None = None, field: str = "status") -> dict[str, Any]:
-        objs = reads.list(cls)
+    def count(cls: type, status: str | None = None, field: str = "status") -> dict[str, Any]:
+        objs = reads.list(cls.__name__)
         out: dict[str, Any] = {"total": len(objs)}
         if status is not None:
             out["active"] = sum(1 for o in objs if str(getattr(o, field, "")) == status)
@@ -264,10 +268,10 @@ def root(env: Any) -> dict[str, Any]:
             },
         },
         "summary": {
-            "hosts": count("Host", "up"),
-            "storage_domains": count("StorageDomain", "active"),
-            "users": count("User", None) | {"active": len(reads.list("User"))},
-            "vms": count("Vm", "up"),
+            "hosts": count(Host, "up"),
+            "storage_domains": count(StorageDomain, "active"),
+            "users": count(User, None) | {"active": len(reads.list(User.__name__))},
+            "vms": count(Vm, "up"),
         },
         "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "authenticated_user": {

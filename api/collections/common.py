@@ -8,6 +8,7 @@ from typing import Any
 
 from api.schema import MISSING, Sub, dig, ref
 from api.telemetry import STATISTIC_FIELDS, statistics_items
+from domain.datacenter import DataCenter
 
 BLANK_TEMPLATE_ID = "00000000-0000-0000-0000-000000000000"
 
@@ -31,7 +32,7 @@ def dc_of_cluster(o: Any, reads: Any) -> list[str]:
     dc_id = getattr(o, "data_center_id", None) or getattr(c, "data_center_id", None)
     if dc_id is None:
         if str(o.id) == BLANK_TEMPLATE_ID:  # Blank belongs to every data center
-            return [x for d in reads.list("DataCenter") for x in (str(d.id), d.name)]
+            return [x for d in reads.list(DataCenter.__name__) for x in (str(d.id), d.name)]
         return [""]
     dc = reads.any(dc_id)
     return [str(dc_id), getattr(dc, "name", "")]
