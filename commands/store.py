@@ -513,7 +513,7 @@ def persistence_env(database_url: str | None, data_dir: Path | str | None) -> di
             "POSTGRES_DBNAME": (u.path or "/orrery").lstrip("/") or "orrery",
             # libpq's form for a Unix socket: postgresql:///db?host=/run/postgresql
             "POSTGRES_HOST": query.get("host", [unquote(u.hostname or "127.0.0.1")])[0],
-            "POSTGRES_PORT": query.get("port", [str(u.port or 5432)])[0],
+            "POSTGRES_PORT": str(u.port or 5432),
             "POSTGRES_USER": unquote(u.username or "orrery"),
             "POSTGRES_PASSWORD": unquote(u.password or ""),
             "POSTGRES_POOL_SIZE": "4",
