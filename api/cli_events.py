@@ -76,16 +76,17 @@ def run(args: argparse.Namespace) -> int:
             )
         after = notes[-1].id
     if args.json:
-        for e in out:
-            print(json.dumps(e, default=str))
+        for entry in out:
+            print(json.dumps(entry, default=str))
         return 0
     print(f"{'POSITION':>8}  {'TIME':<26} {'TOPIC':<28} {'OBJECT':<36} {'V':>3} {'USER':<18} DATA")
-    for e in out:
-        data = json.dumps(e["data"], default=str)
+    for entry in out:
+        data = json.dumps(entry["data"], default=str)
         if len(data) > 60:
             data = data[:57] + "..."
         print(
-            f"{e['position']:>8}  {e['time'][:26]:<26} {e['topic'][:28]:<28} "
-            f"{e['object_id']:<36} {e['version']:>3} {str(e['user'] or '-')[:18]:<18} {data}"
+            f"{entry['position']:>8}  {entry['time'][:26]:<26} {entry['topic'][:28]:<28} "
+            f"{entry['object_id']:<36} {entry['version']:>3} "
+            f"{str(entry['user'] or '-')[:18]:<18} {data}"
         )
     return 0

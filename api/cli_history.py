@@ -143,11 +143,10 @@ def _report(args: argparse.Namespace, path: Any) -> int:
     start = _ts(args.start) or end - timedelta(hours=args.hours)
     con = open_read_only(path)
     try:
-        fn = reports.REPORTS[args.name]
         if args.name == "top-vms":
-            rep = fn(con, start, end, metric=args.metric, limit=args.limit)
+            rep = reports.top_vms(con, start, end, metric=args.metric, limit=args.limit)
         else:
-            rep = fn(con, start, end)
+            rep = reports.REPORTS[args.name](con, start, end)
     finally:
         con.close()
     _emit(rep.columns, rep.rows, args.format, args.out)
@@ -193,7 +192,7 @@ def _rebuild(args: argparse.Namespace, path: Any) -> int:
     t0 = time.perf_counter()
     with Warehouse(fresh) as w:
         pos = w.catch_up(log.read, batch=5000)
-        rows = w.con.execute("SELECT count(*) FROM config_history").fetchone()[0]
+        rows = (w.con.execute("SELECT count(*) FROM config_history").fetchone() or (0,))[0]
         w.con.execute("CHECKPOINT")
     # the old file (and its statistics, which are not in the log) is replaced
     path.with_name(path.name + ".wal").unlink(missing_ok=True)

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
     import logging
 
-    from api.server import initialize, serve, ssl_context
+    from api.serving import initialize, serve, ssl_context
     from commands.bootstrap import open_bus, tune_gc
 
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO))
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
     bus = open_bus(args.database_url, args.data_dir)
     try:
-        initialize(bus, args.data_dir)
+        initialize(bus)
         reads = open_reads(bus, args.reads, args.data_dir)
         tune_gc()
         asyncio.run(

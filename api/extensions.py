@@ -26,22 +26,22 @@ from aiohttp import web
 
 from api import authz, warehouse_routes
 from api.faults import bad_request, not_found
+from api.feed import render_event
+from api.http import Env, not_allowed, request_query
+from api.openapi import document
 from api.reads import aggregate_class
 from api.resources import RESOURCES
 from domain.base import redacted
 
 
 async def handle(api: Any, request: web.Request, rest: str) -> web.StreamResponse:
-    from api.openapi import document
-    from api.server import Env, _method, request_query
-
     segs = [s for s in rest.split("/") if s]
     if segs == ["openapi.json"]:
         return web.json_response(document())
     env = Env(api.reads, "json", request_query(request))
     await api.authenticate(request, env)
     if request.method not in ("GET", "HEAD"):
-        raise _method(request.method, "GET")
+        raise not_allowed(request.method, "GET")
     if segs == ["status"]:
         return web.json_response(
             {
@@ -65,8 +65,6 @@ async def handle(api: Any, request: web.Request, rest: str) -> web.StreamRespons
 async def stream(api: Any, request: web.Request, env: Any) -> web.StreamResponse:
     """Each entry is checked as it is sent (``authz.event_visible``), so a permission
     given or taken away while the stream runs applies from the next entry on."""
-    from api.feed import render_event
-
     start = request.headers.get("Last-Event-ID") or env.query.get("from")
     after: int | None = None
     if start:
@@ -122,7 +120,7 @@ def history(api: Any, env: Any, collection: str, obj_id: str) -> web.Response:
     removed object by the containers it last named). Anything else is a 404, as if the
     object had never been."""
     res = RESOURCES.get(collection)
-    if res is None or not res.available():
+    if res is None:
         raise not_found(f"No collection '{collection[:40]}'.")
     try:
         oid = UUID(obj_id)

@@ -96,7 +96,7 @@ async def attach_local_storage(
     from domain.datacenter import DataCenter
     from domain.host import Host
     from domain.statuses import HostStatus
-    from domain.storage import StorageDomain
+    from domain.storage import StorageDomain, StorageType
 
     storage = Path(data_dir).resolve() / "storage"
     storage.mkdir(parents=True, exist_ok=True)
@@ -122,7 +122,7 @@ async def attach_local_storage(
                     await bus.execute_async(
                         sd_cmds.AddStorageDomain(
                             name=LOCAL_SD,
-                            storage_type="posixfs",
+                            storage_type=StorageType.POSIXFS,
                             path=str(storage),
                             host_id=up[0],
                             actor="system",

@@ -1,6 +1,8 @@
-"""The oVirt v4-compatible REST API on aiohttp: SSO, the table-driven collections of
-``api.resources``, faults for every error, and Orrery's extensions (event stream,
-as-of reads, per-object history, the OpenAPI description).
+"""The oVirt v4-compatible REST API on aiohttp (``Api``): SSO tokens, authentication,
+and the routing of every request to the collection table of ``api.collections`` (its
+requests made into commands by ``api.resources``, its objects rendered by ``api.render``),
+to the special collections (``api.specials``) and to Orrery's extensions under /orrery/
+(``api.extensions``). Running it is ``api.serving``.
 
 One catch-all route dispatches every path, so unknown routes and wrong methods answer
 with a <fault> (XML) or a JSON error like every other failure, never aiohttp's text.
@@ -10,92 +12,46 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
+import builtins
+import functools
 import logging
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl
 from uuid import UUID
 
 from aiohttp import web
 
-from api import authz, jsonio, xmlio
+from api import authz, enrollment, extensions, jsonio, render, specials, sso_routes, xmlio
+from api.collections import RESOURCES
 from api.faults import ApiError, bad_request, from_domain, not_found, unauthorized
 from api.feed import Feed
-from api.reads import AS_OF_TIMEOUT, AsOf, EngineReads, aggregate_class
-from api.resources import BASE, BLANK_TEMPLATE_ID, RESOURCES, Input, Resource, Sub, parse_id
+from api.http import (
+    BASE,
+    Env,
+    collection,
+    content_type,
+    fault_response,
+    flag_param,
+    id_or_404,
+    max_param,
+    negotiate,
+    not_allowed,
+    request_query,
+    respond,
+)
+from api.reads import AS_OF_TIMEOUT, AsOf, EngineReads
+from api.resources import build, search_values
+from api.schema import NOOP, Input, Resource, Sub
 from api.search import compile_search
 from api.sso import Authenticator, LoginRefused
-from commands.host import ReportHostInstalled
+from commands.messages import Command
+from commands.user import AddUser, ChangeUserPassword, prehashed
+from domain.base import DomainError
 
 log = logging.getLogger("orrery.api")
 
 MAX_BODY = 64 * 1024 * 1024
-VERSION = (4, 5, 0)
-PRODUCT = "Orrery"
-_JSON = "application/json"
 API_KEY: web.AppKey[Any] = web.AppKey("orrery_api", object)
-_XML = "application/xml"
-
-
-class Env:
-    """What one request carries into input mapping and rendering."""
-
-    __slots__ = ("correlation_id", "fmt", "query", "reads", "user_id", "user_name")
-
-    def __init__(self, reads: Any, fmt: str, query: dict[str, str]) -> None:
-        self.reads = reads
-        self.fmt = fmt
-        self.query = query
-        self.user_name: str | None = None
-        self.user_id: UUID | None = None
-        self.correlation_id: str | None = None
-
-
-def _fmt(request: web.Request) -> str:
-    accept = request.headers.get("Accept", "")
-    if "json" in accept and "xml" not in accept.split("json")[0]:
-        return "json"
-    return "xml"
-
-
-def _body(fmt: str, tag: str, tree: Any) -> bytes:
-    if fmt == "json":
-        return jsonio.dumps(tree)
-    return xmlio.dumps(tag, tree)
-
-
-def respond(fmt: str, status: int, tag: str, tree: Any, headers: dict | None = None):
-    return web.Response(
-        status=status,
-        body=_body(fmt, tag, tree),
-        content_type=_JSON if fmt == "json" else _XML,
-        headers=headers,
-    )
-
-
-def fault_response(fmt: str, err: ApiError, *, action: bool = False) -> web.Response:
-    fault = {"reason": err.reason, "detail": err.detail}
-    if fmt == "json":
-        body: dict[str, Any] = {"reason": err.reason, "detail": err.detail}
-        if action:
-            body = {"fault": fault, "status": "failed"}
-        return web.Response(status=err.status, body=jsonio.dumps(body), content_type=_JSON)
-    if action:
-        return respond(fmt, err.status, "action", {"fault": fault, "status": "failed"})
-    return respond(fmt, err.status, "fault", fault)
-
-
-def request_query(request: web.Request) -> dict[str, str]:
-    """The query parameters, with oVirt's ``Filter: true`` header as ``filter=true``."""
-    query = dict(request.query)
-    if "filter" not in query and request.headers.get("Filter", "").lower() == "true":
-        query["filter"] = "true"  # oVirt's user API header
-    return query
-
-
-def _bool(v: str | None) -> bool:
-    return (v or "").strip().lower() in ("true", "1", "yes")
 
 
 class Api:
@@ -113,7 +69,7 @@ class Api:
         # Where a new host's root_password (its hostd enrollment secret) is kept: never
         # in the command, the log or a response.
         self.host_secrets = host_secrets
-        self.reads = reads or EngineReads(bus)
+        self.reads: Any = reads or EngineReads(bus)
         self.auth = auth or Authenticator(bus)
         # Before the feed: a write's answer waits for the feed, whose listener then runs
         # after as_of's, so as_of always knows the log's end without asking the log.
@@ -121,8 +77,10 @@ class Api:
         self.feed = feed or Feed(bus)
         self.streams: set[asyncio.Task[Any]] = set()  # the open /orrery/events/stream
         self.started = datetime.now(UTC)
-        self._cache: dict[tuple[str, UUID, str], tuple[int, bytes]] = {}
+        self.renderings = render.Renderings()
         self.prewarmed = False
+        # The history warehouse behind /orrery/warehouse, when the Manager keeps one.
+        self.warehouse: Any = None
 
     # -- the app -------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -145,7 +103,7 @@ class Api:
         return await self._errors(request, self._dispatch)
 
     async def _errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        fmt = _fmt(request)
+        fmt = negotiate(request)
         try:
             return await handler(request)
         except ApiError as e:
@@ -170,68 +128,12 @@ class Api:
         if path.startswith(BASE) and (len(path) == len(BASE) or path[len(BASE)] == "/"):
             return await self._api(request, path[len(BASE) :])
         if path == "/ovirt-engine/sso/oauth/token":
-            return await self._token(request)
+            return await sso_routes.token(self.auth, request)
         if path == "/ovirt-engine/services/sso-logout":
-            return await self._logout(request)
+            return await sso_routes.logout(self.auth, request)
         if path.startswith("/orrery/"):
-            from api import extensions
-
             return await extensions.handle(self, request, path[len("/orrery/") :])
         raise not_found(f"No resource at {path}.")
-
-    # -- SSO -----------------------------------------------------------------------
-    async def _sso_form(self, request: web.Request) -> dict[str, str]:
-        data = dict(request.query)
-        if request.method == "POST" and request.can_read_body:
-            raw = await request.read()
-            try:
-                text = raw.decode()
-            except UnicodeDecodeError:
-                text = ""
-            data.update(dict(parse_qsl(text, keep_blank_values=True)))
-        return data
-
-    async def _token(self, request: web.Request) -> web.Response:
-        if request.method != "POST":
-            return web.json_response(
-                {"error_code": "invalid_request", "error": "Use POST."}, status=405
-            )
-        form = await self._sso_form(request)
-        if form.get("grant_type", "password") != "password":
-            return web.json_response(
-                {"error_code": "unsupported_grant_type", "error": "Only password is supported."},
-                status=400,
-            )
-        user, password = form.get("username", ""), form.get("password", "")
-        try:
-            if not user or not password:
-                raise LoginRefused("Cannot authenticate user: a user name and password are needed.")
-            session = await asyncio.get_running_loop().run_in_executor(
-                None, self.auth.login, user, password, request.remote or ""
-            )
-        except LoginRefused as refused:
-            return web.json_response(
-                {"error_code": "access_denied", "error": str(refused)}, status=400
-            )
-        return web.json_response(
-            {
-                "access_token": session.token,
-                "scope": form.get("scope", "ovirt-app-api"),
-                "exp": str(int(session.expires * 1000)),
-                "token_type": "bearer",
-            }
-        )
-
-    async def _logout(self, request: web.Request) -> web.Response:
-        form = await self._sso_form(request)
-        token = form.get("token", "")
-        if not token:
-            auth = request.headers.get("Authorization", "")
-            if auth.lower().startswith("bearer "):
-                token = auth[7:].strip()
-        if token:
-            self.auth.logout(token)
-        return web.json_response({})
 
     async def authenticate(self, request: web.Request, env: Env) -> None:
         auth = request.headers.get("Authorization", "")
@@ -259,7 +161,7 @@ class Api:
 
     # -- the API ---------------------------------------------------------------------
     async def _api(self, request: web.Request, tail: str) -> web.StreamResponse:
-        env = Env(self.reads, _fmt(request), request_query(request))
+        env = Env(self.reads, negotiate(request), request_query(request))
         await self.authenticate(request, env)  # first: nothing is read for anonymous
         if "as_of" in env.query:
             if request.method not in ("GET", "HEAD"):
@@ -276,31 +178,27 @@ class Api:
             raise await authz.deny(self, env, d) from None
 
     async def _route(self, request: web.Request, env: Env, tail: str) -> web.StreamResponse:
-        from api import authz
-
         fmt = env.fmt
         reads = env.reads
         segs = [s for s in tail.split("/") if s]
         method = request.method
         if not segs:
             if method not in ("GET", "HEAD"):
-                raise _method(method, "GET")
+                raise not_allowed(method, "GET")
             return respond(fmt, 200, "api", self.root(env))
-        from api import specials
-
         special = specials.SPECIAL.get(segs[0])
         if special is not None:
             return await special(self, request, env, segs[1:])
         res = RESOURCES.get(segs[0])
-        if res is None or not res.available():
+        if res is None:
             raise not_found(f"No collection '{segs[0]}'.")
         if len(segs) == 1:
             if method in ("GET", "HEAD"):
                 return self.list(res, env, reads.list(res.cls))
             if method == "POST":
                 return await self.add(request, env, res, res.add)
-            raise _method(method, "GET, POST")
-        obj = reads.get(res.cls, _id_or_404(segs[1]))
+            raise not_allowed(method, "GET, POST")
+        obj = reads.get(res.cls, id_or_404(segs[1]))
         if obj is None:
             raise not_found(f"{res.label} {segs[1]} not found.")
         if method in ("GET", "HEAD") and not authz.can_see(env, res, obj):
@@ -312,7 +210,7 @@ class Api:
                 if env.query.get("follow"):
                     return respond(fmt, 200, res.tag, self.render(res, obj, env))
                 return web.Response(
-                    body=self.cached(res, obj, fmt), content_type=_JSON if fmt == "json" else _XML
+                    body=self.renderings.get(res, obj, fmt), content_type=content_type(fmt)
                 )
             if method == "PUT":
                 authz.check(env, authz.permit_for(res.path, "edit"), res.tag, obj.id, "update")
@@ -320,11 +218,11 @@ class Api:
             if method == "DELETE":
                 authz.check(env, authz.permit_for(res.path, "delete"), res.tag, obj.id, "remove")
                 return await self.remove(env, res.remove, obj_id=obj.id)
-            raise _method(method, "GET, PUT, DELETE")
+            raise not_allowed(method, "GET, PUT, DELETE")
         verb = segs[2]
         if len(segs) == 3 and verb in res.actions:
             if method != "POST":
-                raise _method(method, "POST")
+                raise not_allowed(method, "POST")
             permit = authz.permit_for(res.path, "action", verb=verb)
             authz.check(env, permit, res.tag, obj.id, verb)
             return await self.action(request, env, res.actions[verb], obj_id=obj.id)
@@ -338,155 +236,20 @@ class Api:
 
     # -- rendering --------------------------------------------------------------------
     def root(self, env: Env) -> dict[str, Any]:
-        links = []
-        for path in sorted(RESOURCES):
-            r = RESOURCES[path]
-            if not r.available():
-                continue
-            links.append({"href": f"{BASE}/{path}", "rel": path})
-            if r.searchable:
-                links.append({"href": f"{BASE}/{path}?search={{query}}", "rel": f"{path}/search"})
-        from api import specials
-
-        for path in sorted(specials.SPECIAL):
-            links.append({"href": f"{BASE}/{path}", "rel": path})
-        links.append(
-            {"href": f"{BASE}/events?search={{query}}&from={{event_id}}", "rel": "events/search"}
-        )
-        reads = env.reads
-
-        def count(cls: str, status: str | None = None, field: str = "status") -> dict[str, Any]:
-            agg = aggregate_class(cls)
-            objs = authz.visible(env, agg.KIND, reads.list(cls)) if agg is not None else []
-            out: dict[str, Any] = {"total": len(objs)}
-            if status is not None:
-                out["active"] = sum(1 for o in objs if str(getattr(o, field, "")) == status)
-            return out
-
-        major, minor, rev = VERSION
-        return {
-            "link": links,
-            "product_info": {
-                "instance_id": None,
-                "name": PRODUCT,
-                "vendor": "Orrery",
-                "version": {
-                    "build": "0",
-                    "full_version": f"{major}.{minor}.{rev}-orrery",
-                    "major": major,
-                    "minor": minor,
-                    "revision": rev,
-                },
-            },
-            "special_objects": {
-                "blank_template": {
-                    "href": f"{BASE}/templates/{BLANK_TEMPLATE_ID}",
-                    "id": BLANK_TEMPLATE_ID,
-                },
-                "root_tag": {
-                    "href": f"{BASE}/tags/{BLANK_TEMPLATE_ID}",
-                    "id": BLANK_TEMPLATE_ID,
-                },
-            },
-            "summary": {
-                "hosts": count("Host", "up"),
-                "storage_domains": count("StorageDomain", "active"),
-                "users": (users := count("User")) | {"active": users["total"]},
-                "vms": count("Vm", "up"),
-            },
-            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "authenticated_user": {
-                "href": f"{BASE}/users/{env.user_id}",
-                "id": str(env.user_id),
-            }
-            if env.user_id
-            else None,
-            "effective_user": {"href": f"{BASE}/users/{env.user_id}", "id": str(env.user_id)}
-            if env.user_id
-            else None,
-        }
+        return specials.root(env)
 
     def render(self, res: Resource, obj: Any, env: Env) -> Any:
-        tree = res.render(obj)
-        follow = env.query.get("follow")
-        if follow:
-            self._follow(res, obj, tree, follow, env)
-        return tree
-
-    def cached(self, res: Resource, obj: Any, fmt: str) -> bytes:
-        """One object's serialized form; objects are immutable per version, so the
-        rendering is kept by (collection, id, format) with the version it shows."""
-        key = (res.path, obj.id, fmt)
-        hit = self._cache.get(key)
-        if hit is not None and hit[0] == obj.version:
-            return hit[1]
-        if fmt == "json":
-            data = jsonio.encode_value(res.render(obj))
-        else:
-            data = res.render_xml(obj).encode()
-        if len(self._cache) > 300_000:
-            self._cache.clear()
-        self._cache[key] = (obj.version, data)
-        return data
+        return render.followed(
+            res, obj, env.reads, env.query.get("follow"), lambda r, o: authz.can_see(env, r, o)
+        )
 
     def prewarm(self) -> int:
         """Renders every object once (run in a thread at start) so the first big list is
         as fast as the next."""
         try:
-            return self._prewarm()
+            return self.renderings.prewarm(self.reads)
         finally:
             self.prewarmed = True
-
-    def _prewarm(self) -> int:
-        n = 0
-        for res in list(RESOURCES.values()):
-            if not res.available():
-                continue
-            for obj in self.reads.list(res.cls):
-                for fmt in ("xml", "json"):
-                    self.cached(res, obj, fmt)
-                n += 1
-        return n
-
-    def _follow(self, res: Resource, obj: Any, tree: dict, follow: str, env: Env) -> None:
-        """Inlines sub-collections (``nics``, ``disk_attachments``) and referenced objects
-        (``cluster``, ``cluster.data_center``, ``disk_attachments.disk``)."""
-        for path in follow.split(","):
-            head, _, rest = path.strip().partition(".")
-            if not head:
-                continue
-            sub = res.subs.get(head.replace("_", ""))
-            if sub is not None:
-                tag, _ = self._sub_tags(sub)
-                subs = self.sub_items(env, obj, sub)
-                if sub.kind == "child":
-                    subs = self.visible(env, RESOURCES[sub.resource], subs)  # type: ignore[index]
-                items = [self.render_sub_item(res, obj, sub, i, env) for i in subs]
-                if rest:
-                    for item in items:
-                        self._follow_ref(item, rest, env)
-                tree[sub.tags] = {tag: items}
-                continue
-            self._follow_ref(tree, path.strip(), env)
-
-    def _follow_ref(self, tree: dict, path: str, env: Env) -> None:
-        head, _, rest = path.partition(".")
-        ref = tree.get(head)
-        if not (isinstance(ref, dict) and ref.get("href") and ref.get("id")):
-            return
-        tres = RESOURCES.get(ref["href"][len(BASE) + 1 :].split("/")[0])
-        if tres is None or not tres.available():
-            return
-        try:
-            tobj = env.reads.get(tres.cls, UUID(ref["id"]))
-        except ValueError:
-            return
-        if tobj is None or not self.visible(env, tres, [tobj]):
-            return  # what the user may not see stays a link
-        new = tres.render(tobj)
-        if rest:
-            self._follow(tres, tobj, new, rest, env)
-        tree[head] = new
 
     def list(self, res: Resource, env: Env, objs: list[Any]) -> web.Response:
         q = env.query
@@ -495,31 +258,27 @@ class Api:
         if search and search.strip():
             if not res.searchable:
                 raise bad_request(f"The {res.tags} collection is not searchable.", "search")
-            query = compile_search(search, _bool(q.get("case_sensitive")))
-            objs = [o for o in objs if query.matches(lambda k, o=o: res.search_values(o, k, reads))]
-            objs = query.order(objs, lambda o, k: res.search_values(o, k, reads))
-            objs = query.page_of(objs, _max(q) or 100)
+            query = compile_search(search, flag_param(q.get("case_sensitive")))
+            objs = [
+                o
+                for o in objs
+                if query.matches(functools.partial(search_values, res, o, reads=reads))
+            ]
+            objs = query.order(objs, lambda o, k: search_values(res, o, k, reads))
+            objs = query.page_of(objs, max_param(q) or 100)
         objs = self.visible(env, res, objs)
-        limit = _max(q)
+        limit = max_param(q)
         if limit is not None:
             objs = objs[:limit]
         if q.get("follow"):
             items = [self.render(res, o, env) for o in objs]
-            if env.fmt == "json":
-                return web.Response(body=jsonio.collection(res.tag, items), content_type=_JSON)
-            return web.Response(body=xmlio.collection(res.tags, res.tag, items), content_type=_XML)
-        cached = self.cached
+            return collection(env.fmt, res.tags, res.tag, items)
+        cached = self.renderings.get
         fmt = env.fmt
         parts = [cached(res, o, fmt) for o in objs]
-        if fmt == "json":
-            body = b'{"' + res.tag.encode() + b'":[' + b",".join(parts) + b"]}"
-            return web.Response(body=body, content_type=_JSON)
-        open_, close = f"<{res.tags}>".encode(), f"</{res.tags}>".encode()
-        return web.Response(body=b"".join([open_, *parts, close]), content_type=_XML)
+        return web.Response(body=render.joined(res, fmt, parts), content_type=content_type(fmt))
 
-    def visible(self, env: Env, res: Resource, objs: list[Any]) -> list[Any]:
-        from api import authz
-
+    def visible(self, env: Env, res: Resource, objs: builtins.list[Any]) -> builtins.list[Any]:
         return authz.visible(env, res, objs)
 
     # -- writing -----------------------------------------------------------------------
@@ -535,17 +294,10 @@ class Api:
             raise bad_request(f"Expected a <{root}> element, got <{tag}>.", root)
         return val if isinstance(val, dict) else {}
 
-    async def run(self, cmd: Any) -> Any:
-        from domain.base import DomainError
-
-        if getattr(cmd, "password", None) is not None:
+    async def run(self, cmd: Command) -> Any:
+        if isinstance(cmd, (AddUser, ChangeUserPassword)) and cmd.password is not None:
             # Hash off the writer thread and off the event loop (argon2 takes ~0.3 s).
-            try:
-                from commands.user import prehashed
-            except ImportError:
-                prehashed = None
-            if prehashed is not None:
-                cmd = await asyncio.get_running_loop().run_in_executor(None, prehashed, cmd)
+            cmd = await asyncio.get_running_loop().run_in_executor(None, _hashed, cmd)
         try:
             result = await self.bus.execute_async(cmd)
         except DomainError as e:
@@ -567,11 +319,10 @@ class Api:
         kind: str | None = None,
     ) -> web.Response:
         if inp is None:
-            raise _method("POST", "GET")
-        from api import authz
-
+            raise not_allowed("POST", "GET")
         body = await self.read_body(request, env, res.tag)
-        cmd = inp.build(
+        cmd = build(
+            inp,
             body,
             env,
             parent_id=parent[1] if parent else None,
@@ -580,50 +331,22 @@ class Api:
         )
         scope_kind, scope = authz.scope_of(cmd)
         authz.check(env, authz.permit_for(res.path, "create"), scope_kind, scope, f"add {res.tag}")
-        secret = self._enrollment_secret(cmd, inp, body, env)
+        secret = enrollment.secret_of(cmd, inp, body, env, self.host_secrets)
         result = await self.run(cmd)
         new_id = _created(result)
         if secret is not None and new_id is not None:
-            await self._keep_secret(new_id, secret)
+            await enrollment.keep(self.host_secrets, self.run, new_id, secret)
         obj = self.reads.get(res.cls, new_id) if new_id is not None else None
         if obj is None:
             return respond(env.fmt, 202, "action", {"status": "complete"})
         href = res.href(obj)
         return respond(env.fmt, 201, res.tag, self.render(res, obj, env), {"Location": href})
 
-    def _enrollment_secret(self, cmd: Any, inp: Input, body: Any, env: Env) -> str | None:
-        """A new host's root_password, its enrollment secret: checked here, stored only
-        once the host's AddHost has committed (``_keep_secret``), so a refused command
-        (an existing host's id or name) leaves every stored secret as it was."""
-        if type(cmd).__name__ != "AddHost" or "root_password" not in inp.fields:
-            return None
-        secret = inp.fields["root_password"](body if isinstance(body, dict) else {}, env)
-        if not isinstance(secret, str) or not secret:
-            return None
-        if self.host_secrets is None:
-            raise ApiError(400, "Operation Failed", "This Manager does not manage host secrets.")
-        return secret
-
-    async def _keep_secret(self, host_id: UUID, secret: str) -> None:
-        """Stores a committed host's secret; when that fails the host cannot be reached,
-        so its installation fails, with the reason (never the secret)."""
-        try:
-            self.host_secrets.put(host_id, secret)
-        except OSError as e:
-            reason = f"The host's enrollment secret could not be stored ({e.strerror})."
-            log.error("host %s: %s", host_id, reason)
-            with contextlib.suppress(ApiError):  # no longer installing: nothing to fail
-                await self.run(
-                    ReportHostInstalled(
-                        host_id=host_id, success=False, message=reason, actor="system"
-                    )
-                )
-
     async def update(self, request: web.Request, env: Env, res: Resource, obj: Any):
         if res.update is None:
-            raise _method("PUT", "GET, DELETE")
+            raise not_allowed("PUT", "GET, DELETE")
         body = await self.read_body(request, env, res.tag)
-        cmd = res.update.build(body, env, obj_id=obj.id, query=env.query)
+        cmd = build(res.update, body, env, obj_id=obj.id, query=env.query)
         await self.run(cmd)
         new = self.reads.get(res.cls, obj.id) or obj
         return respond(env.fmt, 200, res.tag, self.render(res, new, env))
@@ -640,9 +363,9 @@ class Api:
         obj: Any = None,
     ) -> web.Response:
         if inp is None:
-            raise _method("DELETE", "GET")
-        cmd = inp.build(
-            {}, env, obj_id=obj_id, parent_id=parent_id, item_id=item_id, query=env.query
+            raise not_allowed("DELETE", "GET")
+        cmd = build(
+            inp, {}, env, obj_id=obj_id, parent_id=parent_id, item_id=item_id, query=env.query
         )
         await self.run(cmd)
         return respond(env.fmt, 200, "action", {"status": "complete"})
@@ -658,11 +381,19 @@ class Api:
         item_id: UUID | None = None,
     ) -> web.Response:
         body = await self.read_body(request, env, "action")
+        result = None
         try:
-            cmd = inp.build(
-                body, env, obj_id=obj_id, parent_id=parent_id, item_id=item_id, query=env.query
-            )
-            result = await self.run(cmd) if cmd is not None else None
+            if inp.command is not NOOP:  # else an action that succeeds without a command
+                cmd = build(
+                    inp,
+                    body,
+                    env,
+                    obj_id=obj_id,
+                    parent_id=parent_id,
+                    item_id=item_id,
+                    query=env.query,
+                )
+                result = await self.run(cmd)
         except ApiError as e:
             return fault_response(env.fmt, e, action=True)
         out: dict[str, Any] = {}
@@ -672,83 +403,62 @@ class Api:
         return respond(env.fmt, 200, "action", out)
 
     # -- sub-collections --------------------------------------------------------------
-    def _sub_tags(self, sub: Sub) -> tuple[str, str]:
-        if sub.kind == "child":
-            child = RESOURCES[sub.resource]  # type: ignore[index]
-            return child.tag, child.tags
-        return sub.tag or sub.path.rstrip("s"), sub.tags
-
-    def sub_items(self, env: Env, parent: Any, sub: Sub) -> list[Any]:
-        if sub.kind == "child":
-            child = RESOURCES[sub.resource]  # type: ignore[index]
-            return [o for o in env.reads.list(child.cls) if _belongs(o, sub.attr, parent.id)]
-        if sub.kind == "embedded":
-            return list(sub.items(parent, env.reads))  # type: ignore[misc]
-        return []
-
-    def render_sub_item(self, res: Resource, parent: Any, sub: Sub, item: Any, env: Env) -> Any:
-        if sub.kind == "child":
-            return RESOURCES[sub.resource].render(item)  # type: ignore[index]
-        href = f"{res.href(parent)}/{sub.path}/{item.id}"
-        d: dict[str, Any] = {"href": href, "id": str(item.id)}
-        if sub.actions:
-            d["actions"] = {
-                "link": [{"href": f"{href}/{v}", "rel": v} for v in sorted(sub.actions)]
-            }
-        for tag, fn in sub.fields:
-            v = fn(item)
-            if v is not None:
-                d[tag] = v
-        d[res.tag] = {"href": res.href(parent), "id": str(parent.id)}
-        return d
-
     async def sub(
-        self, request: web.Request, env: Env, res: Resource, parent: Any, sub: Sub, rest: list[str]
+        self,
+        request: web.Request,
+        env: Env,
+        res: Resource,
+        parent: Any,
+        sub: Sub,
+        rest: builtins.list[str],
     ) -> web.StreamResponse:
         method = request.method
-        tag, tags = self._sub_tags(sub)
+        tag, tags = render.sub_tags(sub)
         if not rest:
             if method in ("GET", "HEAD"):
-                items = self.sub_items(env, parent, sub)
+                items = render.sub_items(env.reads, parent, sub)
                 if sub.kind == "child":
-                    child = RESOURCES[sub.resource]  # type: ignore[index]
+                    child = render.child_resource(sub)
                     items = self.visible(env, child, items)
-                rendered = [self.render_sub_item(res, parent, sub, i, env) for i in items]
-                limit = _max(env.query)
+                rendered = [render.sub_item(res, parent, sub, i) for i in items]
+                limit = max_param(env.query)
                 if limit is not None:
                     rendered = rendered[:limit]
-                if env.fmt == "json":
-                    return web.Response(body=jsonio.collection(tag, rendered), content_type=_JSON)
-                return web.Response(body=xmlio.collection(tags, tag, rendered), content_type=_XML)
+                return collection(env.fmt, tags, tag, rendered)
             if method == "POST":
                 if sub.kind == "child":
-                    child = RESOURCES[sub.resource]  # type: ignore[index]
+                    child = render.child_resource(sub)
                     if sub.add is not None:
-                        return await self._sub_add_existing(request, env, res, parent, sub, child)
+                        return await self._sub_add_existing(request, env, parent, sub.add, child)
                     return await self.add(
-                        request, env, child, child.add, parent=(sub.attr, parent.id), kind=res.tag
+                        request,
+                        env,
+                        child,
+                        child.add,
+                        parent=(sub.attr or "", parent.id),
+                        kind=res.tag,
                     )
                 if sub.add is None:
-                    raise _method(method, "GET")
-                return await self._sub_add_embedded(request, env, res, parent, sub, tag)
-            raise _method(method, "GET, POST")
-        item_id = _id_or_404(rest[0])
-        items = {i.id: i for i in self.sub_items(env, parent, sub)}
-        item = items.get(item_id)
+                    raise not_allowed(method, "GET")
+                return await self._sub_add_embedded(request, env, res, parent, sub, sub.add, tag)
+            raise not_allowed(method, "GET, POST")
+        item_id = id_or_404(rest[0])
+        by_id = {i.id: i for i in render.sub_items(env.reads, parent, sub)}
+        item = by_id.get(item_id)
         hidden = (
             item is not None
             and sub.kind == "child"
             and method in ("GET", "HEAD")
-            and not self.visible(env, RESOURCES[sub.resource], [item])  # type: ignore[index]
+            and not self.visible(env, render.child_resource(sub), [item])
         )
         if item is None or hidden:
             raise not_found(f"No {tag} {rest[0]} under {res.tag} {parent.id}.")
         if len(rest) == 1:
             if method in ("GET", "HEAD"):
-                return respond(env.fmt, 200, tag, self.render_sub_item(res, parent, sub, item, env))
+                return respond(env.fmt, 200, tag, render.sub_item(res, parent, sub, item))
             if method == "DELETE":
                 if sub.remove is None and sub.kind == "child":
-                    child = RESOURCES[sub.resource]  # type: ignore[index]
+                    child = render.child_resource(sub)
                     return await self.remove(env, child.remove, obj_id=item.id, res=child, obj=item)
                 return await self.remove(
                     env, sub.remove, parent_id=parent.id, item_id=item.id, res=res, obj=parent
@@ -756,64 +466,77 @@ class Api:
             if method == "PUT":
                 if sub.update is None:
                     if sub.kind == "child":
-                        child = RESOURCES[sub.resource]  # type: ignore[index]
+                        child = render.child_resource(sub)
                         return await self.update(request, env, child, item)
-                    raise _method(method, "GET, DELETE")
+                    raise not_allowed(method, "GET, DELETE")
                 body = await self.read_body(request, env, tag)
-                cmd = sub.update.build(
-                    body, env, parent_id=parent.id, item_id=item.id, query=env.query
+                cmd = build(
+                    sub.update, body, env, parent_id=parent.id, item_id=item.id, query=env.query
                 )
                 await self.run(cmd)
                 fresh_parent = self.reads.get(res.cls, parent.id) or parent
-                fresh = {i.id: i for i in self.sub_items(env, fresh_parent, sub)}.get(item.id, item)
-                return respond(
-                    env.fmt, 200, tag, self.render_sub_item(res, fresh_parent, sub, fresh, env)
+                fresh = {i.id: i for i in render.sub_items(env.reads, fresh_parent, sub)}.get(
+                    item.id, item
                 )
-            raise _method(method, "GET, PUT, DELETE")
+                return respond(env.fmt, 200, tag, render.sub_item(res, fresh_parent, sub, fresh))
+            raise not_allowed(method, "GET, PUT, DELETE")
         if len(rest) == 2 and rest[1] in sub.actions:
             if method != "POST":
-                raise _method(method, "POST")
+                raise not_allowed(method, "POST")
             return await self.action(
                 request, env, sub.actions[rest[1]], parent_id=parent.id, item_id=item.id
             )
         if len(rest) == 2 and sub.kind == "child":
-            child = RESOURCES[sub.resource]  # type: ignore[index]
+            child = render.child_resource(sub)
             if rest[1] in child.actions and method == "POST":
                 return await self.action(request, env, child.actions[rest[1]], obj_id=item.id)
         raise not_found(f"No action '{rest[1]}' of {tag}.")
 
     async def _sub_add_existing(
-        self, request: web.Request, env: Env, res: Resource, parent: Any, sub: Sub, child: Resource
+        self, request: web.Request, env: Env, parent: Any, inp: Input, child: Resource
     ) -> web.Response:
+        """Adds an existing object to a sub-collection (attaching a storage domain)."""
         body = await self.read_body(request, env, child.tag)
-        cmd = sub.add.build({"": body}, env, parent_id=parent.id, query=env.query)  # type: ignore[union-attr]
+        cmd = build(inp, {"": body}, env, parent_id=parent.id, query=env.query)
         await self.run(cmd)
         target = getattr(cmd, f"{child.tag}_id", None)
         obj = self.reads.get(child.cls, target) if target else None
         if obj is None:
             return respond(env.fmt, 202, "action", {"status": "complete"})
-        return respond(env.fmt, 201, child.tag, child.render(obj), {"Location": child.href(obj)})
+        return respond(
+            env.fmt, 201, child.tag, render.tree(child, obj), {"Location": child.href(obj)}
+        )
 
     async def _sub_add_embedded(
-        self, request: web.Request, env: Env, res: Resource, parent: Any, sub: Sub, tag: str
+        self,
+        request: web.Request,
+        env: Env,
+        res: Resource,
+        parent: Any,
+        sub: Sub,
+        inp: Input,
+        tag: str,
     ) -> web.Response:
+        """Adds an item held in the parent (a VM's nic) and answers with the new item."""
         body = await self.read_body(request, env, tag)
-        before = {i.id for i in self.sub_items(env, parent, sub)}
-        cmd = sub.add.build(body, env, parent_id=parent.id, query=env.query)  # type: ignore[union-attr]
+        before = {i.id for i in render.sub_items(env.reads, parent, sub)}
+        cmd = build(inp, body, env, parent_id=parent.id, query=env.query)
         await self.run(cmd)
         fresh_parent = self.reads.get(res.cls, parent.id) or parent
-        new = [i for i in self.sub_items(env, fresh_parent, sub) if i.id not in before]
+        new = [i for i in render.sub_items(env.reads, fresh_parent, sub) if i.id not in before]
         if not new:
             return respond(env.fmt, 202, "action", {"status": "complete"})
-        tree = self.render_sub_item(res, fresh_parent, sub, new[0], env)
+        tree = render.sub_item(res, fresh_parent, sub, new[0])
         return respond(env.fmt, 201, tag, tree, {"Location": tree["href"]})
 
 
-def _belongs(obj: Any, attr: str | None, parent_id: UUID) -> bool:
-    v = getattr(obj, attr, None) if attr else None
-    if isinstance(v, (tuple, list, frozenset, set)):
-        return parent_id in v
-    return v == parent_id
+def _hashed(cmd: Command) -> Command:
+    """``cmd`` with its plain password replaced by the hash (``commands.user.prehashed``)."""
+    if isinstance(cmd, AddUser):
+        return prehashed(cmd)
+    if isinstance(cmd, ChangeUserPassword):
+        return prehashed(cmd)
+    return cmd
 
 
 def _created(result: Any) -> UUID | None:
@@ -821,214 +544,3 @@ def _created(result: Any) -> UUID | None:
         return result.created[0]
     v = result.value
     return v if isinstance(v, UUID) else None
-
-
-def _id_or_404(text: str) -> UUID:
-    try:
-        return UUID(text)
-    except ValueError:
-        raise not_found(f"No object with id '{text[:80]}'.") from None
-
-
-def _max(q: dict[str, str]) -> int | None:
-    v = q.get("max")
-    if v is None or v == "":
-        return None
-    try:
-        n = int(v)
-    except ValueError:
-        raise bad_request(
-            f"Invalid value '{v[:40]}' of 'max': expected an integer.", "max"
-        ) from None
-    return None if n < 0 else n
-
-
-def _method(method: str, allowed: str) -> ApiError:
-    return ApiError(405, "Method Not Allowed", f"{method} is not allowed here; use {allowed}.")
-
-
-__all__ = ["Api", "Env", "fault_response", "parse_id", "respond"]
-
-
-def make_app(bus: Any, **kw: Any) -> web.Application:
-    return Api(bus, **kw).app()
-
-
-# -- running ------------------------------------------------------------------------
-
-
-def initialize(bus: Any, data_dir: Any = None) -> str | None:
-    """First start: the system's initial objects through commands.system.ensure_initialized
-    when the security area provides it. Returns the admin password to accept when the
-    user area has not landed yet (ORRERY_ADMIN_PASSWORD, else generated, kept in
-    DATA_DIR/admin-password and printed once)."""
-    import inspect
-    import os
-    import secrets
-    from pathlib import Path
-
-    password = os.environ.get("ORRERY_ADMIN_PASSWORD") or None
-    try:
-        from commands import system  # type: ignore[attr-defined]
-    except ImportError:
-        system = None
-    fn = getattr(system, "ensure_initialized", None) if system is not None else None
-    if fn is not None:
-        params = inspect.signature(fn).parameters
-        kw: dict[str, Any] = {}
-        for name in ("admin_password", "password"):
-            if name in params:
-                kw[name] = password
-        out = fn(bus, **kw)
-        generated = getattr(out, "admin_password", None) or (out if isinstance(out, str) else None)
-        if generated and not password:
-            print(f"admin@internal password: {generated}", flush=True)
-        return None
-    if password:
-        return password
-    path = Path(data_dir or "./data") / "admin-password"
-    if path.exists():
-        return path.read_text().strip()
-    password = secrets.token_urlsafe(12)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(password + "\n")
-    path.chmod(0o600)
-    print(f"admin@internal password: {password} (saved in {path})", flush=True)
-    return password
-
-
-def ssl_context(cert: str | None, key: str | None) -> Any:
-    if not cert:
-        return None
-    import ssl
-
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(cert, key)
-    return ctx
-
-
-class ServerThread:
-    """Runs the API on its own event loop in a thread (tests, benchmarks)."""
-
-    def __init__(self, api: Api, host: str = "127.0.0.1", port: int = 0) -> None:
-        import threading
-
-        self.api = api
-        self.host = host
-        self.port = port
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._run, name="orrery-api", daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._start())
-        self._ready.set()
-        self._loop.run_forever()
-
-    async def _start(self) -> None:
-        self._runner = web.AppRunner(self.api.app(), access_log=None, shutdown_timeout=2.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-
-    def start(self) -> ServerThread:
-        self._thread.start()
-        self._ready.wait(10)
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}{BASE}"
-
-    def stop(self) -> None:
-        async def down() -> None:
-            if self._runner is not None:
-                await self._runner.cleanup()
-
-        fut = asyncio.run_coroutine_threadsafe(down(), self._loop)
-        try:
-            fut.result(10)
-        finally:
-            self.api.as_of.close()
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-
-
-async def serve(
-    bus: Any,
-    host: str,
-    port: int,
-    *,
-    ssl: Any = None,
-    reads: Any = None,
-    data_dir: Any = None,
-    hostlink_options: dict[str, Any] | None = None,
-    local_hosts: int = 0,
-    history: bool = True,
-    as_of_timeout: float | None = None,
-) -> None:
-    """Runs the Manager until SIGTERM/SIGINT: the API; the HostLink that connects to
-    every host's hostd and carries the log's decisions out to them; the history
-    warehouse fed from the log and the hosts' statistics. Whatever was started is
-    stopped again, also when starting fails half-way."""
-    import signal
-    from pathlib import Path
-
-    from commands.hostlink import HostLink, HostSecrets
-
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
-            loop.add_signal_handler(sig, stop.set)
-    data = Path(data_dir or "./data")
-    secrets = HostSecrets(data / "host-secrets.json")
-    options = dict(hostlink_options or {})
-    warehouse = None
-    async with contextlib.AsyncExitStack() as stack:
-        if history and "telemetry" not in options:
-            from api.telemetry import TelemetrySink
-            from history.runner import HistoryRunner
-            from history.warehouse import Warehouse, path_in
-
-            warehouse = Warehouse(path_in(data))
-            stack.callback(warehouse.close)
-            runner_ = HistoryRunner(warehouse, bus.log.read)
-            runner_.start()
-            stack.push_async_callback(loop.run_in_executor, None, runner_.stop)
-            options["telemetry"] = TelemetrySink(bus, runner_)
-        else:
-            from api.telemetry import TelemetrySink
-
-            options.setdefault("telemetry", TelemetrySink(bus))
-        uris: dict[UUID, str] = {}
-        if local_hosts:
-            from api.local_hosts import attach_local_storage, start_local_hosts
-
-            harness, uris = await loop.run_in_executor(
-                None, start_local_hosts, bus, secrets, data, local_hosts
-            )
-            stack.push_async_callback(loop.run_in_executor, None, harness.stop)
-            options["libvirt_uris"] = {**options.get("libvirt_uris", {}), **uris}
-        link = await HostLink(bus, secrets, **options).start()
-        stack.push_async_callback(link.stop)
-        if uris:
-            attaching = asyncio.create_task(attach_local_storage(bus, data, list(uris)))
-            stack.callback(attaching.cancel)
-        api = Api(bus, reads=reads, host_secrets=secrets, as_of_timeout=as_of_timeout)
-        stack.callback(api.as_of.close)
-        stack.callback(api.auth.close)  # records the failed logins still folded
-        api.reads.telemetry = options["telemetry"]
-        api.warehouse = warehouse
-        runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=5.0)
-        await runner.setup()
-        stack.push_async_callback(runner.cleanup)
-        site = web.TCPSite(runner, host, port, ssl_context=ssl)
-        await site.start()
-        loop.run_in_executor(None, api.prewarm)
-        scheme = "https" if ssl else "http"
-        print(f"Orrery API on {scheme}://{host}:{port}{BASE}", flush=True)
-        await stop.wait()

@@ -1,36 +1,42 @@
-"""Collections that are not aggregates: events (the feed), cluster levels, operating
-systems, jobs. Each is one handler ``(api, request, env, rest) -> Response``."""
+"""The API's root document and the collections that are not aggregates: events (the
+feed), cluster levels, operating systems, jobs. Each collection is one handler
+``(api, request, env, rest) -> Response``."""
 
 from __future__ import annotations
 
+import functools
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from api import jsonio, xmlio
-from api.faults import ApiError, bad_request, not_found
+from api import authz
+from api.collections import RESOURCES
+from api.collections.common import BLANK_TEMPLATE_ID
+from api.faults import bad_request, not_found
 from api.feed import render_event
-from api.resources import BASE
+from api.http import BASE, collection, max_param, not_allowed, respond
 from api.search import compile_search
-from commands.audit import HideEvent
+from commands.audit import AddExternalEvent, HideEvent
+from domain.datacenter import SUPPORTED_VERSIONS
+from domain.host import Host
+from domain.storage import StorageDomain
+from domain.user import User
+from domain.vm import Vm
 
+VERSION = (4, 5, 0)
+PRODUCT = "Orrery"
 _SEVERITY_RANK = {"normal": 0, "warning": 1, "error": 2, "alert": 10}
 
 
 def _collection(env: Any, tags: str, tag: str, items: list[Any]) -> web.Response:
-    if env.fmt == "json":
-        return web.Response(body=jsonio.collection(tag, items), content_type="application/json")
-    return web.Response(body=xmlio.collection(tags, tag, items), content_type="application/xml")
+    return collection(env.fmt, tags, tag, items)
 
 
-def _one(env: Any, tag: str, item: Any, status: int = 200, headers: Any = None) -> web.Response:
-    from api.server import respond
-
+def _one(
+    env: Any, tag: str, item: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     return respond(env.fmt, status, tag, item, headers)
-
-
-def _method(method: str, allowed: str) -> ApiError:
-    return ApiError(405, "Method Not Allowed", f"{method} is not allowed here; use {allowed}.")
 
 
 def _rank(value: str) -> str:
@@ -55,8 +61,6 @@ def _event_values(e: dict[str, Any], key: str) -> list[str]:
 
 
 async def events(api: Any, request: web.Request, env: Any, rest: list[str]) -> web.Response:
-    from api import authz
-
     method = request.method
     q = env.query
     if not rest:
@@ -69,9 +73,7 @@ async def events(api: Any, request: web.Request, env: Any, rest: list[str]) -> w
                     raise bad_request(
                         "Invalid value of 'from': expected an integer.", "from"
                     ) from None
-            from api.server import _max
-
-            limit = _max(q)
+            limit = max_param(q)
             # The limit counts what the user may read: a filtered list is cut after.
             upto = _as_of_position(env)
             whole = q.get("search") or upto is not None or not authz.sees_everything(env)
@@ -82,7 +84,7 @@ async def events(api: Any, request: web.Request, env: Any, rest: list[str]) -> w
             if q.get("search"):
                 # severity compares by rank: severity>normal
                 query = compile_search(q["search"], False, {"severity": _rank})
-                entries = [e for e in entries if query.matches(lambda k, e=e: _event_values(e, k))]
+                entries = [e for e in entries if query.matches(functools.partial(_event_values, e))]
             if limit is not None:
                 entries = entries[:limit]
             return _collection(env, "events", "event", [render_event(e) for e in entries])
@@ -100,29 +102,24 @@ async def events(api: Any, request: web.Request, env: Any, rest: list[str]) -> w
                 custom_id = int(body.get("custom_id", -1))
             except (TypeError, ValueError):
                 raise bad_request("Invalid value of 'custom_id'.", "custom_id") from None
-            e = None
-            from commands.messages import COMMAND_TYPES
-
-            cls = COMMAND_TYPES.get("AddExternalEvent")
-            if cls is not None:
-                result = await api.run(
-                    cls(
-                        description=desc[:4000],
-                        severity=severity,
-                        origin=str(origin)[:255],
-                        custom_id=custom_id,
-                        actor=env.user_name,
-                        actor_id=env.user_id,
-                        correlation_id=env.correlation_id,
-                    )
+            result = await api.run(
+                AddExternalEvent(
+                    description=desc[:4000],
+                    severity=severity,
+                    origin=str(origin)[:255],
+                    custom_id=custom_id,
+                    actor=env.user_name,
+                    actor_id=env.user_id,
+                    correlation_id=env.correlation_id,
                 )
-                await api.feed.wait_for(result.position)
-                e = api.feed.get(result.position)
-            if e is None:  # no audit command: kept in memory only
+            )
+            await api.feed.wait_for(result.position)
+            e = api.feed.get(result.position)
+            if e is None:  # the feed does not describe this event: kept in memory only
                 e = api.feed.add_external(desc[:4000], severity, str(origin)[:255], custom_id)
             tree = render_event(e)
             return _one(env, "event", tree, 201, {"Location": tree["href"]})
-        raise _method(method, "GET, POST")
+        raise not_allowed(method, "GET, POST")
     if len(rest) == 1:
         try:
             eid = int(rest[0])
@@ -146,7 +143,7 @@ async def events(api: Any, request: web.Request, env: Any, rest: list[str]) -> w
             )
             await api.run(hide)
             return _one(env, "action", {"status": "complete"})
-        raise _method(method, "GET, DELETE")
+        raise not_allowed(method, "GET, DELETE")
     raise not_found("No such event resource.")
 
 
@@ -158,10 +155,6 @@ def _as_of_position(env: Any) -> int | None:
 
 
 def _levels() -> list[str]:
-    try:
-        from domain.datacenter import SUPPORTED_VERSIONS
-    except ImportError:
-        return ["4.7"]
     return list(SUPPORTED_VERSIONS)
 
 
@@ -196,7 +189,7 @@ def _level(v: str) -> dict[str, Any]:
 
 async def clusterlevels(api: Any, request: web.Request, env: Any, rest: list[str]) -> web.Response:
     if request.method not in ("GET", "HEAD"):
-        raise _method(request.method, "GET")
+        raise not_allowed(request.method, "GET")
     if not rest:
         return _collection(env, "cluster_levels", "cluster_level", [_level(v) for v in _levels()])
     if len(rest) == 1 and rest[0] in _levels():
@@ -230,7 +223,7 @@ async def operatingsystems(
     api: Any, request: web.Request, env: Any, rest: list[str]
 ) -> web.Response:
     if request.method not in ("GET", "HEAD"):
-        raise _method(request.method, "GET")
+        raise not_allowed(request.method, "GET")
     items = [_os(*t) for t in OPERATING_SYSTEMS]
     if not rest:
         return _collection(env, "operation_systems", "operating_system", items)
@@ -243,10 +236,77 @@ async def operatingsystems(
 async def jobs(api: Any, request: web.Request, env: Any, rest: list[str]) -> web.Response:
     """Commands finish before the API answers, so there are never running jobs."""
     if request.method not in ("GET", "HEAD"):
-        raise _method(request.method, "GET")
+        raise not_allowed(request.method, "GET")
     if not rest:
         return _collection(env, "jobs", "job", [])
     raise not_found(f"No job {rest[0][:40]}.")
+
+
+def root(env: Any) -> dict[str, Any]:
+    """The API's entry point: a link per collection (and its search), the product's
+    version, the special objects, a summary and who is asking."""
+    links = []
+    for path in sorted(RESOURCES):
+        r = RESOURCES[path]
+        links.append({"href": f"{BASE}/{path}", "rel": path})
+        if r.searchable:
+            links.append({"href": f"{BASE}/{path}?search={{query}}", "rel": f"{path}/search"})
+    for path in sorted(SPECIAL):
+        links.append({"href": f"{BASE}/{path}", "rel": path})
+    links.append(
+        {"href": f"{BASE}/events?search={{query}}&from={{event_id}}", "rel": "events/search"}
+    )
+    reads = env.reads
+
+    def count(cls: Any, status: str | None = None, field: str = "status") -> dict[str, Any]:
+        objs = authz.visible(env, cls.KIND, reads.list(cls.__name__))
+        out: dict[str, Any] = {"total": len(objs)}
+        if status is not None:
+            out["active"] = sum(1 for o in objs if str(getattr(o, field, "")) == status)
+        return out
+
+    major, minor, rev = VERSION
+    return {
+        "link": links,
+        "product_info": {
+            "instance_id": None,
+            "name": PRODUCT,
+            "vendor": "Orrery",
+            "version": {
+                "build": "0",
+                "full_version": f"{major}.{minor}.{rev}-orrery",
+                "major": major,
+                "minor": minor,
+                "revision": rev,
+            },
+        },
+        "special_objects": {
+            "blank_template": {
+                "href": f"{BASE}/templates/{BLANK_TEMPLATE_ID}",
+                "id": BLANK_TEMPLATE_ID,
+            },
+            "root_tag": {
+                "href": f"{BASE}/tags/{BLANK_TEMPLATE_ID}",
+                "id": BLANK_TEMPLATE_ID,
+            },
+        },
+        "summary": {
+            "hosts": count(Host, "up"),
+            "storage_domains": count(StorageDomain, "active"),
+            "users": count(User, None) | {"active": len(reads.list(User.__name__))},
+            "vms": count(Vm, "up"),
+        },
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "authenticated_user": {
+            "href": f"{BASE}/users/{env.user_id}",
+            "id": str(env.user_id),
+        }
+        if env.user_id
+        else None,
+        "effective_user": {"href": f"{BASE}/users/{env.user_id}", "id": str(env.user_id)}
+        if env.user_id
+        else None,
+    }
 
 
 SPECIAL = {

@@ -30,7 +30,8 @@ def esc(s: str) -> str:
     return s
 
 
-def _write(tag: str, val: Any, out: list[str]) -> None:
+def write(tag: str, val: Any, out: list[str]) -> None:
+    """Appends the XML of ``val`` as element ``tag`` to ``out`` (the pieces to join)."""
     if val is None:
         return
     t = type(val)
@@ -50,14 +51,14 @@ def _write(tag: str, val: Any, out: list[str]) -> None:
         for k, v in val.items():
             if k == "href" or k == "id" or (k == "rel" and rel is not None):
                 continue
-            _write(k, v, out)
+            write(k, v, out)
         if len(out) == n + 1:
             out[n] = head + "/>"
         else:
             out.append("</" + tag + ">")
     elif t is list or t is tuple:
         for v in val:
-            _write(tag, v, out)
+            write(tag, v, out)
     elif t is bool:
         out.append(f"<{tag}>{'true' if val else 'false'}</{tag}>")
     elif t is str:
@@ -79,7 +80,7 @@ class Raw:
 
 def element(tag: str, val: Any) -> str:
     out: list[str] = []
-    _write(tag, val, out)
+    write(tag, val, out)
     return "".join(out)
 
 
@@ -91,7 +92,7 @@ def collection(tag: str, item_tag: str, items: list[Any]) -> bytes:
     """<tag> with one <item_tag> per item; items may be Raw strings or value trees."""
     out = [f"<{tag}>"]
     for it in items:
-        _write(item_tag, it, out)
+        write(item_tag, it, out)
     out.append(f"</{tag}>")
     return "".join(out).encode()
 

@@ -252,7 +252,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         _wait_port(api_port, procs[-1])
         # Size the baseline body like one VM's XML: measured below, started with a guess and
         # restarted with the real size.
-        from api.resources import VM
+        from api.collections.compute import VM
 
         sample = _sample_vm_xml_size(VM)
         procs.append(
@@ -281,7 +281,7 @@ def _sample_vm_xml_size(res: Any) -> int:
     """The size of one VM's XML as the API renders it (a typical new VM)."""
     from uuid import uuid4
 
-    from api import xmlio
+    from api import render, xmlio
     from domain.base import AGGREGATE_TYPES
 
     vm_cls = AGGREGATE_TYPES["Vm"]
@@ -298,7 +298,7 @@ def _sample_vm_xml_size(res: Any) -> int:
     )
     if vm is None:
         return 2000
-    return len(xmlio.element(res.tag, res.render(vm)))
+    return len(xmlio.element(res.tag, render.tree(res, vm)))
 
 
 def _accepts(cls: Any) -> bool:

@@ -29,7 +29,8 @@ def running_server(
     from pathlib import Path
 
     from api.reads import open_reads
-    from api.server import Api, ServerThread, initialize
+    from api.server import Api
+    from api.serving import ServerThread, initialize
     from commands.bootstrap import open_bus
     from commands.hostlink import HostLink, HostSecrets
 
@@ -37,7 +38,7 @@ def running_server(
     old = os.environ.get("ORRERY_ADMIN_PASSWORD")
     os.environ["ORRERY_ADMIN_PASSWORD"] = ADMIN_PASSWORD
     try:
-        initialize(bus, data_dir)
+        initialize(bus)
     finally:
         if old is None:
             os.environ.pop("ORRERY_ADMIN_PASSWORD", None)

@@ -432,7 +432,8 @@ def test_an_automatic_pool_reverts_a_returned_vm_and_a_manual_pool_keeps_it(
     import ovirtsdk4 as sdk
     import ovirtsdk4.types as types
 
-    from api.server import Api, ServerThread
+    from api.server import Api
+    from api.serving import ServerThread
     from commands.hostlink import HostLink
     from tests.e2e.api_server import connection
 
