@@ -7,12 +7,11 @@ import json
 import threading
 import urllib.request
 
+import ovirtsdk4 as sdk
+import ovirtsdk4.types as types
 import pytest
 
 from tests.e2e.api_server import connection, running_server
-
-sdk = pytest.importorskip("ovirtsdk4")
-types = pytest.importorskip("ovirtsdk4.types")
 
 pytestmark = pytest.mark.e2e
 

@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from tests.e2e.api_server import connection, running_server
 
-pytest.importorskip("ovirtsdk4")
 pytestmark = pytest.mark.e2e
 
 COLLECTIONS = [

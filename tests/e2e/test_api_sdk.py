@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import urllib.request
 
+import ovirtsdk4 as sdk
+import ovirtsdk4.types as types
 import pytest
 
 from tests.e2e.api_server import ADMIN_PASSWORD, connection, running_server
-
-sdk = pytest.importorskip("ovirtsdk4")
-types = pytest.importorskip("ovirtsdk4.types")
 
 pytestmark = pytest.mark.e2e
 

@@ -11,9 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import ovirtsdk4 as sdk
 import pytest
-
-sdk = pytest.importorskip("ovirtsdk4")
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]

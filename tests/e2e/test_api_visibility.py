@@ -26,13 +26,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import ovirtsdk4.types as types
 import pytest
 
-from tests.conftest import need_pg
+from commands.store import libpq_url
+from tests.conftest import drop_pg_schema, new_pg_schema, pg_owner_url
 from tests.e2e.api_server import ADMIN_PASSWORD, connection, running_server
-
-sdk = pytest.importorskip("ovirtsdk4")
-types = pytest.importorskip("ovirtsdk4.types")
 
 pytestmark = pytest.mark.e2e
 
@@ -42,23 +41,15 @@ API = "/ovirt-engine/api"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    import psycopg
-
-    url = need_pg()
-    schema = "t_vis_" + str(int(time.time() * 1000) % 10**9)
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
+    url = new_pg_schema("t_vis_")
     try:
         with running_server(
-            tmp_path_factory.mktemp("vis"),
-            database_url=f"{url}{'&' if '?' in url else '?'}schema={schema}",
-            as_of_timeout=LIMIT,
+            tmp_path_factory.mktemp("vis"), database_url=url, as_of_timeout=LIMIT
         ) as srv:
-            srv.pg = (url, schema)  # type: ignore[attr-defined]
+            srv.pg = url.rsplit("schema=", 1)[1]  # type: ignore[attr-defined]
             yield srv
     finally:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        drop_pg_schema(url)
 
 
 def _vm(vms: Any, name: str) -> Any:
@@ -387,9 +378,10 @@ def _log_locked(server: Any) -> Iterator[None]:
     """Holds an ACCESS EXCLUSIVE lock on the log's table: every read of the log waits."""
     import psycopg
 
-    url, schema = server.pg
+    schema = server.pg
     rec = server.bus.log.recorder
-    with psycopg.connect(url) as conn:
+    # The log's owner may lock it; the Manager's own role may only read and append.
+    with psycopg.connect(libpq_url(pg_owner_url())) as conn:
         conn.execute(f'LOCK TABLE "{schema}"."{rec.events_table_name}" IN ACCESS EXCLUSIVE MODE')
         try:
             yield

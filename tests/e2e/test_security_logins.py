@@ -12,6 +12,7 @@ import time
 import urllib.parse
 import xml.etree.ElementTree as ET
 
+import ovirtsdk4.types as types
 import pytest
 
 from api.logins import LoginGuard, LoginPolicy
@@ -19,9 +20,6 @@ from domain.system import UnknownUserLoginFailed
 from domain.user import LoginFailure, UserLocked, UserLoggedIn, UserLoginFailed
 from tests.conftest import REQUIRE
 from tests.e2e.api_server import ADMIN_PASSWORD, connection, http, running_server
-
-sdk = pytest.importorskip("ovirtsdk4")
-types = pytest.importorskip("ovirtsdk4.types")
 
 pytestmark = pytest.mark.e2e
 

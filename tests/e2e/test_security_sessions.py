@@ -12,14 +12,12 @@ import time
 import urllib.parse
 import xml.etree.ElementTree as ET
 
+import ovirtsdk4.types as types
 import pytest
 
 from api.sso import SYNC_SECONDS
 from domain.user import UserLoggedIn
 from tests.e2e.api_server import ADMIN_PASSWORD, connection, http, running_server
-
-sdk = pytest.importorskip("ovirtsdk4")
-types = pytest.importorskip("ovirtsdk4.types")
 
 pytestmark = pytest.mark.e2e
 

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+import ovirtsdk4.types as types
 import pytest
 
 from tests.e2e.api_server import connection, http, running_server
-
-sdk = pytest.importorskip("ovirtsdk4")
-types = pytest.importorskip("ovirtsdk4.types")
 
 pytestmark = pytest.mark.e2e
 

@@ -15,11 +15,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import ovirtsdk4.types as types
 import pytest
 
 from tests.e2e.api_server import ADMIN_PASSWORD, connection, running_server
-
-types = pytest.importorskip("ovirtsdk4.types")
 
 pytestmark = pytest.mark.e2e
 

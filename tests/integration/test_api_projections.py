@@ -3,12 +3,11 @@ Engine: same answers, and read-your-writes after every command."""
 
 from __future__ import annotations
 
+import ovirtsdk4 as sdk
+import ovirtsdk4.types as types
 import pytest
 
 from tests.e2e.api_server import connection, running_server
-
-sdk = pytest.importorskip("ovirtsdk4")
-types = pytest.importorskip("ovirtsdk4.types")
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,6 @@ import pytest
 from hostd import protocol as P
 
 pytestmark = pytest.mark.unit
-libvirt = pytest.importorskip("libvirt")
 
 
 def _port() -> int:

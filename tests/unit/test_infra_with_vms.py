@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+import domain.template as template_area
+import domain.vm as vm_area
 from commands.affinity import AddAffinityGroup, UpdateAffinityGroup
 from commands.cluster import RemoveCluster
 from commands.host import (
@@ -21,9 +23,6 @@ from domain.scheduling import schedule
 from domain.statuses import HostStatus, VmStatus
 from tests.unit.helpers import World
 from tests.unit.test_infra_world import GIB, decide, host, rejects, up_dc
-
-vm_area = pytest.importorskip("domain.vm")
-template_area = pytest.importorskip("domain.template")
 
 pytestmark = pytest.mark.unit
 
@@ -151,11 +150,11 @@ def test_affinity_members_must_be_in_the_cluster_and_groups_may_not_contradict()
 
 
 def test_storage_domain_with_disks_of_running_vms_cannot_be_deactivated() -> None:
+    import domain.disk as disk_area
     from commands.storage import DeactivateStorageDomain
     from domain.storage import StorageDomain
     from tests.unit.test_infra_world import nfs
 
-    disk_area = pytest.importorskip("domain.disk")
     w, d, c, hs = setup()
     second = nfs(w, "second", dc_id=d)
     vm = new_vm(w, c, "vm1")
