@@ -22,6 +22,7 @@ from aiohttp import web
 from api import jsonio, xmlio
 from api.faults import ApiError, bad_request, from_domain, not_found, unauthorized
 from api.feed import Feed
+from api.portal import routes as portal_routes
 from api.reads import EngineReads
 from api.resources import BASE, BLANK_TEMPLATE_ID, RESOURCES, Input, Resource, Sub, parse_id
 from api.search import compile_search
@@ -115,12 +116,33 @@ class Api:
     def app(self) -> web.Application:
         # One catch-all route and no middleware: _handle turns every failure into a fault.
         app = web.Application(client_max_size=MAX_BODY)
+        portal_routes.setup(app, self)  # the Admin Portal and VM Portal (api/portal)
         app.router.add_route("*", r"/{tail:[\s\S]*}", self._handle)
         app[API_KEY] = self
         return app
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         return await self._errors(request, self._dispatch)
+
+    # -- for the portals, whose sessions are cookies (api/portal) ----------------------
+    def env_for(self, user_id: UUID | None, user_name: str, query: dict[str, str]) -> Env:
+        """The Env of a request whose user the caller has authenticated."""
+        env = Env(self.reads, "json", query)
+        env.user_id, env.user_name = user_id, user_name
+        return env
+
+    async def call(self, request: web.Request, env: Env, tail: str) -> web.StreamResponse:
+        """The REST API under /ovirt-engine/api/``tail`` for ``env``'s user: the same
+        routing, commands and permission checks as a bearer-token request, faults as JSON."""
+        from api import authz
+
+        async def route(request: web.Request) -> web.StreamResponse:
+            try:
+                return await self._route(request, env, tail)
+            except authz.Denied as d:
+                raise await authz.deny(self, env, d) from None
+
+        return await self._errors(request, route)
 
     async def _errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
         fmt = _fmt(request)
