@@ -308,6 +308,14 @@ class Portal:
         reads = env.reads
         vms = authz.visible(env, views.resource("vms"), list(reads.list("Vm")))
         pools = authz.visible(env, views.resource("vmpools"), list(reads.list("VmPool")))
+        # A pool's VMs show once taken (as oVirt's VM Portal): the pool card offers them.
+        taken = {
+            a.vm_id
+            for p in reads.list("VmPool")
+            for a in p.assignments
+            if a.user_id == session.user_id
+        }
+        vms = [v for v in vms if v.pool_id is None or v.id in taken]
         vms.sort(key=lambda v: v.name.lower())
         pools.sort(key=lambda p: p.name.lower())
         ctx = {
