@@ -43,6 +43,17 @@ VENDOR = HERE / "vendor"
 LOGIN = "/ovirt-engine/login"
 WEBADMIN = "/ovirt-engine/webadmin/"
 WEBUI = "/ovirt-engine/web-ui/"
+# The New VM dialog's operating systems (oVirt's os ids; the API takes any).
+OS_TYPES = [
+    ("other", "Other OS"),
+    ("other_linux", "Linux"),
+    ("rhel_8x64", "Red Hat Enterprise Linux 8.x x64"),
+    ("rhel_9x64", "Red Hat Enterprise Linux 9.x x64"),
+    ("debian_12", "Debian 12"),
+    ("ubuntu_22_04", "Ubuntu 22.04"),
+    ("windows_2022", "Windows Server 2022"),
+    ("windows_11", "Windows 11"),
+]
 BAD_LOGIN = "Cannot authenticate user: the user name or password is incorrect."
 
 _templates = jinja2.Environment(
@@ -69,6 +80,7 @@ def setup(app: web.Application, api: Any) -> None:
     r.add_get(WEBADMIN + "{path}/{id}", portal.page(portal.admin_detail))
     r.add_get("/ovirt-engine/web-ui", portal.to(WEBUI))
     r.add_get(WEBUI, portal.page(portal.webui))
+    r.add_get(WEBUI + "vms/{id}", portal.page(portal.webui_vm))
     r.add_route("*", "/ovirt-engine/portal/api/{tail:.*}", portal.bridge)
     r.add_get("/ovirt-engine/portal/stream", portal.stream)
     r.add_get("/ovirt-engine/portal/static/{name}", portal.static)
@@ -228,6 +240,7 @@ class Portal:
         }
         if path == "vms":
             ctx["choices"] = new_vm_choices(env)
+            ctx["os_types"] = OS_TYPES
             ctx["hosts"] = migrate_targets(env)
         if request.query.get("fragment"):
             return self.render("list_rows.html", **ctx)
@@ -330,6 +343,29 @@ class Portal:
         if request.query.get("fragment"):
             return self.render("webui_cards.html", **ctx)
         return self.render("webui.html", **ctx)
+
+    async def webui_vm(self, request: web.Request) -> web.Response:
+        """One of the user's VMs: its disks, NICs and snapshots."""
+        session, env = self.user(request, admin=False, query={"filter": "true"})
+        res = views.resource("vms")
+        try:
+            vm = env.reads.get(res.cls, UUID(request.match_info["id"]))
+        except ValueError:
+            vm = None
+        if vm is None or not authz.can_see(env, res, vm):
+            raise ApiError(404, "Not Found", "No such virtual machine of yours.")
+        ctx = {
+            **self.base(session, "user"),
+            "admin": is_admin(self.api.env_for(session.user_id, session.user_name, {})),
+            "vm": vm_card(vm),
+            "disks": views.vm_disks(vm, env.reads),
+            "nics": views.vm_nics(vm, env.reads),
+            "snapshots": views.vm_snapshots(vm),
+            "fragment_url": request.path_qs,
+        }
+        if request.query.get("fragment"):
+            return self.render("webui_vm_pane.html", **ctx)
+        return self.render("webui_vm.html", **ctx)
 
     # -- the REST API for the session, and the event stream -------------------------------
     async def bridge(self, request: web.Request) -> web.StreamResponse:

@@ -211,6 +211,7 @@ def test_new_vm_dialog_creates_the_vm_with_its_nic(server: Any, context: Any, ad
     page.fill("#nv-description", "made in the dialog")
     page.fill("#nv-memory", "512")
     page.fill("#nv-cpus", "2")
+    page.select_option("#nv-os", label="Debian 12")
     page.select_option("#nv-nic-profile", label="ovirtmgmt")
     shot(page, "admin-new-vm-dialog")
     page.click("#nv-ok")
@@ -220,6 +221,7 @@ def test_new_vm_dialog_creates_the_vm_with_its_nic(server: Any, context: Any, ad
     assert page.evaluate("window.__held") == "same page"
     vm = admin.system_service().vms_service().list(search="name=dialog-vm")[0]
     assert vm.memory == 512 * 1024 * 1024 and vm.cpu.topology.sockets == 2
+    assert vm.os.type == "debian_12"
     nics = admin.system_service().vms_service().vm_service(vm.id).nics_service().list()
     assert [n.name for n in nics] == ["nic1"]
     # An error shows oVirt's message in a toast: the same name again.
@@ -312,7 +314,12 @@ def test_vm_detail_tabs(server: Any, context: Any, admin: Any) -> None:
     page.click("#sn-ok")
     page.locator("#snapshots td.snapshot-description", has_text="before the change").wait_for()
     snaps = admin.system_service().vms_service().vm_service(vm.id).snapshots_service().list()
-    assert "before the change" in [s.description for s in snaps]
+    made = next(s for s in snaps if s.description == "before the change")
+    # And remove it again from its row.
+    page.click(f"#snapshots tr[data-id='{made.id}'] [data-snapshot-remove]")
+    page.locator(f"#snapshots tr[data-id='{made.id}']").wait_for(state="detached")
+    snaps = admin.system_service().vms_service().vm_service(vm.id).snapshots_service().list()
+    assert "before the change" not in [s.description for s in snaps]
 
 
 def test_user_strings_are_inert_on_admin_pages(server: Any, context: Any, admin: Any) -> None:
@@ -364,6 +371,13 @@ def test_user_sees_only_their_vm_and_is_refused_admin_pages(
         names = page.locator(".vm-card .card-name").all_inner_texts()
         assert names == ["dora-vm"]
         shot(page, "vm-portal-user")
+        # Her VM's disks, NICs and snapshots; the other VM is not there for her.
+        page.click(f".vm-card[data-id='{mine.id}'] .card-name a")
+        page.wait_for_url(f"**/web-ui/vms/{mine.id}")
+        assert page.inner_text("#nics tbody") == "No network interfaces"
+        assert "Active VM" in page.inner_text("#snapshots")
+        resp = page.goto(base_url(server) + f"/ovirt-engine/web-ui/vms/{other.id}")
+        assert resp.status == 404
         # Every admin page and fragment is refused by the server, not just hidden.
         for url in (
             "/ovirt-engine/webadmin/vms",

@@ -141,14 +141,16 @@
   const submitters = {
     "new-vm": async (f) => {
       const name = f.name.value.trim();
-      const vm = await api("POST", "vms", {
+      const spec = {
         name: name,
         description: f.description.value,
         cluster: { id: f.cluster.value },
         template: { id: f.template.value },
         memory: Number(f.memory.value) * 1024 * 1024,
         cpu: { topology: { sockets: Number(f.cpus.value), cores: 1, threads: 1 } },
-      });
+      };
+      if (f.os.value) spec.os = { type: f.os.value };
+      const vm = await api("POST", "vms", spec);
       const size = Number(f.disk_size.value || 0);
       if (size > 0) {
         await api("POST", "vms/" + vm.id + "/diskattachments", {
