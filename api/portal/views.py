@@ -497,6 +497,7 @@ def history_of(api: Any, path: str, obj_id: UUID) -> list[dict[str, Any]]:
         return []
     rows = json.loads(resp.body)["history"]
     for r in rows:
+        r["time"] = r["time"][:19].replace("T", " ")
         r["changes"] = [
             (k, _short(before), _short(after)) for k, (before, after) in r["diff"].items()
         ]

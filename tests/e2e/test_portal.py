@@ -307,6 +307,17 @@ def test_vm_detail_tabs(server: Any, context: Any, admin: Any) -> None:
     assert "detail-vm" in page.inner_text("#events")
     page.click("a[data-tab='permissions']")
     page.wait_for_selector("#permissions")
+    # Edit: the dialog starts from the VM's values and changes them through PUT.
+    page.click("a[data-tab='general']")
+    page.click("#btn-edit-vm")
+    assert page.input_value("#ev-description") == "the second words"
+    assert page.input_value("#ev-memory") == "1024"
+    page.fill("#ev-description", "edited in the dialog")
+    page.fill("#ev-memory", "768")
+    page.click("#ev-ok")
+    page.locator("dd[data-field='Description']", has_text="edited in the dialog").wait_for()
+    got = admin.system_service().vms_service().vm_service(vm.id).get()
+    assert got.description == "edited in the dialog" and got.memory == 768 * 1024 * 1024
     # Snapshots of a down VM: create one through the dialog, see it listed.
     page.click("a[data-tab='snapshots']")
     page.click("#btn-snapshot")

@@ -175,6 +175,15 @@
       }
       toast("success", "New VM", "Virtual machine " + name + " was created.");
     },
+    "edit-vm": async (f) => {
+      await api("PUT", "vms/" + body.dataset.objectId, {
+        name: f.name.value.trim(),
+        description: f.description.value,
+        memory: Number(f.memory.value) * 1024 * 1024,
+        cpu: { topology: { sockets: Number(f.cpus.value) } },
+      });
+      toast("success", "Edit VM", "Virtual machine " + f.name.value.trim() + " was updated.");
+    },
     migrate: async (f) => {
       const extra = f.host.value ? { host: { id: f.host.value } } : {};
       for (const id of selected()) await api("POST", "vms/" + id + "/migrate", extra);
@@ -204,7 +213,7 @@
     try {
       await fn(f);
       f.closest("dialog").close();
-      f.reset();
+      if (f.dataset.submit !== "edit-vm") f.reset();
     } catch (e) {
       if (err) err.textContent = e.message;
       toast("error", "Operation Canceled: " + e.reason, e.message);
@@ -249,7 +258,7 @@
     pending = setTimeout(() => {
       pending = null;
       swap();
-    }, 80);
+    }, 25);
   }
 
   function relevant(e) {
