@@ -76,6 +76,7 @@ def setup(app: web.Application, api: Any) -> None:
     r.add_get("/ovirt-engine/webadmin", portal.to(WEBADMIN))
     r.add_get(WEBADMIN, portal.to(WEBADMIN + "vms"))
     r.add_get(WEBADMIN + "events", portal.page(portal.admin_events))
+    r.add_get(WEBADMIN + "tree", portal.page(portal.admin_tree))
     r.add_get(WEBADMIN + "{path}", portal.page(portal.admin_list))
     r.add_get(WEBADMIN + "{path}/{id}", portal.page(portal.admin_detail))
     r.add_get("/ovirt-engine/web-ui", portal.to(WEBUI))
@@ -313,6 +314,18 @@ class Portal:
         if request.query.get("fragment"):
             return self.render("events_rows.html", **ctx)
         return self.render("events.html", **ctx)
+
+    async def admin_tree(self, request: web.Request) -> web.Response:
+        session, env = self.user(request, admin=True)
+        ctx = {
+            **self.base(session, "admin", "tree"),
+            "title": "System",
+            "tree": views.system_tree(env),
+            "fragment_url": request.path_qs,
+        }
+        if request.query.get("fragment"):
+            return self.render("tree_pane.html", **ctx)
+        return self.render("tree.html", **ctx)
 
     # -- VM Portal ----------------------------------------------------------------------
     async def webui(self, request: web.Request) -> web.Response:

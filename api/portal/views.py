@@ -507,3 +507,37 @@ def history_of(api: Any, path: str, obj_id: UUID) -> list[dict[str, Any]]:
 def _short(v: Any) -> str:
     text = v if isinstance(v, str) else json.dumps(v, default=str)
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+def system_tree(env: Any) -> list[dict[str, Any]]:
+    """Data center -> cluster -> host -> VM (running there; VMs not running sit under
+    their cluster), of what the user may see."""
+    reads = env.reads
+
+    def seen(path: str, cls: str) -> list[Any]:
+        objs = authz.visible(env, resource(path), list(reads.list(cls)))
+        return sorted(objs, key=lambda o: o.name.lower())
+
+    def node(path: str, o: Any, children: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        status = _str(getattr(o, "status", "")).lower()
+        return {
+            "name": o.name,
+            "href": f"/ovirt-engine/webadmin/{path}/{o.id}",
+            "status": status_class(status) if status else "",
+            "children": children or [],
+        }
+
+    hosts, vms = seen("hosts", "Host"), seen("vms", "Vm")
+    out = []
+    for dc in seen("datacenters", "DataCenter"):
+        clusters = []
+        for c in (c for c in seen("clusters", "Cluster") if c.data_center_id == dc.id):
+            kids = [
+                node("hosts", h, [node("vms", v) for v in vms if v.run_on_host_id == h.id])
+                for h in hosts
+                if h.cluster_id == c.id
+            ]
+            kids += [node("vms", v) for v in vms if v.cluster_id == c.id and not v.run_on_host_id]
+            clusters.append(node("clusters", c, kids))
+        out.append(node("datacenters", dc, clusters))
+    return out

@@ -449,3 +449,16 @@ def test_anonymous_gets_the_login_form_or_401(server: Any) -> None:
         assert status == 303, path
     assert raw_request(server, "GET", "/ovirt-engine/portal/api/vms", {})[0] == 401
     assert raw_request(server, "POST", "/ovirt-engine/portal/api/vms", {}, b"{}")[0] == 401
+
+
+def test_system_tree(server: Any, context: Any, admin: Any) -> None:
+    vm = _add_vm(admin, "tree-vm")
+    page = login(context, server, "admin", ADMIN_PASSWORD, "/ovirt-engine/webadmin/vms")
+    page.click("a[data-nav='tree']")
+    page.wait_for_url("**/webadmin/tree")
+    dc = page.locator("#system-tree > ul > li", has=page.locator("a", has_text="Default")).first
+    cluster = dc.locator(":scope > ul > li").first
+    assert cluster.locator(":scope > .tree-node a").inner_text() == "Default"
+    link = cluster.locator(f"a[href='/ovirt-engine/webadmin/vms/{vm.id}']")
+    assert link.inner_text() == "tree-vm"
+    shot(page, "admin-tree")

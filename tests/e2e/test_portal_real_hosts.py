@@ -159,6 +159,12 @@ def test_vm_lifecycle_in_the_admin_portal_on_real_hosts(manager: Any, hosts: Hos
         assert page.evaluate("window.__held") == "same page"
         assert vm_service.get().status == types.VmStatus.UP
         shot(page, "admin-vm-up")
+        # In the system tree (another tab), the VM sits under the host running it.
+        tree = ctx.new_page()
+        tree.goto(base_url(srv) + "/ovirt-engine/webadmin/tree")
+        host_li = tree.locator("#system-tree li", has=tree.locator(f"a:text-is('{first}')"))
+        assert host_li.last.locator(f"a[href$='/vms/{vm.id}']").count() == 1
+        tree.close()
 
         # Migrate (host chosen automatically): the host column changes.
         page.click("#btn-migrate")
