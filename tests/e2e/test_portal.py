@@ -7,6 +7,7 @@ stream, permissions checked on the server, and user strings that stay text.
 from __future__ import annotations
 
 import json
+import time
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any
@@ -382,6 +383,25 @@ def test_user_sees_only_their_vm_and_is_refused_admin_pages(
         names = page.locator(".vm-card .card-name").all_inner_texts()
         assert names == ["dora-vm"]
         shot(page, "vm-portal-user")
+        # Her event stream carries her VM's events, not the other one's.
+        page.evaluate(
+            """() => new Promise((ok) => {
+                window.__got = [];
+                const es = new EventSource('/ovirt-engine/portal/stream');
+                es.addEventListener('orrery', (m) => window.__got.push(JSON.parse(m.data)));
+                es.onopen = () => ok(true);
+            })"""
+        )
+        vms = admin.system_service().vms_service()
+        vms.vm_service(other.id).update(_types().Vm(description="not for dora"))
+        vms.vm_service(mine.id).update(_types().Vm(description="for dora"))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            got = page.evaluate("window.__got.map((e) => e.object_id)")
+            if str(mine.id) in got:
+                break
+            time.sleep(0.1)
+        assert str(mine.id) in got and str(other.id) not in got, got
         # Her VM's disks, NICs and snapshots; the other VM is not there for her.
         page.click(f".vm-card[data-id='{mine.id}'] .card-name a")
         page.wait_for_url(f"**/web-ui/vms/{mine.id}")
@@ -397,6 +417,7 @@ def test_user_sees_only_their_vm_and_is_refused_admin_pages(
             f"/ovirt-engine/webadmin/vms/{other.id}?fragment=1&tab=history",
             "/ovirt-engine/webadmin/events",
             "/ovirt-engine/webadmin/hosts",
+            "/ovirt-engine/webadmin/tree",
         ):
             resp = page.goto(base_url(server) + url)
             assert resp.status == 403, url
@@ -440,15 +461,38 @@ def test_user_without_permissions_cannot_log_in(server: Any, context: Any, admin
 
 
 def test_anonymous_gets_the_login_form_or_401(server: Any) -> None:
+    some = "/ovirt-engine/webadmin/vms/00000000-0000-0000-0000-000000000000"
     for path in (
         "/ovirt-engine/webadmin/vms",
         "/ovirt-engine/webadmin/vms?fragment=1",
+        some,
+        "/ovirt-engine/webadmin/events",
+        "/ovirt-engine/webadmin/tree",
         "/ovirt-engine/web-ui/",
+        "/ovirt-engine/web-ui/?fragment=1",
+        "/ovirt-engine/web-ui/vms/00000000-0000-0000-0000-000000000000",
     ):
         status, _ = raw_request(server, "GET", path, {})
         assert status == 303, path
     assert raw_request(server, "GET", "/ovirt-engine/portal/api/vms", {})[0] == 401
     assert raw_request(server, "POST", "/ovirt-engine/portal/api/vms", {}, b"{}")[0] == 401
+    assert raw_request(server, "GET", "/ovirt-engine/portal/stream", {})[0] == 401
+    # The welcome page, the login form and the assets need no session.
+    for path in (
+        "/ovirt-engine/",
+        "/ovirt-engine/login",
+        "/ovirt-engine/portal/static/portal.js",
+        "/ovirt-engine/portal/vendor/patternfly/patternfly.min.css",
+    ):
+        assert raw_request(server, "GET", path, {})[0] == 200, path
+    for path in (
+        "/ovirt-engine/portal/static/../routes.py",
+        "/ovirt-engine/portal/vendor/../routes.py",
+        "/ovirt-engine/portal/vendor/%2e%2e/routes.py",
+        "/ovirt-engine/portal/vendor/..%2f..%2fsession.py",
+    ):
+        status, body = raw_request(server, "GET", path, {})
+        assert status == 404 and b"import" not in body, path
 
 
 def test_system_tree(server: Any, context: Any, admin: Any) -> None:
