@@ -175,10 +175,15 @@ class Portal:
         return self.render("welcome.html", **ctx)
 
     async def login_form(
-        self, request: web.Request, error: str | None = None, status: int = 200, user: str = ""
+        self,
+        request: web.Request,
+        error: str | None = None,
+        status: int = 200,
+        user: str = "",
+        target: str | None = None,
     ) -> web.Response:
         token = self.sessions.login_form_token(request)
-        nxt = sess.safe_next(request.query.get("next"), WEBADMIN)
+        nxt = sess.safe_next(target or request.query.get("next"), WEBADMIN)
         resp = self.render(
             "login.html", status=status, csrf=token, next=nxt, error=error, username=user
         )
@@ -202,7 +207,7 @@ class Portal:
         if session is None:
             if not auth.records_failures:
                 await record_login_failure(self.api.bus, user, "wrong_password", source)
-            return await self.login_form(request, BAD_LOGIN, 401, user)
+            return await self.login_form(request, BAD_LOGIN, 401, user, form.get("next"))
         target = sess.safe_next(form.get("next"), WEBADMIN)
         if target.startswith(WEBADMIN):
             env = self.api.env_for(session.user_id, session.user_name, {})
