@@ -128,8 +128,21 @@ def test_welcome_login_and_both_portals(server: Any, context: Any) -> None:
         page.wait_for_url(f"**/webadmin/{nav}")
         if nav != "events":
             assert page.is_visible("#search")
+    # Each object of a list opens its detail view, with its tabs.
+    for nav in ("datacenters", "clusters", "networks", "vnicprofiles", "templates", "roles"):
+        page.goto(base_url(server) + f"/ovirt-engine/webadmin/{nav}")
+        href = page.get_attribute("#list tbody td a", "href")
+        resp = page.goto(base_url(server) + href)
+        assert resp.status == 200 and page.is_visible("#tab-general"), href
+        if nav == "datacenters":
+            for tab in ("permissions", "events", "history"):
+                page.click(f"a[data-tab='{tab}']")
+                page.wait_for_selector(f"#tab-{tab}")
     page.goto(base_url(server) + "/ovirt-engine/webadmin/clusters")
     assert page.locator("#list tbody tr", has_text="Default").count() == 1
+    page.click("#list tbody td[data-col='name'] a")
+    assert page.inner_text("dd[data-field='Data center']") == "Default"
+    page.goto(base_url(server) + "/ovirt-engine/webadmin/clusters")
     shot(page, "admin-clusters")
     page.goto(base_url(server) + "/ovirt-engine/web-ui/")
     assert page.inner_text("h1.page-title") == "Virtual Machines"
