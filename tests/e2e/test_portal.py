@@ -525,3 +525,28 @@ def test_system_tree(server: Any, context: Any, admin: Any) -> None:
     link = cluster.locator(f"a[href='/ovirt-engine/webadmin/vms/{vm.id}']")
     assert link.inner_text() == "tree-vm"
     shot(page, "admin-tree")
+
+
+def test_notification_drawer_shows_alerts_as_they_come(
+    server: Any, context: Any, admin: Any
+) -> None:
+    types = _types()
+    page = login(context, server, "admin", ADMIN_PASSWORD, "/ovirt-engine/webadmin/hosts")
+    page.wait_for_selector("body[data-stream='open']")
+    assert page.inner_text("#drawer-count") == "0"
+    events = admin.system_service().events_service()
+    events.add(
+        types.Event(
+            description="all is well", severity=types.LogSeverity.NORMAL, origin="t", custom_id=1
+        )
+    )
+    text = "disk almost full " + XSS_DESCRIPTION
+    events.add(
+        types.Event(description=text, severity=types.LogSeverity.ALERT, origin="t", custom_id=2)
+    )
+    page.locator("#drawer-count", has_text="1").wait_for()
+    page.click("#drawer-toggle")
+    items = page.locator("#drawer-list li").all_inner_texts()
+    assert len(items) == 1 and text in items[0]
+    assert page.locator("#drawer img").count() == 0
+    shot(page, "admin-notifications")

@@ -269,6 +269,33 @@
     return Boolean(e[kind]) || body.dataset.portal === "user";
   }
 
+  // -- the notification drawer: warnings, errors and alerts as they arrive ------------
+  const drawer = document.getElementById("drawer");
+  const toggle = document.getElementById("drawer-toggle");
+  function notify(e) {
+    if (!drawer || !["warning", "error", "alert"].includes(e.severity)) return;
+    const li = document.createElement("li");
+    li.className = "drawer-item sev-" + e.severity;
+    const when = document.createElement("span");
+    when.className = "drawer-time";
+    when.textContent = (e.time || "").slice(0, 19).replace("T", " ");
+    const what = document.createElement("span");
+    what.className = "drawer-text";
+    what.textContent = e.description || "";
+    li.append(when, what);
+    document.getElementById("drawer-list").prepend(li);
+    document.getElementById("drawer-empty").hidden = true;
+    const count = document.getElementById("drawer-count");
+    count.textContent = String(Number(count.textContent) + 1);
+    count.classList.add("has-items");
+  }
+  if (toggle && drawer) {
+    toggle.addEventListener("click", () => {
+      drawer.hidden = !drawer.hidden;
+      toggle.setAttribute("aria-expanded", String(!drawer.hidden));
+    });
+  }
+
   if (body.dataset.fragment && window.EventSource) {
     const es = new EventSource("/ovirt-engine/portal/stream");
     es.onopen = () => (body.dataset.stream = "open");
@@ -281,6 +308,7 @@
         return;
       }
       if (relevant(e)) refresh();
+      notify(e);
     });
   }
 })();
