@@ -422,7 +422,15 @@ class Portal:
             }
         )
         await resp.prepare(request)
+        sent = 0
         try:
+            # A reconnecting EventSource names the last entry it got: replay what followed.
+            last = request.headers.get("Last-Event-ID", "")
+            if last.isdigit():
+                sent = int(last)
+                for e in reversed(feed.list(sent)):
+                    if "id" in e and e["id"] > sent and authz.visible_events(env, [e]):
+                        await _send(resp, e)
             await resp.write(b": connected\n\n")
             idle = 0.0
             while True:
@@ -439,13 +447,9 @@ class Portal:
                         await resp.write(b": keep-alive\n\n")
                         idle = 0.0
                     continue
-                if not authz.visible_events(env, [e]):
+                if e["id"] <= sent or not authz.visible_events(env, [e]):
                     continue
-                tree = {k: v for k, v in render_event(e).items() if v is not None}
-                tree["topic"] = e.get("topic")
-                tree["object_id"] = e.get("object_id")
-                data = json.dumps(tree)
-                await resp.write(f"id: {e['id']}\nevent: orrery\ndata: {data}\n\n".encode())
+                await _send(resp, e)
         except ConnectionResetError:
             pass
         finally:
@@ -460,6 +464,15 @@ class Portal:
         if not VENDOR.is_dir():
             return web.Response(status=404, text="Browser assets missing: run `make deps`.")
         return _file(VENDOR, request.match_info["tail"])
+
+
+async def _send(resp: web.StreamResponse, e: dict[str, Any]) -> None:
+    """One feed entry as a server-sent event (its API form, plus topic and object id)."""
+    tree = {k: v for k, v in render_event(e).items() if v is not None}
+    tree["topic"] = e.get("topic")
+    tree["object_id"] = e.get("object_id")
+    data = json.dumps(tree)
+    await resp.write(f"id: {e['id']}\nevent: orrery\ndata: {data}\n\n".encode())
 
 
 def redirect(location: str) -> web.Response:

@@ -219,6 +219,21 @@ def test_event_stream_from_another_origin_is_refused(server: Any, context: Any) 
     assert status == 200 and first.startswith(b": connected")
 
 
+def test_event_stream_replays_after_a_reconnect(server: Any, context: Any, admin: Any) -> None:
+    login(context, server, "admin", ADMIN_PASSWORD, "/ovirt-engine/webadmin/vms")
+    vm = _add_vm(admin, "replayed-vm")
+    newest = admin.system_service().events_service().list(max=1)[0]
+    assert newest.vm is not None and newest.vm.id == vm.id
+    headers = {
+        "Cookie": f"orrery_session={session_cookie(context)}",
+        "Last-Event-ID": str(int(newest.id) - 1),
+    }
+    status, first = raw_request(server, "GET", "/ovirt-engine/portal/stream", headers)
+    assert status == 200
+    assert first.startswith(f"id: {newest.id}\nevent: orrery\n".encode()), first[:200]
+    assert vm.id.encode() in first
+
+
 # -- Admin Portal ------------------------------------------------------------------------
 
 

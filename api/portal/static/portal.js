@@ -298,7 +298,12 @@
 
   if (body.dataset.fragment && window.EventSource) {
     const es = new EventSource("/ovirt-engine/portal/stream");
-    es.onopen = () => (body.dataset.stream = "open");
+    es.onopen = () => {
+      // After a reconnect the server replays what followed the last entry we had;
+      // the page is fetched again too, in case the feed had let older entries go.
+      if (body.dataset.stream === "error") refresh();
+      body.dataset.stream = "open";
+    };
     es.onerror = () => (body.dataset.stream = "error");
     es.addEventListener("orrery", (m) => {
       let e;
