@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 from uuid import UUID
 
 import msgspec
@@ -24,6 +25,7 @@ from api.search import compile_search
 from domain.base import redacted
 
 PAGE_SIZE = 100
+TREE_VMS = 100  # VMs shown under one tree node; the rest are a link to the searched list
 
 # The Admin Portal's navigation, as oVirt's: (section, [(collection, title)]).
 NAV: list[tuple[str, list[tuple[str, str]]]] = [
@@ -527,17 +529,32 @@ def system_tree(env: Any) -> list[dict[str, Any]]:
             "children": children or [],
         }
 
+    def vm_nodes(vms: list[Any], key: str, name: str) -> list[dict[str, Any]]:
+        """The first TREE_VMS VMs, then a link to the VM list searched for the rest."""
+        kids = [node("vms", v) for v in vms[:TREE_VMS]]
+        if len(vms) > TREE_VMS:
+            search = quote(f"Vms: {key}={name}")
+            kids.append(
+                {
+                    "name": f"{len(vms) - TREE_VMS} more VMs",
+                    "href": f"/ovirt-engine/webadmin/vms?search={search}",
+                    "status": "",
+                    "children": [],
+                }
+            )
+        return kids
+
     hosts, vms = seen("hosts", "Host"), seen("vms", "Vm")
     out = []
     for dc in seen("datacenters", "DataCenter"):
         clusters = []
         for c in (c for c in seen("clusters", "Cluster") if c.data_center_id == dc.id):
-            kids = [
-                node("hosts", h, [node("vms", v) for v in vms if v.run_on_host_id == h.id])
-                for h in hosts
-                if h.cluster_id == c.id
-            ]
-            kids += [node("vms", v) for v in vms if v.cluster_id == c.id and not v.run_on_host_id]
+            kids = []
+            for h in (h for h in hosts if h.cluster_id == c.id):
+                running = [v for v in vms if v.run_on_host_id == h.id]
+                kids.append(node("hosts", h, vm_nodes(running, "host", h.name)))
+            idle = [v for v in vms if v.cluster_id == c.id and not v.run_on_host_id]
+            kids += vm_nodes(idle, "cluster", c.name)
             clusters.append(node("clusters", c, kids))
         out.append(node("datacenters", dc, clusters))
     return out

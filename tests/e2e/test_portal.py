@@ -531,15 +531,31 @@ def test_anonymous_gets_the_login_form_or_401(server: Any) -> None:
 
 def test_system_tree(server: Any, context: Any, admin: Any) -> None:
     vm = _add_vm(admin, "tree-vm")
+    vms = admin.system_service().vms_service()
+    for i in range(max(0, 101 - len(vms.list()))):  # more than a tree node shows
+        _add_vm(admin, f"tree-{i:03d}")
+    total = len(vms.list())
     page = login(context, server, "admin", ADMIN_PASSWORD, "/ovirt-engine/webadmin/vms")
     page.click("a[data-nav='tree']")
     page.wait_for_url("**/webadmin/tree")
     dc = page.locator("#system-tree > ul > li", has=page.locator("a", has_text="Default")).first
     cluster = dc.locator(":scope > ul > li").first
     assert cluster.locator(":scope > .tree-node a").inner_text() == "Default"
-    link = cluster.locator(f"a[href='/ovirt-engine/webadmin/vms/{vm.id}']")
-    assert link.inner_text() == "tree-vm"
+    shown = cluster.locator(":scope > ul > li > .tree-node a")
+    # 100 VMs (down: under their cluster), then a link to the rest in the searched list.
+    assert shown.count() == 101
+    assert shown.first.get_attribute("href").startswith("/ovirt-engine/webadmin/vms/")
+    more = shown.last
+    assert more.inner_text() == f"{total - 100} more VMs"
     shot(page, "admin-tree")
+    more.click()
+    page.wait_for_url("**/webadmin/vms?search=**")
+    assert page.inner_text("#total") == str(total)
+    assert page.input_value("#search") == "Vms: cluster=Default"
+    page.fill("#search", "name=tree-vm")
+    page.click("#search-go")
+    page.wait_for_url("**search=name**")
+    assert page.locator(f"#list a[href='/ovirt-engine/webadmin/vms/{vm.id}']").count() == 1
 
 
 def test_notification_drawer_shows_alerts_as_they_come(
