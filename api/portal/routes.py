@@ -423,6 +423,7 @@ class Portal:
         )
         await resp.prepare(request)
         sent = 0
+        getter: asyncio.Future[dict[str, Any]] | None = None
         try:
             # A reconnecting EventSource names the last entry it got: replay what followed.
             last = request.headers.get("Last-Event-ID", "")
@@ -434,9 +435,12 @@ class Portal:
             await resp.write(b": connected\n\n")
             idle = 0.0
             while True:
-                try:
-                    e = await asyncio.wait_for(q.get(), timeout=1.0)
-                except TimeoutError:
+                # One pending read of the queue, waited on a second at a time (no task
+                # made and cancelled per second); cancelled below when the stream ends.
+                if getter is None:
+                    getter = asyncio.ensure_future(q.get())
+                done, _ = await asyncio.wait({getter}, timeout=1.0)
+                if not done:
                     transport = request.transport
                     if transport is None or transport.is_closing():
                         break  # the browser went away
@@ -447,12 +451,15 @@ class Portal:
                         await resp.write(b": keep-alive\n\n")
                         idle = 0.0
                     continue
+                e, getter = getter.result(), None
                 if e["id"] <= sent or not authz.visible_events(env, [e]):
                     continue
                 await _send(resp, e)
         except ConnectionResetError:
             pass
-        finally:
+        finally:  # also when cancelled (the server stops): the cancellation goes on up
+            if getter is not None:
+                getter.cancel()
             feed.unsubscribe(q)
         return resp
 
