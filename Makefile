@@ -3,6 +3,10 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+PORTAL := api/portal
+VENDOR := $(PORTAL)/vendor
+VENDOR_STAMP := $(VENDOR)/.installed
+PF := $(PORTAL)/node_modules/@patternfly/patternfly
 
 .PHONY: run test deps system-deps lint check bench clean
 
@@ -15,7 +19,18 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install -q -c requirements.lock -e '.[dev]'
 	@touch $(STAMP)
 
-deps: system-deps $(STAMP)
+# The portals' browser assets: npm packages pinned by package-lock.json, copied into the
+# git-ignored vendor/ folder that the server serves (nothing comes from a CDN at run time).
+$(VENDOR_STAMP): $(PORTAL)/package.json $(PORTAL)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing: run deploy/system-deps.sh" >&2; exit 1; }
+	cd $(PORTAL) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	rm -rf $(VENDOR) && mkdir -p $(VENDOR)/patternfly/assets/images
+	cp $(PF)/patternfly.min.css $(PF)/patternfly-addons.css $(VENDOR)/patternfly/
+	cp -r $(PF)/assets/fonts $(PF)/assets/pficon $(VENDOR)/patternfly/assets/
+	cp $(PF)/assets/images/*Bkg-Generic*.svg $(VENDOR)/patternfly/assets/images/
+	@touch $(VENDOR_STAMP)
+
+deps: system-deps $(STAMP) $(VENDOR_STAMP)
 
 run: deps
 	$(VENV)/bin/orrery serve --data-dir ./data --local-hosts 1

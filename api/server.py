@@ -39,6 +39,7 @@ from api.http import (
     request_query,
     respond,
 )
+from api.portal import routes as portal_routes
 from api.reads import AS_OF_TIMEOUT, AsOf, EngineReads
 from api.resources import build, search_values
 from api.schema import NOOP, Input, Resource, Sub
@@ -86,6 +87,7 @@ class Api:
     def app(self) -> web.Application:
         # One catch-all route and no middleware: _handle turns every failure into a fault.
         app = web.Application(client_max_size=MAX_BODY)
+        portal_routes.setup(app, self)  # the Admin Portal and VM Portal (api/portal)
         app.router.add_route("*", r"/{tail:[\s\S]*}", self._handle)
         app[API_KEY] = self
         app.on_shutdown.append(self._end_streams)
@@ -101,6 +103,25 @@ class Api:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         return await self._errors(request, self._dispatch)
+
+    # -- for the portals, whose sessions are cookies (api/portal) ----------------------
+    def env_for(self, user_id: UUID | None, user_name: str, query: dict[str, str]) -> Env:
+        """The Env of a request whose user the caller has authenticated."""
+        env = Env(self.reads, "json", query)
+        env.user_id, env.user_name = user_id, user_name
+        return env
+
+    async def call(self, request: web.Request, env: Env, tail: str) -> web.StreamResponse:
+        """The REST API under /ovirt-engine/api/``tail`` for ``env``'s user: the same
+        routing, commands and permission checks as a bearer-token request, faults as JSON."""
+
+        async def route(request: web.Request) -> web.StreamResponse:
+            try:
+                return await self._route(request, env, tail)
+            except authz.Denied as d:
+                raise await authz.deny(self, env, d) from None
+
+        return await self._errors(request, route)
 
     async def _errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
         fmt = negotiate(request)

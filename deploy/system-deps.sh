@@ -5,11 +5,15 @@ set -euo pipefail
 mode=${1:-run}
 pkgs=(gcc pkg-config libcurl4-openssl-dev libssl-dev libvirt-dev libvirt-clients libvirt-daemon
       libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils iproute2 bridge-utils)
-[[ $mode == test ]] && pkgs+=(postgresql postgresql-contrib)
+# chromium: the browser the portal tests drive through Playwright (no browser download).
+[[ $mode == test ]] && pkgs+=(postgresql postgresql-contrib chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+# npm vendors the portals' browser assets at build time; any node that brings npm will do
+# (a nodejs from elsewhere that ships npm conflicts with Debian's npm package).
+command -v npm >/dev/null || missing+=(nodejs npm)
 if ((${#missing[@]})); then
   if [[ $(id -u) != 0 ]]; then
     echo "missing Debian packages: ${missing[*]} (run as root or install them)" >&2; exit 1
