@@ -245,6 +245,41 @@ class _Batch:
         self.finished = False  # its outcome (ids or error) is known
 
 
+CHECK_LOCK_ENV = "ORRERY_CHECK_ENGINE_LOCK"
+
+
+class OwnedRLock:
+    """A re-entrant lock that can tell whether the calling thread holds it (the test
+    mode's check of Engine readers; production uses a plain ``threading.RLock``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._owner: int | None = None
+        self._depth = 0
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        ok = self._lock.acquire(blocking, timeout)
+        if ok:
+            self._owner = threading.get_ident()
+            self._depth += 1
+        return ok
+
+    def release(self) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self._owner = None
+        self._lock.release()
+
+    def held(self) -> bool:
+        return self._owner == threading.get_ident()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 class CommandBus:
     def __init__(
         self,
@@ -272,7 +307,12 @@ class CommandBus:
             weakref.WeakKeyDictionary()
         )
         self._last_mail: _LoopMail | None = None
-        self.lock = threading.RLock()  # held while the Engine changes
+        self.lock: Any = threading.RLock()  # held while the Engine changes
+        if os.environ.get(CHECK_LOCK_ENV) == "1":
+            # Test mode: every iteration of the Engine outside the writer must hold the
+            # lock (``make test`` sets it, so the whole suite checks every reader).
+            self.lock = OwnedRLock()
+            self.engine.iteration_guard = self._assert_may_read
         self.batches = 0
         self._commit_s = 0.001  # recent commit duration (moving average)
         # While a commit is in flight the writer sleeps on the database's socket and
@@ -281,6 +321,20 @@ class CommandBus:
         self._wake_r = self._wake_w = -1  # opened by start()
         self._last_settled = 0  # commands answered by the last commit
         self.catch_up()
+
+    def _assert_may_read(self) -> None:
+        # The writer may read its own Engine; so may the process's main thread, which in
+        # the tests is the test itself reading a quiescent state between commands. Every
+        # other thread (the API's loop, the HostLink's, policies, servers in threads) must
+        # hold the lock.
+        me = threading.current_thread()
+        if me is self._thread or me is threading.main_thread():
+            return
+        if not self.lock.held():
+            raise AssertionError(
+                f"the Engine was iterated on thread {me.name!r} without holding bus.lock "
+                "(the writer thread changes it concurrently): read it under `with bus.lock:`"
+            )
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self) -> CommandBus:

@@ -7,7 +7,7 @@ Replaying the same log into a fresh Engine always gives the same state (``digest
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -32,6 +32,10 @@ class Engine:
         # Deleted ids keep their last version so an id is never reused.
         self._tombstones: dict[UUID, int] = {}
         self.position = 0  # the last notification id applied
+        # Called when ``all()`` starts iterating (None: no check). The command layer sets
+        # it in test mode to assert that the iterating thread may read the Engine (the
+        # writer changes it concurrently); the domain never sets it.
+        self.iteration_guard: Callable[[], None] | None = None
 
     # -- reading -----------------------------------------------------------------
     def exists(self, obj_id: UUID) -> bool:
@@ -55,6 +59,8 @@ class Engine:
         return obj if isinstance(obj, cls) else None
 
     def all(self, cls: type[A]) -> Iterator[A]:
+        if self.iteration_guard is not None:
+            self.iteration_guard()
         for sub, objs in self._by_type.items():
             if issubclass(sub, cls):
                 yield from objs.values()  # type: ignore[misc]

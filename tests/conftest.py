@@ -20,6 +20,9 @@ from pathlib import Path
 import pytest
 
 REQUIRE = os.environ.get("ORRERY_REQUIRE_SERVICES") == "1"
+# Test mode: iterating the write side's Engine without holding bus.lock (outside the
+# writer) raises, so the whole suite checks every reader (commands.bus.CHECK_LOCK_ENV).
+os.environ.setdefault("ORRERY_CHECK_ENGINE_LOCK", "1")
 
 # A fresh machine has no ``ovirtmgmt`` bridge. The suite once passed only where an earlier
 # run had left one behind; under ORRERY_REQUIRE_SERVICES (``make test``, CI) it starts

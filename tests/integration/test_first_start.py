@@ -136,7 +136,8 @@ def test_two_managers_starting_together_initialize_once(store_location, monkeypa
         assert len(winners) == 1  # only the manager that initialized reports a password
         assert a.engine.digest() == b.engine.digest()
         assert a.engine.count(DataCenter) == 1 and a.engine.count(Role) == len(BUILTIN_ROLES)
-        assert sum(1 for u in a.engine.all(User) if u.user_name == "admin@internal") == 1
+        with a.lock:
+            assert sum(1 for u in a.engine.all(User) if u.user_name == "admin@internal") == 1
         assert authenticate(a, "admin", winners[0]).ok
     finally:
         a.stop()

@@ -108,7 +108,8 @@ def test_failed_network_setup_is_the_status_detail_an_event_and_is_retried(
             m = Manager(tmp_path)
             m.link.network_retry_every = 1.0
             try:
-                cluster = next(c for c in m.bus.engine.all(Cluster) if c.name == "Default")
+                with m.bus.lock:
+                    cluster = next(c for c in m.bus.engine.all(Cluster) if c.name == "Default")
                 m.run(
                     net_cmds.AddNetwork(
                         name=net,

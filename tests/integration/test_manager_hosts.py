@@ -178,7 +178,8 @@ def test_manager_runs_migrates_and_survives_hostd_restart(
     uris: dict[UUID, str] = {}
     m = Manager(tmp_path, uris)
     try:
-        cluster = next(c for c in m.bus.engine.all(Cluster) if c.name == "Default")
+        with m.bus.lock:
+            cluster = next(c for c in m.bus.engine.all(Cluster) if c.name == "Default")
         dc_id = cluster.data_center_id
         host_ids = [m.add_host(h, hosts.token, cluster.id) for h in hosts.hosts]
         m.wait(

@@ -112,7 +112,8 @@ def _world(hosts: HostCluster) -> Iterator[World]:
                 "migrate_retry_interval": 2.0,
             },
         )
-        cluster = next(c for c in m.bus.engine.all(Cluster) if c.name == "Default")
+        with m.bus.lock:
+            cluster = next(c for c in m.bus.engine.all(Cluster) if c.name == "Default")
         host_ids = [
             m.add_host(h, hosts.token, cluster.id, migration_uri=False) for h in hosts.hosts
         ]

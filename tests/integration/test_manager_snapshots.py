@@ -88,7 +88,8 @@ def _vm_with_disk(
 ) -> tuple[UUID, UUID, UUID, UUID]:
     """One up host, an active posixfs data domain on sd_dir, and a down VM with one 64 MiB
     disk there: (host id, storage domain id, VM id, disk id)."""
-    cluster = next(c for c in m.bus.engine.all(Cluster) if c.name == "Default")
+    with m.bus.lock:
+        cluster = next(c for c in m.bus.engine.all(Cluster) if c.name == "Default")
     hid = m.add_host(hosts.hosts[0], hosts.token, cluster.id)
     m.wait(lambda: m.get(Host, hid).status == HostStatus.UP, 60, "host up")
     sd_id = m.run(

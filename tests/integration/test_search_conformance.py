@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from api.faults import ApiError
 from api.reads import EngineReads
-from api.resources import RESOURCES
+from api.resources import RESOURCES, search_values
 from api.search import compile_search
 from commands.bootstrap import open_bus
 from commands.cluster import AddCluster
@@ -106,7 +106,7 @@ class Both:
             objs.sort(key=lambda o: (sort_value(o.name), str(o.id)))
 
             def values(o: Any, k: str) -> list[str]:
-                return res.search_values(o, k, self.reads)
+                return search_values(res, o, k, self.reads)
 
             hits = [o for o in objs if q.matches(lambda k, o=o: values(o, k))]
             hits = q.page_of(q.order(hits, values), max or 100)

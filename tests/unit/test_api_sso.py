@@ -149,7 +149,8 @@ def test_five_failures_from_any_source_lock_the_account(bus):
         auth.login("alice", "pw-alice", "203.0.113.1")
     with pytest.raises(LoginRefused, match="locked"):
         auth.basic("alice", "pw-alice", "127.0.0.1")  # only admin is let in locally
-    user = find_user(bus.engine, "alice")
+    with bus.lock:
+        user = find_user(bus.engine, "alice")
     assert user is not None and user.locked_until
     bus.execute(UnlockUser(user_name="alice@internal"))
     assert auth.login("alice", "pw-alice", REMOTE).user_name == "alice@internal"
