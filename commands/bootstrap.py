@@ -9,6 +9,7 @@ from pathlib import Path
 
 import commands.all  # noqa: F401  (fills the handler registry)
 from commands.bus import CommandBus
+from commands.checkpoints import CHECKPOINT_EVERY, CheckpointWriter
 from commands.snapshots import SnapshotWriter
 from commands.store import EventLog
 
@@ -23,10 +24,13 @@ def open_bus(
     *,
     start: bool = True,
     progress: Callable[[int], None] | None = None,
+    checkpoint_every: int = CHECKPOINT_EVERY,
     **bus_options: object,
 ) -> CommandBus:
     """Opens the log (PostgreSQL when a URL is given, else SQLite under data_dir),
-    rebuilds the Engine from it, and starts the writer (and the snapshot writer)."""
+    rebuilds the Engine from it (from its newest checkpoint plus the log after it), and
+    starts the writer, the snapshot writer and the checkpoint writer (a full checkpoint
+    every ``checkpoint_every`` events, deltas between; 0: none written)."""
     log = EventLog(database_url_from_env(database_url), data_dir)
     bus = CommandBus(log, **bus_options)  # type: ignore[arg-type]
     if progress is not None:
@@ -37,6 +41,9 @@ def open_bus(
     bus.subscribe(snapshots.on_committed)
     bus.on_stop(snapshots.stop)
     bus.snapshot_writer = snapshots  # type: ignore[attr-defined]
+    if checkpoint_every:
+        # Registered after the snapshot writer: stopped (its final row written) first.
+        bus.checkpoint_writer = CheckpointWriter(bus, every=checkpoint_every).start()  # type: ignore[attr-defined]
     return bus.start()
 
 

@@ -38,6 +38,7 @@ from uuid import UUID
 import msgspec
 from eventsourcing.persistence import IntegrityError
 
+from commands import checkpoints
 from commands.messages import Command
 from commands.registry import HANDLERS
 from commands.store import EventLog, PendingInsert, to_stored
@@ -255,6 +256,7 @@ class CommandBus:
         id_factory: Callable[[], UUID] = uuid.uuid4,
         max_batch: int = MAX_BATCH,
         pipeline: bool = True,
+        checkpoints: bool = True,
     ) -> None:
         self.log = log_
         self.engine = engine or Engine()
@@ -280,6 +282,12 @@ class CommandBus:
         self._want = 0
         self._wake_r = self._wake_w = -1  # opened by start()
         self._last_settled = 0  # commands answered by the last commit
+        # Batches whose events are in the Engine but not yet settled or undone, oldest
+        # first (at most the one committing and the one decided on top of it).
+        self._open: list[_Batch] = []
+        self.checkpoint_position = 0  # where the start's checkpoint left the Engine
+        if engine is None and checkpoints:
+            self._load_checkpoint()
         self.catch_up()
 
     # -- lifecycle ------------------------------------------------------------------
@@ -427,8 +435,7 @@ class CommandBus:
         with self.lock:
             for b in batches:
                 if b is unstarted or b.error is not None or not b.ids:
-                    self._undo(b.undo)
-                    self._forget(b)
+                    self._drop(b)
             for b in reversed(started):
                 if b.error is None and b.ids:
                     try:
@@ -577,6 +584,8 @@ class CommandBus:
                 continue
             batch.decided.append((item, events, value, tx.created))
         batch.stored = stored = [to_stored(e) for _, evs, _, _ in batch.decided for e in evs]
+        if undo:
+            self._open.append(batch)
         if stored:
             batch.prepared = self.log.prepare_append(stored)
         return batch
@@ -625,8 +634,7 @@ class CommandBus:
             if err is None:
                 foreign = self._foreign_before(batch.ids)
                 if foreign and after is not None:
-                    self._undo(after.undo)
-                    self._forget(after)
+                    self._drop(after)
                     redo = after.order
                 elif after is not None and after.decided and self.pipeline:
                     # Its base is saved: start saving it now, report this one meanwhile.
@@ -634,11 +642,9 @@ class CommandBus:
                 self._settle(batch, foreign)
                 return redo
             if after is not None:
-                self._undo(after.undo)
-                self._forget(after)
+                self._drop(after)
                 redo = after.order
-            self._undo(batch.undo)
-            self._forget(batch)
+            self._drop(batch)
         if isinstance(err, IntegrityError):
             self._retry_alone([item for item, *_ in batch.decided])
         else:
@@ -668,6 +674,7 @@ class CommandBus:
         engine = self.engine
         ids = batch.ids
         self.batches += 1
+        self._close(batch)
         for nid, ev in foreign:  # another writer slipped these in before our append
             engine.apply(ev)
             self._note_command(ev, nid)
@@ -721,6 +728,20 @@ class CommandBus:
             (nid, ev) for nid, ev in self.log.read(pos, stop=lo - 1, limit=lo - pos) if nid < lo
         ]
 
+    def _close(self, batch: _Batch) -> None:
+        """The batch's events are settled or undone: no longer open."""
+        opened = self._open
+        for i, b in enumerate(opened):
+            if b is batch:
+                del opened[i]
+                return
+
+    def _drop(self, batch: _Batch) -> None:
+        """Undoes an unsaved batch in memory and forgets its command ids."""
+        self._undo(batch.undo)
+        self._forget(batch)
+        self._close(batch)
+
     def _undo(self, undo: _Undo) -> None:
         for oid, (obj, tomb) in undo.items():
             self.engine.restore(oid, obj, tomb)
@@ -750,6 +771,41 @@ class CommandBus:
                 events=n,
             ),
         )
+
+    # -- checkpoints ------------------------------------------------------------------
+    def _load_checkpoint(self) -> None:
+        """Starts from the newest valid checkpoint (commands.checkpoints), if any."""
+        try:
+            loaded = checkpoints.load(checkpoints.CheckpointStore(self.log))
+            if loaded is None:
+                return
+            if loaded.engine.position > self.log.head():
+                log.warning("the newest checkpoint is ahead of the log: replaying it all")
+                return
+        except Exception:
+            log.warning("loading a checkpoint failed: replaying the log", exc_info=True)
+            return
+        self.engine = loaded.engine
+        self._done.load(loaded.window)
+        self.checkpoint_position = loaded.engine.position
+
+    def committed_state(self) -> tuple[Engine, tuple[dict[str, Any], list[str], int]]:
+        """A copy of the Engine as of its position (the events of batches not yet
+        settled are undone in the copy) and the idempotency window's raw content."""
+        with self.lock:
+            engine = self.engine.copy()
+            for b in reversed(self._open):  # newest first: the oldest pre-state wins
+                for oid, (obj, tomb) in b.undo.items():
+                    engine.restore(oid, obj, tomb)
+            raw = self._done.raw()
+        return engine, raw
+
+    def window_since(
+        self, raw: tuple[dict[str, Any], list[str], int], since: int | None
+    ) -> tuple[list[tuple[Any, ...]], int]:
+        """The window's entries (all, or those remembered after the ``since``-th id) in
+        the checkpoint's form, and how many ids had been remembered."""
+        return _Window.entries(raw, since), raw[2]
 
     # -- keeping up with the log -------------------------------------------------------
     def catch_up(self, batch: int = 5000, progress: Callable[[int], None] | None = None) -> int:
@@ -795,13 +851,14 @@ class _Window:
     stops tracking: a full window of 200k CommandResult objects (each with its list)
     made every full collection walk ~400k objects, a ~0.3 s pause of the writer."""
 
-    __slots__ = ("_d", "_order")
+    __slots__ = ("_d", "_order", "added")
 
     def __init__(self) -> None:
         # A plain dict and a queue of its keys by age: cheaper than an OrderedDict's
         # linked list, and the dict stays compact under steady insert-and-evict.
         self._d: dict[str, tuple[Any, ...] | DomainError] = {}
         self._order: deque[str] = deque()
+        self.added = 0  # ids ever remembered (a checkpoint delta takes those since)
 
     def __len__(self) -> int:
         return len(self._d)
@@ -826,6 +883,7 @@ class _Window:
         d = self._d
         if cid not in d:  # a known id keeps its age, as it did in an OrderedDict
             self._order.append(cid)
+            self.added += 1
         if isinstance(outcome, DomainError):
             d[cid] = outcome
         else:
@@ -842,6 +900,63 @@ class _Window:
             d[cid] = (*kept, *(c.int for c in created)) if created else kept
         if len(d) > IDEMPOTENCY_WINDOW:
             del d[self._order.popleft()]
+
+    # -- in checkpoints (commands.checkpoints) ------------------------------------------
+    def raw(self) -> tuple[dict[str, Any], list[str], int]:
+        """A copy of the content (each copy is one C call, safe beside a writer)."""
+        return dict(self._d), list(self._order), self.added
+
+    @staticmethod
+    def entries(raw: tuple[dict[str, Any], list[str], int], since: int | None) -> list[Any]:
+        """The content oldest first as plain data: a result as (0, id, command, value id
+        bytes or None, position, events, created id bytes), a refusal as (1, id, error
+        class, message, field). A result's other values are left out (a replay cannot
+        give them back either, and one may be a secret)."""
+        d, order, added = raw
+        if since is not None:
+            order = order[max(0, len(order) - (added - since)) :]
+        out: list[Any] = []
+        append = out.append
+        for cid in order:
+            kept = d.get(cid)
+            if kept is None:
+                continue
+            if isinstance(kept, DomainError):
+                append((1, cid, type(kept).__name__, kept.message, kept.field))
+                continue
+            command, is_id, value, position, events, *created = kept
+            append(
+                (
+                    0,
+                    cid,
+                    command,
+                    value.to_bytes(16) if is_id else None,
+                    position,
+                    events,
+                    [c.to_bytes(16) for c in created],
+                )
+            )
+        return out
+
+    def load(self, entries: list[Any]) -> None:
+        """Puts back what ``entries`` gave (a checkpoint's window), oldest first."""
+        for e in entries:
+            if e[0] == 1:
+                _, cid, cls_name, message, field = e
+                self.put(cid, checkpoints.error_of(cls_name, message, field))
+                continue
+            _, cid, command, value, position, events, created = e
+            ids = [UUID(bytes=bytes(c)) for c in created]
+            self.put(
+                cid,
+                CommandResult(
+                    command=command,
+                    value=UUID(bytes=bytes(value)) if value else (ids[0] if ids else None),
+                    created=ids,
+                    position=position,
+                    events=events,
+                ),
+            )
 
 
 def _resolve(item: _Item, outcome: CommandResult | DomainError) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import gc
-from uuid import uuid4
+from uuid import UUID, uuid4
 
+import msgspec
 import pytest
 
 import commands.bus as bus_module
+from commands import checkpoints
 from commands.bus import CommandResult, _Window
 from domain.base import DomainError
 
@@ -45,3 +47,18 @@ def test_kept_results_are_not_tracked_by_the_gc() -> None:
         w.put(f"c{n}", CommandResult(command="X", value=uuid4(), created=[uuid4()], position=n))
     gc.collect()  # tuples of untracked items are untracked at the first collection
     assert not any(gc.is_tracked(v) for v in w._d.values())
+
+
+def test_window_entries_keep_no_returned_values_but_ids() -> None:
+    """A result's value other than an id (it may be a ticket) stays out of the row."""
+    w = _Window()
+    oid = UUID(int=7)
+    w.put("a", CommandResult(command="X", value={"ticket": "s3cret"}, created=[oid]))
+    w.put("b", CommandResult(command="Y", value=oid, created=[], position=3, events=1))
+    blob = checkpoints.encode_window(_Window.entries(w.raw(), None))
+    assert b"s3cret" not in blob
+    back = _Window()
+    back.load(checkpoints.decode_window(blob) or [])
+    assert back.get("a") == CommandResult(command="X", value=oid, created=[oid])
+    assert back.get("b") == CommandResult(command="Y", value=oid, position=3, events=1)
+    assert msgspec.msgpack.decode(blob[24:])[0] == checkpoints.SCHEMA
