@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import queue
@@ -789,23 +790,34 @@ class CommandBus:
         self._done.load(loaded.window)
         self.checkpoint_position = loaded.engine.position
 
-    def committed_state(self) -> tuple[Engine, tuple[dict[str, Any], list[str], int]]:
-        """A copy of the Engine as of its position (the events of batches not yet
-        settled are undone in the copy) and the idempotency window's raw content."""
+    def committed_state(self) -> Engine:
+        """A copy of the Engine as of its position: the events of batches not yet
+        settled are undone in the copy (aggregates are immutable: dict copies)."""
         with self.lock:
             engine = self.engine.copy()
             for b in reversed(self._open):  # newest first: the oldest pre-state wins
                 for oid, (obj, tomb) in b.undo.items():
                     engine.restore(oid, obj, tomb)
-            raw = self._done.raw()
-        return engine, raw
+        return engine
 
-    def window_since(
-        self, raw: tuple[dict[str, Any], list[str], int], since: int | None
-    ) -> tuple[list[tuple[Any, ...]], int]:
-        """The window's entries (all, or those remembered after the ``since``-th id) in
-        the checkpoint's form, and how many ids had been remembered."""
-        return _Window.entries(raw, since), raw[2]
+    def window_entries(self, since: int | None = None) -> tuple[dict[str, Any], int]:
+        """The idempotency window in a checkpoint's form (all of it, or the ids
+        remembered after the ``since``-th), and how many ids it has remembered. Taken
+        after ``committed_state``, it may hold a few newer ids too: the tail replayed
+        after the checkpoint notes them again."""
+        return self._done.entries(since)
+
+    def remembered(self, command_id: str) -> CommandResult | DomainError | None:
+        """The outcome the idempotency window holds for a command id, if any."""
+        return self._done.get(command_id)
+
+    def remembered_ids(self) -> list[str]:
+        """The command ids in the idempotency window, oldest first."""
+        return list(self._done.entries()[0])
+
+    def window_added(self) -> int:
+        """How many command ids the idempotency window has remembered so far."""
+        return self._done.added
 
     # -- keeping up with the log -------------------------------------------------------
     def catch_up(self, batch: int = 5000, progress: Callable[[int], None] | None = None) -> int:
@@ -902,61 +914,50 @@ class _Window:
             del d[self._order.popleft()]
 
     # -- in checkpoints (commands.checkpoints) ------------------------------------------
-    def raw(self) -> tuple[dict[str, Any], list[str], int]:
-        """A copy of the content (each copy is one C call, safe beside a writer)."""
-        return dict(self._d), list(self._order), self.added
-
-    @staticmethod
-    def entries(raw: tuple[dict[str, Any], list[str], int], since: int | None) -> list[Any]:
-        """The content oldest first as plain data: a result as (0, id, command, value id
-        bytes or None, position, events, created id bytes), a refusal as (1, id, error
-        class, message, field). A result's other values are left out (a replay cannot
-        give them back either, and one may be a secret)."""
-        d, order, added = raw
-        if since is not None:
-            order = order[max(0, len(order) - (added - since)) :]
-        out: list[Any] = []
-        append = out.append
-        for cid in order:
-            kept = d.get(cid)
-            if kept is None:
-                continue
+    def entries(self, since: int | None = None) -> tuple[dict[str, Any], int]:
+        """The content, oldest first (all, or what was remembered after the
+        ``since``-th id), as plain data: a result as its kept tuple (see ``put``), a
+        refusal as (None, error class, message, field). A result's value other than an
+        id is left out (the first created id instead, as a replay gives back; a value
+        may be a secret). The copy is one C call: safe beside the writer."""
+        d = self._d
+        while True:  # a copy during which nothing was remembered (puts run unlocked)
+            added = self.added
+            if since is None:
+                out = dict(d)
+            else:
+                new = min(len(d), max(0, added - since))
+                out = dict(reversed(list(itertools.islice(reversed(d.items()), new))))
+            if self.added == added:
+                break
+        special = [
+            cid
+            for cid, kept in out.items()
+            if type(kept) is not tuple or (not kept[1] and kept[2] is not None)
+        ]
+        for cid in special:
+            kept = out[cid]
             if isinstance(kept, DomainError):
-                append((1, cid, type(kept).__name__, kept.message, kept.field))
-                continue
-            command, is_id, value, position, events, *created = kept
-            append(
-                (
-                    0,
-                    cid,
-                    command,
-                    value.to_bytes(16) if is_id else None,
-                    position,
-                    events,
-                    [c.to_bytes(16) for c in created],
-                )
-            )
-        return out
+                out[cid] = (None, type(kept).__name__, kept.message, kept.field)
+            else:
+                command, _, _, position, events, *created = kept
+                value = (True, created[0]) if created else (False, None)
+                out[cid] = (command, *value, position, events, *created)
+        return out, added
 
-    def load(self, entries: list[Any]) -> None:
-        """Puts back what ``entries`` gave (a checkpoint's window), oldest first."""
-        for e in entries:
-            if e[0] == 1:
-                _, cid, cls_name, message, field = e
-                self.put(cid, checkpoints.error_of(cls_name, message, field))
-                continue
-            _, cid, command, value, position, events, created = e
-            ids = [UUID(bytes=bytes(c)) for c in created]
-            self.put(
-                cid,
-                CommandResult(
-                    command=command,
-                    value=UUID(bytes=bytes(value)) if value else (ids[0] if ids else None),
-                    created=ids,
-                    position=position,
-                    events=events,
-                ),
-            )
+    def load(self, entries: dict[str, Any]) -> None:
+        """Puts back what ``entries`` gave (checkpoints' windows merged oldest first)."""
+        d = self._d
+        for cid, kept in entries.items():
+            if cid not in d:
+                self._order.append(cid)
+                self.added += 1
+            if kept[0] is None:
+                d[cid] = checkpoints.error_of(kept[1], kept[2], kept[3])
+            else:
+                d[cid] = tuple(kept)
+        while len(d) > IDEMPOTENCY_WINDOW:
+            del d[self._order.popleft()]
 
 
 def _resolve(item: _Item, outcome: CommandResult | DomainError) -> None:

@@ -54,6 +54,7 @@ FORMAT = 1  # bump when the layout of a row's blob changes
 CHECKPOINT_EVERY = 50_000  # events between full rows
 DELTAS = 10  # rows per full row: a delta every CHECKPOINT_EVERY // DELTAS events
 TABLE = "orrery_checkpoints"
+WINDOW_REWRITE = 400_000  # command ids between two rows holding the whole window
 _MAGIC = b"ORRCKPT\x01"
 _HASH = 16
 
@@ -93,7 +94,8 @@ WindowEntry = tuple[Any, ...]  # see CheckpointWindow
 
 _enc = msgspec.msgpack.Encoder(uuid_format="bytes")
 _state_dec = msgspec.msgpack.Decoder(_State)
-_window_dec = msgspec.msgpack.Decoder(tuple[str, list[tuple[Any, ...]]])
+_json_enc = msgspec.json.Encoder()
+_window_dec = msgspec.json.Decoder(tuple[str, dict[str, tuple[Any, ...]]])
 _group_decs: dict[str, msgspec.msgpack.Decoder[Any]] = {}
 
 
@@ -185,11 +187,12 @@ def apply_delta(engine: Engine, state: _State) -> None:
     engine.position = state.position
 
 
-def encode_window(entries: list[WindowEntry]) -> bytes:
-    return _seal(_enc.encode([SCHEMA, entries]))
+def encode_window(entries: dict[str, WindowEntry]) -> bytes:
+    """The window's blob: JSON (its ids' 128-bit integers do not fit msgpack)."""
+    return _seal(_json_enc.encode([SCHEMA, entries]))
 
 
-def decode_window(blob: bytes | memoryview | None) -> list[WindowEntry] | None:
+def decode_window(blob: bytes | memoryview | None) -> dict[str, WindowEntry] | None:
     payload = _unseal(blob)
     if payload is None:
         return None
@@ -225,7 +228,6 @@ class Row(msgspec.Struct, frozen=True):
     full: bool
     prev: int
     state: bytes
-    window: bytes | None
 
 
 class CheckpointStore:
@@ -248,7 +250,7 @@ class CheckpointStore:
             f"CREATE TABLE IF NOT EXISTS {self.table} ("
             "position BIGINT PRIMARY KEY, schema TEXT NOT NULL, is_full INTEGER NOT NULL, "
             f"prev BIGINT NOT NULL, created_at TEXT NOT NULL, state {blob} NOT NULL, "
-            f"idempotency {blob})",
+            f"idempotency {blob}, window_full INTEGER NOT NULL DEFAULT 0)",
             (),
             commit=True,
         )
@@ -264,22 +266,30 @@ class CheckpointStore:
         return [tuple(r.values()) if isinstance(r, dict) else tuple(r) for r in rows or []]
 
     def save(
-        self, position: int, full: bool, prev: int, state: bytes, window: bytes | None
+        self,
+        position: int,
+        full: bool,
+        prev: int,
+        state: bytes,
+        window: bytes | None,
+        *,
+        window_full: bool = False,
     ) -> None:
-        """Writes one row in one transaction; a full row clears the older rows' window."""
+        """Writes one row in one transaction. A row with the whole window clears the
+        older rows' windows."""
         p = self._p
         now = datetime.now(UTC).isoformat()
         with self._ds.transaction(commit=True) as cur:
             cur.execute(
                 f"INSERT INTO {self.table} (position, schema, is_full, prev, created_at, "
-                f"state, idempotency) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}) "
-                "ON CONFLICT (position) DO UPDATE SET schema = excluded.schema, "
+                f"state, idempotency, window_full) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, "
+                f"{p}, {p}) ON CONFLICT (position) DO UPDATE SET schema = excluded.schema, "
                 "is_full = excluded.is_full, prev = excluded.prev, "
                 "created_at = excluded.created_at, state = excluded.state, "
-                "idempotency = excluded.idempotency",
-                (position, SCHEMA, 1 if full else 0, prev, now, state, window),
+                "idempotency = excluded.idempotency, window_full = excluded.window_full",
+                (position, SCHEMA, 1 if full else 0, prev, now, state, window, int(window_full)),
             )
-            if full:
+            if window_full:
                 cur.execute(
                     f"UPDATE {self.table} SET idempotency = NULL "
                     f"WHERE position < {p} AND idempotency IS NOT NULL",
@@ -317,21 +327,33 @@ class CheckpointStore:
         if base is None:
             return []
         rows = self.execute(
-            f"SELECT position, is_full, prev, state, idempotency FROM {self.table} "
+            f"SELECT position, is_full, prev, state FROM {self.table} "
             f"WHERE schema = ? AND position >= ?{cond} ORDER BY position",
             (SCHEMA, int(base), *params),
             commit=False,
         )
         return [
-            Row(
-                int(pos),
-                bool(full),
-                int(prev),
-                bytes(state),
-                None if window is None else bytes(window),
-            )
-            for pos, full, prev, state, window in rows
+            Row(int(pos), bool(full), int(prev), bytes(state)) for pos, full, prev, state in rows
         ]
+
+    def windows(self) -> list[bytes]:
+        """The window blobs to merge for a start, oldest first: the newest row's back to
+        the newest one holding a whole window."""
+        base = self.execute(
+            f"SELECT MAX(position) FROM {self.table} WHERE schema = ? AND window_full = 1 "
+            "AND idempotency IS NOT NULL",
+            (SCHEMA,),
+            commit=False,
+        )
+        if not base or base[0][0] is None:
+            return []
+        rows = self.execute(
+            f"SELECT idempotency FROM {self.table} WHERE schema = ? AND position >= ? "
+            "AND idempotency IS NOT NULL ORDER BY position",
+            (SCHEMA, int(base[0][0])),
+            commit=False,
+        )
+        return [bytes(r[0]) for r in rows]
 
     def delete_all(self) -> None:
         self.execute(f"DELETE FROM {self.table}", (), commit=True)
@@ -339,7 +361,7 @@ class CheckpointStore:
 
 class Loaded(msgspec.Struct):
     engine: Engine
-    window: list[WindowEntry]
+    window: dict[str, WindowEntry]
     rows: int  # rows applied (a full one and its deltas)
 
 
@@ -364,12 +386,6 @@ def load(store: CheckpointStore, upto: int | None = None, *, window: bool = True
             log.warning("checkpoint at %d does not load: skipped", head.position, exc_info=True)
             before = head.position
             continue
-        entries: list[WindowEntry] = []
-        have_window = window
-        if window:
-            got = decode_window(head.window)
-            have_window = got is not None
-            entries = got or []
         applied = 1
         for row in rows[1:]:
             delta = decode_state(row.state)
@@ -382,13 +398,19 @@ def load(store: CheckpointStore, upto: int | None = None, *, window: bool = True
             except Exception:
                 log.warning("checkpoint delta at %d does not load", row.position, exc_info=True)
                 break
-            if have_window:
-                got = decode_window(row.window)
-                if got is None:  # the window stops here: so does the chain for a start
-                    break
-                entries.extend(got)
             engine = trial
             applied += 1
+        entries: dict[str, WindowEntry] = {}
+        if window:
+            # The rows' windows follow each other (each holds the ids remembered since
+            # the row before), whatever happened to the Engine's chain; an unreadable
+            # one loses only its own ids.
+            for blob in store.windows():
+                got = decode_window(blob)
+                if got is None:
+                    log.warning("a checkpoint's idempotency window is unreadable: skipped")
+                    continue
+                entries.update(got)
         return Loaded(engine, entries, applied)
 
 
@@ -423,8 +445,9 @@ class _Bus(Protocol):
 
     @property
     def engine(self) -> Engine: ...
-    def committed_state(self) -> tuple[Engine, Any]: ...
-    def window_since(self, raw: Any, since: int | None) -> tuple[list[WindowEntry], int]: ...
+    def committed_state(self) -> Engine: ...
+    def window_entries(self, since: int | None = None) -> tuple[dict[str, WindowEntry], int]: ...
+    def window_added(self) -> int: ...
     def subscribe(self, fn: Callable[[list[tuple[int, Any]]], None]) -> None: ...
     def on_stop(self, fn: Callable[[], None]) -> None: ...
 
@@ -445,7 +468,8 @@ class CheckpointWriter:
         self._thread: threading.Thread | None = None
         self._write_lock = threading.Lock()
         self._prev: Engine | None = None  # the state of the last row written
-        self._prev_window = 0  # window ids remembered up to the last row
+        self._prev_window: int | None = None  # window ids remembered up to the last row
+        self._window_base = 0  # ... up to the last row holding the whole window
         self._last_full = -1
         self._due = bus.engine.position + self.step
         self.written = 0
@@ -484,7 +508,7 @@ class CheckpointWriter:
         """Takes the committed state and writes a row for it now (full when due or
         asked); returns its position, None when the last row is already there."""
         with self._write_lock:
-            engine, raw = self.bus.committed_state()
+            engine = self.bus.committed_state()
             pos = engine.position
             prev = self._prev
             if prev is not None and prev.position == pos and (not full or self._last_full == pos):
@@ -492,9 +516,16 @@ class CheckpointWriter:
                 return None
             if full is None:
                 full = prev is None or pos - self._last_full >= self.every
-            since = None if full else self._prev_window
+            # The window goes whole into this process's first row and then again only
+            # after WINDOW_REWRITE ids (merging at a start reads at most that many);
+            # otherwise the ids remembered since the row before.
+            since = self._prev_window
+            if since is not None and self.bus.window_added() - self._window_base > WINDOW_REWRITE:
+                since = None
+            if prev is not None and prev.position == pos:
+                since = None  # this row replaces the last one, whose ids it must hold too
             try:
-                entries, count = self.bus.window_since(raw, since)
+                entries, count = self.bus.window_entries(since)
                 state = encode_state(engine, None if full else prev, prev.position if prev else -1)
                 self.store.save(
                     pos,
@@ -502,11 +533,14 @@ class CheckpointWriter:
                     -1 if full or prev is None else prev.position,
                     state,
                     encode_window(entries),
+                    window_full=since is None,
                 )
             except Exception:
                 self._prev = None  # the chain is broken: the next row is a full one
                 raise
             self._prev, self._prev_window = engine, count
+            if since is None:
+                self._window_base = count
             if full:
                 self._last_full = pos
             self._due = pos + self.step

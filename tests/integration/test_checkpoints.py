@@ -27,7 +27,7 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from commands import checkpoints
 from commands.bootstrap import open_bus
-from commands.bus import CommandBus
+from commands.bus import CommandBus, CommandResult
 from commands.datacenter import AddDataCenter, UpdateDataCenter
 from commands.store import EventLog
 from commands.tag import AddTag, UpdateTag
@@ -66,9 +66,12 @@ def _noise(bus: CommandBus, seed: int, n: int) -> None:
     futures = []
     for i in range(n):
         if not tags or rnd.random() < 0.3:
-            futures.append(bus.submit(AddTag(name=f"t{seed}-{i}")))
+            futures.append(bus.submit(AddTag(name=f"t{seed}-{i}", command_id=f"n{seed}-{i}")))
         else:
-            futures.append(bus.submit(UpdateTag(tag_id=rnd.choice(tags), description=f"d{i}")))
+            tag = rnd.choice(tags)
+            futures.append(
+                bus.submit(UpdateTag(tag_id=tag, description=f"d{i}", command_id=f"n{seed}-{i}"))
+            )
         if len(futures) >= 8:
             for f in futures:
                 try:
@@ -152,12 +155,25 @@ def test_checkpoint_plus_tail_equals_full_replay(store_location) -> None:
         more.stop()
         more.log.close()
     restarted = open_bus(**store_location, start=False)
+    replay = open_bus(**store_location, start=False, checkpoints=False)
     try:
         assert restarted.checkpoint_position == head
         assert restarted.engine.position > head
         same(restarted.engine, replayed(restarted.log))
+        # Every command id a replay remembers, the checkpoint did too, with its outcome.
+        ids = replay.remembered_ids()
+        assert len(ids) > 500
+        for cid in ids:
+            mine, theirs = restarted.remembered(cid), replay.remembered(cid)
+            assert isinstance(mine, CommandResult) and isinstance(theirs, CommandResult)
+            assert (mine.position, mine.created, mine.events) == (
+                theirs.position,
+                theirs.created,
+                theirs.events,
+            )
     finally:
         restarted.log.close()
+        replay.log.close()
 
 
 def _rows(log: EventLog) -> list[tuple[Any, ...]]:
@@ -178,7 +194,7 @@ def test_other_schema_or_corrupt_rows_are_never_read(store_location, monkeypatch
         # At the head, an empty Engine's row: loading it would lose every object.
         empty = Engine()
         empty.position = head
-        window = checkpoints.encode_window([])
+        window = checkpoints.encode_window({})
         # 1. written by another schema (its column and its blob say so)
         with monkeypatch.context() as m:
             m.setattr(checkpoints, "SCHEMA", "0:an-older-model")
