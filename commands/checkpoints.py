@@ -35,7 +35,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -50,7 +51,7 @@ from domain.engine import Engine
 
 log = logging.getLogger("orrery.checkpoints")
 
-FORMAT = 1  # bump when the layout of a row's blob changes
+FORMAT = 2  # bump when the layout of a row's blob changes
 CHECKPOINT_EVERY = 50_000  # events between full rows
 DELTAS = 10  # rows per full row: a delta every CHECKPOINT_EVERY // DELTAS events
 TABLE = "orrery_checkpoints"
@@ -77,7 +78,9 @@ SCHEMA = _fingerprint()
 # -- the blob ------------------------------------------------------------------------------
 class _Group(msgspec.Struct, array_like=True):
     type: str
-    objects: msgspec.Raw  # msgpack list of that aggregate type
+    objects: list[msgspec.Raw]  # each the msgpack of one object of that type
+    ids: bytes  # their ids, 16 bytes each (last: PostgreSQL compresses a value only when
+    # its first kilobyte compresses)
 
 
 class _State(msgspec.Struct, array_like=True):
@@ -100,7 +103,11 @@ _group_decs: dict[str, msgspec.msgpack.Decoder[Any]] = {}
 
 
 def _seal(payload: bytes) -> bytes:
-    return _MAGIC + hashlib.blake2b(payload, digest_size=_HASH).digest() + payload
+    """Magic, the hash of the payload, the payload compressed (zlib, fast level: a row
+    is read whole by every load, and the database's own compression of it happens after
+    the transfer's bytes are already counted)."""
+    packed = zlib.compress(payload, 1)
+    return _MAGIC + hashlib.blake2b(packed, digest_size=_HASH).digest() + packed
 
 
 def _unseal(blob: bytes | memoryview | None) -> bytes | None:
@@ -111,20 +118,30 @@ def _unseal(blob: bytes | memoryview | None) -> bytes | None:
     head = len(_MAGIC) + _HASH
     if len(raw) < head or not raw.startswith(_MAGIC):
         return None
-    payload = raw[head:]
-    if hashlib.blake2b(payload, digest_size=_HASH).digest() != raw[len(_MAGIC) : head]:
+    packed = raw[head:]
+    if hashlib.blake2b(packed, digest_size=_HASH).digest() != raw[len(_MAGIC) : head]:
         return None
-    return payload
+    try:
+        return zlib.decompress(packed)
+    except zlib.error:
+        return None
+
+
+def _group(cls: type[Aggregate], objs: Iterable[Aggregate]) -> _Group:
+    encode = _enc.encode
+    listed = list(objs)
+    return _Group(
+        cls.__name__,
+        [msgspec.Raw(encode(o)) for o in listed],
+        b"".join(o.id.bytes for o in listed),
+    )
 
 
 def encode_state(engine: Engine, prev: Engine | None, prev_position: int) -> bytes:
     """A full row's blob (``prev`` None), else a delta from ``prev``'s state."""
-    groups = []
     gone: list[tuple[bytes, int | None]] = []
     if prev is None:
-        for cls, objs in engine.groups():
-            if objs:
-                groups.append(_Group(cls.__name__, msgspec.Raw(_enc.encode(list(objs.values())))))
+        groups = [_group(cls, objs.values()) for cls, objs in engine.groups() if objs]
         tombs = [(oid.bytes, v) for oid, v in engine.tombstones().items()]
     else:
         before = prev.objects
@@ -132,9 +149,7 @@ def encode_state(engine: Engine, prev: Engine | None, prev_position: int) -> byt
         for oid, obj in engine.objects.items():
             if before.get(oid) is not obj:
                 changed.setdefault(type(obj), []).append(obj)
-        groups = [
-            _Group(cls.__name__, msgspec.Raw(_enc.encode(objs))) for cls, objs in changed.items()
-        ]
+        groups = [_group(cls, objs) for cls, objs in changed.items()]
         now = engine.objects
         tomb_now = engine.tombstones()
         gone = [(oid.bytes, tomb_now.get(oid)) for oid in before if oid not in now]
@@ -147,6 +162,8 @@ def encode_state(engine: Engine, prev: Engine | None, prev_position: int) -> byt
 
 
 def decode_state(blob: bytes | memoryview | None) -> _State | None:
+    """A row's content with its objects still encoded, or None when it is not one of
+    this schema's or does not match its hash."""
     payload = _unseal(blob)
     if payload is None:
         return None
@@ -154,37 +171,53 @@ def decode_state(blob: bytes | memoryview | None) -> _State | None:
         state = _state_dec.decode(payload)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
-    return state if state.schema == SCHEMA else None
-
-
-def _objects(group: _Group) -> list[Aggregate]:
-    dec = _group_decs.get(group.type)
-    if dec is None:
-        cls = AGGREGATE_TYPES[group.type]  # KeyError: another model (the schema says not)
-        dec = _group_decs[group.type] = msgspec.msgpack.Decoder(list[cls])  # type: ignore[valid-type]
-    return dec.decode(group.objects)
-
-
-def engine_of(state: _State) -> Engine:
-    """The Engine of a full row."""
-    return Engine.from_parts(
-        (_objects(g) for g in state.groups),
-        {UUID(bytes=b): v for b, v in state.tombstones},
-        state.position,
-    )
-
-
-def apply_delta(engine: Engine, state: _State) -> None:
-    """Moves an Engine at ``state.prev`` to the delta's position."""
+    if state.schema != SCHEMA:
+        return None
     for g in state.groups:
-        for obj in _objects(g):
-            engine.restore(obj.id, obj, None)
-    for b, tomb in state.gone:
-        engine.restore(UUID(bytes=b), None, tomb)
-    for b, v in state.tombstones:
-        oid = UUID(bytes=b)
-        engine.restore(oid, engine.objects.get(oid), v)
-    engine.position = state.position
+        if g.type not in AGGREGATE_TYPES or len(g.ids) != 16 * len(g.objects):
+            return None
+    return state
+
+
+def _decoder(type_name: str) -> msgspec.msgpack.Decoder[Any]:
+    dec = _group_decs.get(type_name)
+    if dec is None:
+        dec = _group_decs[type_name] = msgspec.msgpack.Decoder(AGGREGATE_TYPES[type_name])
+    return dec
+
+
+def engine_of(states: list[_State]) -> Engine:
+    """The Engine of a full row (``states[0]``) and the deltas after it, each of which
+    follows the one before. The rows are read newest first and each live object is
+    decoded once, from the newest row that holds it; the Engine is built once."""
+    newest: dict[bytes, tuple[str, msgspec.Raw] | None] = {}
+    setdefault = newest.setdefault
+    for state in reversed(states):
+        for b, _tomb in state.gone:
+            setdefault(b, None)
+        for g in state.groups:
+            ids, name = g.ids, g.type
+            for i, raw in enumerate(g.objects):
+                setdefault(ids[16 * i : 16 * i + 16], (name, raw))
+    # In the order the live Engine had them: the full row's, then each delta's new ones.
+    order: dict[bytes, None] = {}
+    for state in states:
+        for g in state.groups:
+            ids = g.ids
+            order.update(dict.fromkeys(ids[k : k + 16] for k in range(0, len(ids), 16)))
+    by_type: dict[str, list[Aggregate]] = {}
+    for b in order:
+        found = newest[b]
+        if found is not None:
+            name, raw = found
+            by_type.setdefault(name, []).append(_decoder(name).decode(raw))
+    tombstones: dict[UUID, int] = {}
+    for state in states:
+        for b, tomb in state.gone:
+            if tomb is not None:
+                tombstones[UUID(bytes=b)] = tomb
+        tombstones.update((UUID(bytes=b), v) for b, v in state.tombstones)
+    return Engine.from_parts(by_type.values(), tombstones, states[-1].position)
 
 
 def encode_window(entries: dict[str, WindowEntry]) -> bytes:
@@ -380,26 +413,20 @@ def load(store: CheckpointStore, upto: int | None = None, *, window: bool = True
             log.warning("checkpoint at %d is unreadable: skipped", head.position)
             before = head.position
             continue
+        states = [state]
+        for row in rows[1:]:
+            delta = decode_state(row.state)
+            if delta is None or delta.prev != states[-1].position or delta.position != row.position:
+                log.warning("checkpoint delta at %d does not follow: chain ends", row.position)
+                break
+            states.append(delta)
         try:
-            engine = engine_of(state)
+            engine = engine_of(states)
         except Exception:
             log.warning("checkpoint at %d does not load: skipped", head.position, exc_info=True)
             before = head.position
             continue
-        applied = 1
-        for row in rows[1:]:
-            delta = decode_state(row.state)
-            if delta is None or delta.prev != engine.position or delta.position != row.position:
-                log.warning("checkpoint delta at %d does not follow: chain ends", row.position)
-                break
-            trial = engine.copy()
-            try:
-                apply_delta(trial, delta)
-            except Exception:
-                log.warning("checkpoint delta at %d does not load", row.position, exc_info=True)
-                break
-            engine = trial
-            applied += 1
+        applied = len(states)
         entries: dict[str, WindowEntry] = {}
         if window:
             # The rows' windows follow each other (each holds the ids remembered since
@@ -423,8 +450,11 @@ def replay_tail(
 ) -> int:
     """Applies the log after the Engine's position (up to ``upto``); returns how many."""
     n = 0
+    rec = event_log.recorder
     while True:
-        rows = event_log.read_raw(engine.position, batch)
+        rows = rec.select_notifications(
+            start=engine.position, limit=batch, stop=upto, inclusive_of_start=False
+        )
         if not rows:
             return n
         for r in rows:
