@@ -25,6 +25,7 @@ import argparse
 import base64
 import os
 import random
+import re
 import signal
 import socket
 import statistics
@@ -32,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 import uuid
 from datetime import UTC, datetime
@@ -178,8 +180,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start(url: str, data_dir: Path, timeout: float = 900) -> float:
-    """Seconds from ``orrery serve``'s process start to its first 200 for a GET."""
+def _start(url: str, data_dir: Path, timeout: float = 900) -> tuple[float, float, int]:
+    """Seconds from ``orrery serve``'s process start to its first 200 for a GET; the
+    seconds its write side took to load (from its log) and the events it replayed."""
     root = Path(__file__).resolve().parent.parent
     port = _free_port()
     env = {**os.environ, "ORRERY_ADMIN_PASSWORD": PASSWORD, "PYTHONPATH": str(root)}
@@ -195,15 +198,18 @@ def _start(url: str, data_dir: Path, timeout: float = 900) -> float:
         "--listen",
         f"127.0.0.1:{port}",
         "--log-level",
-        "WARNING",
+        "INFO",
     ]
+    data_dir.mkdir(parents=True, exist_ok=True)
+    err_path = data_dir / "serve.log"
     auth = base64.b64encode(f"admin@internal:{PASSWORD}".encode()).decode()
     req = urllib.request.Request(
         f"http://127.0.0.1:{port}/ovirt-engine/api/datacenters?max=1",
         headers={"Authorization": f"Basic {auth}", "Accept": "application/json"},
     )
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL)
+    err = err_path.open("w")
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=err)
     try:
         while True:
             if proc.poll() is not None:
@@ -213,17 +219,28 @@ def _start(url: str, data_dir: Path, timeout: float = 900) -> float:
             try:
                 with urllib.request.urlopen(req, timeout=5) as r:
                     if r.status == 200:
-                        return time.perf_counter() - t0
+                        took = time.perf_counter() - t0
+                        break
+            except urllib.error.HTTPError as e:
+                raise RuntimeError(f"orrery serve answered {e.code}") from e
             except OSError:
                 pass
             time.sleep(0.02)
     finally:
+        err.close()
         proc.send_signal(signal.SIGTERM)  # a clean stop (it writes its final row)
         try:
             proc.wait(120)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    found = re.search(
+        r"write side at position \d+ in ([\d.]+) s: checkpoint at \d+, then (\d+) events",
+        err_path.read_text(errors="replace"),
+    )
+    if found is None:
+        return took, -1.0, -1
+    return took, float(found.group(1)), int(found.group(2))
 
 
 def _clear_checkpoints(url: str) -> None:
@@ -249,20 +266,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         label = _label(n)
         with fresh_schema(base, "bench_restart") as url, tempfile.TemporaryDirectory() as tmp:
             gen = _generate(url, n, args.objects, args.every, args.tail)
+            _say(f"{label}: generated {gen}")
             for k, v in gen.items():
                 out[f"{k}_{label}"] = v
             ms = _as_of(url, gen["head"], args.points)
             as_of[n] = ms
             out[f"as_of_{label}_p50_ms"] = round(_pct(ms, 50), 1)
             out[f"as_of_{label}_p99_ms"] = round(_pct(ms, 99), 1)
-            starts = []
-            for i in range(args.starts):
-                starts.append(_start(url, Path(tmp) / f"run{i}"))
+            _say(f"{label}: as_of p50 {_pct(ms, 50):.0f} ms")
+            starts, loads = [], []
+            for _ in range(args.starts):
+                took, load_s, replayed = _start(url, Path(tmp) / "data")
+                starts.append(took)
+                loads.append(load_s)
+                _say(
+                    f"{label}: start {took:.2f} s (write side {load_s:.2f} s, {replayed} replayed)"
+                )
             out[f"start_{label}_s"] = round(statistics.median(starts), 2)
             out[f"starts_{label}_s"] = [round(s, 2) for s in starts]
+            out[f"write_side_{label}_s"] = round(statistics.median(loads), 2)
             if n in replay_sizes:
                 _clear_checkpoints(url)
-                out[f"start_replay_{label}_s"] = round(_start(url, Path(tmp) / "replay"), 2)
+                took, load_s, replayed = _start(url, Path(tmp) / "data")
+                out[f"start_replay_{label}_s"] = round(took, 2)
+                out[f"write_side_replay_{label}_s"] = round(load_s, 2)
+                _say(f"{label}: no checkpoint: start {took:.2f} s (write side {load_s:.2f} s)")
     first, last = _label(min(sizes)), _label(max(sizes))
     if 100_000 in sizes and 5_000_000 in sizes:
         out["ratio_5m_to_100k"] = round(out["start_5m_s"] / out["start_100k_s"], 2)
@@ -273,6 +301,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out["as_of_p50_ms"] = round(_pct(as_of[pick], 50), 1)
     out["as_of_p99_ms"] = round(_pct(as_of[pick], 99), 1)
     return out
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
 
 def _pct(values: list[float], p: float) -> float:

@@ -289,7 +289,7 @@ class CommandBus:
         self.checkpoint_position = 0  # where the start's checkpoint left the Engine
         if engine is None and checkpoints:
             self._load_checkpoint()
-        self.catch_up()
+        self.replayed_at_start = self.catch_up()  # events applied after the checkpoint
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self) -> CommandBus:

@@ -60,3 +60,9 @@ def test_window_entries_keep_no_returned_values_but_ids() -> None:
     back.load(checkpoints.decode_window(blob) or {})
     assert back.get("a") == CommandResult(command="X", value=oid, created=[oid])
     assert back.get("b") == CommandResult(command="Y", value=oid, position=3, events=1)
+
+
+def test_serve_default_checkpoint_interval_is_the_writers() -> None:
+    from api import cli_serve
+
+    assert cli_serve.CHECKPOINT_EVERY == checkpoints.CHECKPOINT_EVERY
