@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -504,6 +505,7 @@ class CheckpointWriter:
         self._due = bus.engine.position + self.step
         self.written = 0
         self.failures = 0
+        self.cpu_s = 0.0  # CPU time the checkpoint thread spent writing rows
 
     def start(self) -> CheckpointWriter:
         if self._thread is None:
@@ -527,12 +529,15 @@ class CheckpointWriter:
             self._wake.clear()
             if self._stopping:
                 return
+            cpu0 = time.thread_time()
             try:
                 self.write_now()
             except Exception:
                 self.failures += 1
                 log.exception("writing a checkpoint failed")
                 self._due = self.bus.engine.position + self.step
+            finally:
+                self.cpu_s += time.thread_time() - cpu0
 
     def write_now(self, *, full: bool | None = None) -> int | None:
         """Takes the committed state and writes a row for it now (full when due or
