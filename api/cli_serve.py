@@ -12,6 +12,22 @@ import argparse
 
 from api.cli import add_store_arguments
 
+CHECKPOINT_EVERY = (
+    50_000  # commands.checkpoints.CHECKPOINT_EVERY (not imported: --help stays light)
+)
+
+
+def _events(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--checkpoint-every wants a number, got {text!r}"
+        ) from None
+    if n < 0:
+        raise argparse.ArgumentTypeError("--checkpoint-every must be 0 or more")
+    return n
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_store_arguments(p)
@@ -38,6 +54,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "(default 5)",
     )
     p.add_argument(
+        "--checkpoint-every",
+        type=_events,
+        default=CHECKPOINT_EVERY,
+        metavar="N",
+        help=f"write a full checkpoint of the write side every N events, deltas between "
+        f"(default {CHECKPOINT_EVERY:,}; 0: none); a start loads the newest one",
+    )
+    p.add_argument(
         "--reads",
         choices=("engine", "projections"),
         default="engine",
@@ -49,6 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import asyncio
     import logging
+    import time
 
     from api.serving import initialize, serve, ssl_context
     from commands.bootstrap import open_bus, tune_gc
@@ -66,7 +91,15 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from api.reads import open_reads
 
-    bus = open_bus(args.database_url, args.data_dir)
+    t0 = time.perf_counter()
+    bus = open_bus(args.database_url, args.data_dir, checkpoint_every=args.checkpoint_every)
+    logging.getLogger("orrery.serve").info(
+        "write side at position %d in %.2f s: checkpoint at %d, then %d events of the log",
+        bus.engine.position,
+        time.perf_counter() - t0,
+        bus.checkpoint_position,
+        bus.replayed_at_start,
+    )
     try:
         initialize(bus)
         reads = open_reads(bus, args.reads, args.data_dir)

@@ -21,6 +21,7 @@ from typing import Any
 from uuid import UUID
 
 from domain.engine import Engine
+from projections.timetravel import engine_at
 
 try:  # the read side's oVirt-style descriptions and codes
     from projections.feed import describe as _describe
@@ -83,13 +84,15 @@ class Feed:
         self._subs: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue[dict[str, Any]]]] = []
         self._external = 0
         self.hidden: set[int] = set()  # entries removed from the list (EventHidden)
-        # A private engine replaying the log, so each entry sees the object before and
-        # after its event (the read side's describe() needs both).
+        # A private engine following the log, so each entry sees the object before and
+        # after its event (the read side's describe() needs both). It starts from the
+        # nearest checkpoint before the entries kept (bounded, whatever the log's length).
         self.shadow = Engine()
         if bus is not None:
             head = bus.log.head()
             first = max(0, head - keep)
-            for nid, ev in bus.log.iter_all(0):
+            self.shadow = engine_at(bus.log, first)
+            for nid, ev in bus.log.iter_all(self.shadow.position):
                 e = self._step(nid, ev, describe=nid > first)
                 if e is not None:
                     self.entries.append(e)

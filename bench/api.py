@@ -33,6 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clients", type=int, default=16, help="concurrent requests")
     parser.add_argument("--list-runs", type=int, default=5)
     parser.add_argument("--postgres", action="store_true", help="log on PostgreSQL (else SQLite)")
+    parser.add_argument(
+        "--reads",
+        choices=("engine", "projections"),
+        default=None,
+        help="orrery serve --reads (default: serve's own default)",
+    )
 
 
 def _free_port() -> int:
@@ -248,6 +254,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ]
         if database_url:
             cmd += ["--database-url", database_url]
+        if getattr(args, "reads", None):
+            cmd += ["--reads", args.reads]
         procs.append(subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL))
         _wait_port(api_port, procs[-1])
         # Size the baseline body like one VM's XML: measured below, started with a guess and
@@ -264,6 +272,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out["prepare_vms_s"] = round(prepare_s, 2)
         out["vms"] = args.vms
         out["log"] = "postgresql" if database_url else "sqlite"
+        out["reads"] = getattr(args, "reads", None) or "serve's default"
         return out
     finally:
         for p in procs:

@@ -225,6 +225,8 @@ def run_bus(
         events = bus.log.head() - head0
         batches = bus.batches - batches0
         remembered = len(bus._done)
+        writer = getattr(bus, "checkpoint_writer", None)
+        checkpoints = (writer.written, writer.cpu_s) if writer is not None else (0, 0.0)
     finally:
         bus.stop()
         bus.log.close()
@@ -254,6 +256,9 @@ def run_bus(
         "idempotency_window": window,
         "remembered_command_ids": remembered,
         "rounds_events_per_s": [round(x, 1) for x in slices],
+        # Written by the checkpoint thread during the run (its CPU is in cpu_us_per_event).
+        "checkpoint_rows": checkpoints[0],
+        "checkpoint_cpu_us_per_event": round(checkpoints[1] / max(1, events) * 1e6, 2),
     }
     if baselines:
         # Each slice against the mean of the baselines just before and after it.

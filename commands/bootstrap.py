@@ -19,6 +19,7 @@ from psycopg.sql import SQL, Identifier
 import commands.all  # noqa: F401  (fills the handler registry)
 from commands import logguard
 from commands.bus import CommandBus
+from commands.checkpoints import CHECKPOINT_EVERY, CheckpointWriter
 from commands.snapshots import SnapshotWriter
 from commands.store import EventLog, libpq_url, with_schema
 
@@ -53,11 +54,14 @@ def open_bus(
     owner_url: str | None = None,
     start: bool = True,
     progress: Callable[[int], None] | None = None,
+    checkpoint_every: int = CHECKPOINT_EVERY,
     **bus_options: object,
 ) -> CommandBus:
     """Opens the log (PostgreSQL when a URL is given, else SQLite under data_dir),
-    rebuilds the Engine from it, and starts the writer (and the snapshot writer).
-    ``owner_url`` (default ``$ORRERY_DATABASE_OWNER_URL``): see ``prepare_log``."""
+    rebuilds the Engine from it (from its newest checkpoint plus the log after it), and
+    starts the writer, the snapshot writer and the checkpoint writer (a full checkpoint
+    every ``checkpoint_every`` events, deltas between; 0: none written). ``owner_url``
+    (default ``$ORRERY_DATABASE_OWNER_URL``): see ``prepare_log``."""
     url = database_url_from_env(database_url)
     owner = owner_url_from_env(owner_url)
     if url and owner:
@@ -72,6 +76,9 @@ def open_bus(
     bus.subscribe(snapshots.on_committed)
     bus.on_stop(snapshots.stop)
     bus.snapshot_writer = snapshots  # type: ignore[attr-defined]
+    if checkpoint_every:
+        # Registered after the snapshot writer: stopped (its final row written) first.
+        bus.checkpoint_writer = CheckpointWriter(bus, every=checkpoint_every).start()  # type: ignore[attr-defined]
     return bus.start()
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import queue
@@ -38,6 +39,7 @@ from uuid import UUID
 import msgspec
 from eventsourcing.persistence import IntegrityError
 
+from commands import checkpoints
 from commands.messages import Command
 from commands.registry import HANDLERS
 from commands.store import EventLog, PendingInsert, to_stored
@@ -290,6 +292,7 @@ class CommandBus:
         id_factory: Callable[[], UUID] = uuid.uuid4,
         max_batch: int = MAX_BATCH,
         pipeline: bool = True,
+        checkpoints: bool = True,
     ) -> None:
         self.log = log_
         self.engine = engine or Engine()
@@ -320,7 +323,13 @@ class CommandBus:
         self._want = 0
         self._wake_r = self._wake_w = -1  # opened by start()
         self._last_settled = 0  # commands answered by the last commit
-        self.catch_up()
+        # Batches whose events are in the Engine but not yet settled or undone, oldest
+        # first (at most the one committing and the one decided on top of it).
+        self._open: list[_Batch] = []
+        self.checkpoint_position = 0  # where the start's checkpoint left the Engine
+        if engine is None and checkpoints:
+            self._load_checkpoint()
+        self.replayed_at_start = self.catch_up()  # events applied after the checkpoint
 
     def _assert_may_read(self) -> None:
         # The writer may read its own Engine; so may the process's main thread, which in
@@ -481,8 +490,7 @@ class CommandBus:
         with self.lock:
             for b in batches:
                 if b is unstarted or b.error is not None or not b.ids:
-                    self._undo(b.undo)
-                    self._forget(b)
+                    self._drop(b)
             for b in reversed(started):
                 if b.error is None and b.ids:
                     try:
@@ -631,6 +639,8 @@ class CommandBus:
                 continue
             batch.decided.append((item, events, value, tx.created))
         batch.stored = stored = [to_stored(e) for _, evs, _, _ in batch.decided for e in evs]
+        if undo:
+            self._open.append(batch)
         if stored:
             batch.prepared = self.log.prepare_append(stored)
         return batch
@@ -679,8 +689,7 @@ class CommandBus:
             if err is None:
                 foreign = self._foreign_before(batch.ids)
                 if foreign and after is not None:
-                    self._undo(after.undo)
-                    self._forget(after)
+                    self._drop(after)
                     redo = after.order
                 elif after is not None and after.decided and self.pipeline:
                     # Its base is saved: start saving it now, report this one meanwhile.
@@ -688,11 +697,9 @@ class CommandBus:
                 self._settle(batch, foreign)
                 return redo
             if after is not None:
-                self._undo(after.undo)
-                self._forget(after)
+                self._drop(after)
                 redo = after.order
-            self._undo(batch.undo)
-            self._forget(batch)
+            self._drop(batch)
         if isinstance(err, IntegrityError):
             self._retry_alone([item for item, *_ in batch.decided])
         else:
@@ -722,6 +729,7 @@ class CommandBus:
         engine = self.engine
         ids = batch.ids
         self.batches += 1
+        self._close(batch)
         for nid, ev in foreign:  # another writer slipped these in before our append
             engine.apply(ev)
             self._note_command(ev, nid)
@@ -775,6 +783,20 @@ class CommandBus:
             (nid, ev) for nid, ev in self.log.read(pos, stop=lo - 1, limit=lo - pos) if nid < lo
         ]
 
+    def _close(self, batch: _Batch) -> None:
+        """The batch's events are settled or undone: no longer open."""
+        opened = self._open
+        for i, b in enumerate(opened):
+            if b is batch:
+                del opened[i]
+                return
+
+    def _drop(self, batch: _Batch) -> None:
+        """Undoes an unsaved batch in memory and forgets its command ids."""
+        self._undo(batch.undo)
+        self._forget(batch)
+        self._close(batch)
+
     def _undo(self, undo: _Undo) -> None:
         for oid, (obj, tomb) in undo.items():
             self.engine.restore(oid, obj, tomb)
@@ -804,6 +826,53 @@ class CommandBus:
                 events=n,
             ),
         )
+
+    # -- checkpoints ------------------------------------------------------------------
+    def _load_checkpoint(self) -> None:
+        """Starts from the newest valid checkpoint (commands.checkpoints), if any."""
+        try:
+            loaded = checkpoints.load(checkpoints.CheckpointStore(self.log))
+            if loaded is None:
+                return
+            if loaded.engine.position > self.log.head():
+                log.warning("the newest checkpoint is ahead of the log: replaying it all")
+                return
+        except Exception:
+            log.warning("loading a checkpoint failed: replaying the log", exc_info=True)
+            return
+        loaded.engine.iteration_guard = self.engine.iteration_guard
+        self.engine = loaded.engine
+        self._done.load(loaded.window)
+        self.checkpoint_position = loaded.engine.position
+
+    def committed_state(self) -> Engine:
+        """A copy of the Engine as of its position: the events of batches not yet
+        settled are undone in the copy (aggregates are immutable: dict copies)."""
+        with self.lock:
+            engine = self.engine.copy()
+            for b in reversed(self._open):  # newest first: the oldest pre-state wins
+                for oid, (obj, tomb) in b.undo.items():
+                    engine.restore(oid, obj, tomb)
+        return engine
+
+    def window_entries(self, since: int | None = None) -> tuple[dict[str, Any], int]:
+        """The idempotency window in a checkpoint's form (all of it, or the ids
+        remembered after the ``since``-th), and how many ids it has remembered. Taken
+        after ``committed_state``, it may hold a few newer ids too: the tail replayed
+        after the checkpoint notes them again."""
+        return self._done.entries(since)
+
+    def remembered(self, command_id: str) -> CommandResult | DomainError | None:
+        """The outcome the idempotency window holds for a command id, if any."""
+        return self._done.get(command_id)
+
+    def remembered_ids(self) -> list[str]:
+        """The command ids in the idempotency window, oldest first."""
+        return list(self._done.entries()[0])
+
+    def window_added(self) -> int:
+        """How many command ids the idempotency window has remembered so far."""
+        return self._done.added
 
     # -- keeping up with the log -------------------------------------------------------
     def catch_up(self, batch: int = 5000, progress: Callable[[int], None] | None = None) -> int:
@@ -849,13 +918,14 @@ class _Window:
     stops tracking: a full window of 200k CommandResult objects (each with its list)
     made every full collection walk ~400k objects, a ~0.3 s pause of the writer."""
 
-    __slots__ = ("_d", "_order")
+    __slots__ = ("_d", "_order", "added")
 
     def __init__(self) -> None:
         # A plain dict and a queue of its keys by age: cheaper than an OrderedDict's
         # linked list, and the dict stays compact under steady insert-and-evict.
         self._d: dict[str, tuple[Any, ...] | DomainError] = {}
         self._order: deque[str] = deque()
+        self.added = 0  # ids ever remembered (a checkpoint delta takes those since)
 
     def __len__(self) -> int:
         return len(self._d)
@@ -880,6 +950,7 @@ class _Window:
         d = self._d
         if cid not in d:  # a known id keeps its age, as it did in an OrderedDict
             self._order.append(cid)
+            self.added += 1
         if isinstance(outcome, DomainError):
             d[cid] = outcome
         else:
@@ -895,6 +966,52 @@ class _Window:
             created = outcome.created
             d[cid] = (*kept, *(c.int for c in created)) if created else kept
         if len(d) > IDEMPOTENCY_WINDOW:
+            del d[self._order.popleft()]
+
+    # -- in checkpoints (commands.checkpoints) ------------------------------------------
+    def entries(self, since: int | None = None) -> tuple[dict[str, Any], int]:
+        """The content, oldest first (all, or what was remembered after the
+        ``since``-th id), as plain data: a result as its kept tuple (see ``put``), a
+        refusal as (None, error class, message, field). A result's value other than an
+        id is left out (the first created id instead, as a replay gives back; a value
+        may be a secret). The copy is one C call: safe beside the writer."""
+        d = self._d
+        while True:  # a copy during which nothing was remembered (puts run unlocked)
+            added = self.added
+            if since is None:
+                out = dict(d)
+            else:
+                new = min(len(d), max(0, added - since))
+                out = dict(reversed(list(itertools.islice(reversed(d.items()), new))))
+            if self.added == added:
+                break
+        special = [
+            cid
+            for cid, kept in out.items()
+            if type(kept) is not tuple or (not kept[1] and kept[2] is not None)
+        ]
+        for cid in special:
+            kept = out[cid]
+            if isinstance(kept, DomainError):
+                out[cid] = (None, type(kept).__name__, kept.message, kept.field)
+            else:
+                command, _, _, position, events, *created = kept
+                value = (True, created[0]) if created else (False, None)
+                out[cid] = (command, *value, position, events, *created)
+        return out, added
+
+    def load(self, entries: dict[str, Any]) -> None:
+        """Puts back what ``entries`` gave (checkpoints' windows merged oldest first)."""
+        d = self._d
+        for cid, kept in entries.items():
+            if cid not in d:
+                self._order.append(cid)
+                self.added += 1
+            if kept[0] is None:
+                d[cid] = checkpoints.error_of(kept[1], kept[2], kept[3])
+            else:
+                d[cid] = tuple(kept)
+        while len(d) > IDEMPOTENCY_WINDOW:
             del d[self._order.popleft()]
 
 

@@ -130,6 +130,52 @@ class Engine:
         if key is not None:
             self._names[key] = oid
 
+    def copy(self) -> Engine:
+        """A copy that changes independently (the aggregates, immutable, are shared)."""
+        other = Engine()
+        other.objects = dict(self.objects)
+        other._by_type = {t: dict(objs) for t, objs in self._by_type.items()}
+        other._names = dict(self._names)
+        other._tombstones = dict(self._tombstones)
+        other.position = self.position
+        return other
+
+    @classmethod
+    def from_parts(
+        cls,
+        by_type: Iterable[Iterable[Aggregate]],
+        tombstones: dict[UUID, int],
+        position: int,
+    ) -> Engine:
+        """An Engine holding these objects (each group of one type, in ``all()`` order),
+        deleted ids and position; the names index is derived from the objects."""
+        engine = cls()
+        objects = engine.objects
+        names = engine._names
+        for group in by_type:
+            for obj in group:
+                oid = obj.id
+                objects[oid] = obj
+                engine._by_type.setdefault(type(obj), {})[oid] = obj
+                key = _name_key(obj)
+                if key is not None:
+                    names[key] = oid
+        engine._tombstones = dict(tombstones)
+        engine.position = position
+        return engine
+
+    def groups(self) -> Iterator[tuple[type[Aggregate], dict[UUID, Aggregate]]]:
+        """Each aggregate type with its objects by id, in ``all()`` order."""
+        yield from self._by_type.items()
+
+    def tombstones(self) -> dict[UUID, int]:
+        """Deleted ids and their last versions (a copy)."""
+        return dict(self._tombstones)
+
+    def names(self) -> dict[tuple[Any, ...], UUID]:
+        """The names index (a copy): scoped name -> id."""
+        return dict(self._names)
+
     def apply_all(self, events: Iterable[Event]) -> None:
         for e in events:
             self.apply(e)

@@ -1,5 +1,6 @@
 """Time travel: the state of one object or of the whole engine as of a notification id
-or a moment, answered from the log by replaying it into a fresh Engine.
+or a moment: the whole engine from the nearest checkpoint at or before it plus the log
+after that (``engine_at``), one object from its own snapshots and events.
 
 A moment maps to a log position: the last notification whose event happened at or
 before it (the log prefix up to there is a state that really existed). One object is
@@ -8,15 +9,19 @@ rebuilt from its own events (the store's per-aggregate ``select_events``).
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import msgspec
 
-from commands.store import EventLog, decode_event
+from commands import checkpoints
+from commands.store import EventLog
 from domain.base import redacted
 from domain.engine import Engine
+
+log = logging.getLogger("orrery.timetravel")
 
 
 def parse_when(text: str | datetime) -> datetime:
@@ -60,23 +65,28 @@ class _Stamp(msgspec.Struct):
 
 
 def engine_at(
-    log: EventLog, position: int | None = None, *, when: str | datetime | None = None
+    source: Any, position: int | None = None, *, when: str | datetime | None = None
 ) -> Engine:
-    """A fresh Engine holding everything up to ``position`` (or up to ``when``)."""
+    """A fresh Engine holding everything up to ``position`` (or up to ``when``; the
+    whole log when neither), from ``source``: a CommandBus or its EventLog.
+
+    It starts from the nearest checkpoint at or before the position (the write side's
+    rows in the log's database, ``commands.checkpoints``: a full row and the deltas
+    after it) and applies the log from there, so its cost is bounded by the
+    checkpoints' interval, not the log's length; with no checkpoint it replays from 0.
+    """
+    event_log: EventLog = source if isinstance(source, EventLog) else source.log
     if when is not None:
-        position = position_at(log, when)
-    engine = Engine()
-    after = 0
-    while True:
-        rows = log.read_raw(after, 20_000)
-        if not rows:
-            break
-        for n in rows:
-            if position is not None and n.id > position:
-                return engine
-            engine.apply(decode_event(n.topic, n.state))
-            engine.position = n.id
-        after = rows[-1].id
+        position = position_at(event_log, when)
+    engine = None
+    try:
+        loaded = checkpoints.load(checkpoints.CheckpointStore(event_log), position, window=False)
+        engine = loaded.engine if loaded is not None else None
+    except Exception:
+        log.warning("reading checkpoints failed: replaying from the start", exc_info=True)
+    if engine is None:
+        engine = Engine()
+    checkpoints.replay_tail(event_log, engine, position)
     return engine
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import gc
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 
 import commands.bus as bus_module
+from commands import checkpoints
 from commands.bus import CommandResult, _Window
 from domain.base import DomainError
 
@@ -45,3 +46,23 @@ def test_kept_results_are_not_tracked_by_the_gc() -> None:
         w.put(f"c{n}", CommandResult(command="X", value=uuid4(), created=[uuid4()], position=n))
     gc.collect()  # tuples of untracked items are untracked at the first collection
     assert not any(gc.is_tracked(v) for v in w._d.values())
+
+
+def test_window_entries_keep_no_returned_values_but_ids() -> None:
+    """A result's value other than an id (it may be a ticket) stays out of the row."""
+    w = _Window()
+    oid = UUID(int=7)
+    w.put("a", CommandResult(command="X", value={"ticket": "s3cret"}, created=[oid]))
+    w.put("b", CommandResult(command="Y", value=oid, created=[], position=3, events=1))
+    blob = checkpoints.encode_window(w.entries()[0])
+    assert "s3cret" not in repr(checkpoints.decode_window(blob))
+    back = _Window()
+    back.load(checkpoints.decode_window(blob) or {})
+    assert back.get("a") == CommandResult(command="X", value=oid, created=[oid])
+    assert back.get("b") == CommandResult(command="Y", value=oid, position=3, events=1)
+
+
+def test_serve_default_checkpoint_interval_is_the_writers() -> None:
+    from api import cli_serve
+
+    assert cli_serve.CHECKPOINT_EVERY == checkpoints.CHECKPOINT_EVERY
