@@ -25,6 +25,7 @@ from uuid import UUID
 from api.faults import ApiError, bad_request
 from domain.base import AGGREGATE_TYPES
 from domain.engine import Engine
+from projections.timetravel import engine_at
 
 AS_OF_TIMEOUT = 5.0  # seconds an as-of read may take (waiting for the user's previous one too)
 
@@ -198,6 +199,12 @@ class AsOf:
             hit = self._cache.get(key)
         if hit is not None:
             return hit
+        if isinstance(moment, int):
+            # From the nearest checkpoint at or before it plus a bounded tail.
+            eng = engine_at(self.bus.log, moment)
+            if time.monotonic() > deadline:
+                raise _TooLong()
+            return self._keep(key, eng)
         eng = Engine()
         for n, (nid, ev) in enumerate(self.bus.log.iter_all(0, batch=2000), 1):
             if isinstance(moment, int) and nid > moment:
@@ -210,6 +217,9 @@ class AsOf:
                 raise _TooLong()
         if time.monotonic() > deadline:
             raise _TooLong()
+        return self._keep(key, eng)
+
+    def _keep(self, key: str, eng: Engine) -> Engine:
         with self._lock:  # a moment before the end: its state can no longer change
             if len(self._cache) >= 8:
                 self._cache.pop(next(iter(self._cache)))
