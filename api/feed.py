@@ -21,14 +21,9 @@ from typing import Any
 from uuid import UUID
 
 from domain.engine import Engine
+from projections import feed as read_feed  # the read side's oVirt-style descriptions
+from projections.runner import Change
 from projections.timetravel import engine_at
-
-try:  # the read side's oVirt-style descriptions and codes
-    from projections.feed import describe as _describe
-    from projections.runner import Change as _Change
-except ImportError:  # pragma: no cover
-    _describe = None
-    _Change = None
 
 log = logging.getLogger("orrery.api.feed")
 
@@ -165,11 +160,10 @@ class Feed:
             }
         after = self.shadow.objects.get(ev.originator_id)
         d = None
-        if _describe is not None:
-            try:
-                d = _describe(_Change(nid, ev, before, after), self.shadow)
-            except Exception:
-                log.warning("feed: could not describe %s", ev.TOPIC, exc_info=True)
+        try:
+            d = read_feed.describe(Change(nid, ev, before, after), self.shadow)
+        except Exception:
+            log.warning("feed: could not describe %s", ev.TOPIC, exc_info=True)
         if d is None:
             return self.entry(nid, ev, self.shadow)
         e: dict[str, Any] = {
