@@ -1,5 +1,5 @@
 """Who may do what: every request is checked with the built-in roles through
-``domain.permission.is_permitted``; a refusal is a 403 fault and a UserPermissionDenied
+``domain.rules.access_rules.is_permitted``; a refusal is a 403 fault and a UserPermissionDenied
 event (``RecordPermissionDenied``). Reads: administrators see everything unless they ask
 ``filter=true``; other users (and filter=true) see only what they hold permissions on.
 
@@ -99,7 +99,7 @@ _SCOPES = (
 
 def _module() -> Any:
     try:
-        from domain import permission
+        from domain.rules import access_rules as permission
     except ImportError:
         return None
     return permission if hasattr(permission, "is_permitted") else None

@@ -71,9 +71,9 @@ from domain.statuses import (
     VmStatus,
 )
 from domain.storage import StorageDomain, StorageDomainStatusChanged
+from domain.values import SnapshotType
 from domain.vm import (
     Snapshot,
-    SnapshotType,
     Vm,
     VmConsoleTicketSet,
     VmMigrationCanceled,

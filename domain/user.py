@@ -296,21 +296,6 @@ def change_password(tx: Tx, user_id: UUID, password_hash: str) -> None:
     tx.emit(UserPasswordChanged, user_id, password_hash=password_hash)
 
 
-def remove_user(tx: Tx, user_id: UUID) -> None:
-    """Removes a user and the permissions given to it."""
-    from domain.permission import remove_permissions_of_principal
-    from domain.tag import detach_everywhere
-    from domain.vmpool import release_user
-
-    user = tx.engine.get(User, user_id)
-    if user.user_name == ADMIN_USER_NAME:
-        raise DomainError("Cannot remove User. The built-in admin@internal user cannot be removed.")
-    remove_permissions_of_principal(tx, user_id)
-    detach_everywhere(tx, user_id)
-    release_user(tx, user_id)
-    tx.emit(UserRemoved, user_id)
-
-
 def add_group(
     tx: Tx,
     *,
@@ -350,22 +335,6 @@ def add_everyone_group(tx: Tx) -> UUID | None:
     )
 
 
-def remove_group(tx: Tx, group_id: UUID) -> None:
-    """Removes a group, its members' membership and the permissions given to it."""
-    from domain.permission import remove_permissions_of_principal
-    from domain.tag import detach_everywhere
-
-    group = tx.engine.get(Group, group_id)
-    if group.builtin:
-        raise DomainError(f"Cannot remove Group. The {group.name} group is built-in.")
-    for user in list(tx.engine.all(User)):
-        if group_id in user.group_ids:
-            tx.emit(UserRemovedFromGroup, user.id, group_id=group_id)
-    remove_permissions_of_principal(tx, group_id)
-    detach_everywhere(tx, group_id)
-    tx.emit(GroupRemoved, group_id)
-
-
 def add_user_to_group(tx: Tx, user_id: UUID, group_id: UUID) -> None:
     user = tx.engine.get(User, user_id, field="user")
     group = tx.engine.get(Group, group_id, field="group")
@@ -394,29 +363,6 @@ def record_login_success(
         tx.emit(UserPasswordChanged, user.id, password_hash=rehash, rehash=True)
 
 
-def record_login_failure(
-    tx: Tx, user_name: str, reason: LoginFailure, *, source: str = ""
-) -> UUID | None:
-    """Records a failed login on the user, or on the system object when no such user
-    exists; returns the object it was recorded on (None before first start)."""
-    from domain.system import SYSTEM_ID, System, UnknownUserLoginFailed
-
-    user = find_user(tx.engine, user_name)
-    if user is not None:
-        tx.emit(UserLoginFailed, user.id, reason=reason, source=source)
-        return user.id
-    if tx.engine.find(System, SYSTEM_ID) is None:
-        return None
-    tx.emit(
-        UnknownUserLoginFailed,
-        SYSTEM_ID,
-        user_name=user_name[:255],
-        reason=LoginFailure.UNKNOWN_USER,
-        source=source,
-    )
-    return SYSTEM_ID
-
-
 __all__ = [
     "ADMIN_USER_NAME",
     "EVERYONE_GROUP_ID",
@@ -440,10 +386,7 @@ __all__ = [
     "change_password",
     "find_user",
     "get_user",
-    "record_login_failure",
     "record_login_success",
-    "remove_group",
-    "remove_user",
     "remove_user_from_group",
     "update_user",
 ]
