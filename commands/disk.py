@@ -101,7 +101,7 @@ def _extend(tx: Tx, c: ExtendDisk) -> None:
 
 @handles(MoveDisk)
 def _move(tx: Tx, c: MoveDisk) -> None:
-    disk.move_disk(tx, c.disk_id, c.storage_domain_id)
+    disk_rules.move_disk(tx, c.disk_id, c.storage_domain_id)
 
 
 @handles(RemoveDisk)

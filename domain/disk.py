@@ -11,7 +11,6 @@ docs/model.md only, through the small helpers below, which the compute modules s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
@@ -19,8 +18,8 @@ from uuid import UUID
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from domain.base import AGGREGATE_TYPES, Aggregate, DomainError, Event, InvalidInput, NotFound, Tx
-from domain.statuses import DiskStatus, StorageDomainStatus
+from domain.base import Aggregate, DomainError, Event, InvalidInput, Tx
+from domain.statuses import DiskStatus
 from domain.values import GiB
 
 MAX_DISK_SIZE = 1 << 50  # 1 PiB: far above anything a storage domain offers
@@ -31,60 +30,6 @@ BLOCK_STORAGE = frozenset({"iscsi", "fcp"})
 class DiskFormat(StrEnum):
     RAW = "raw"
     COW = "cow"
-
-
-# -- reading the infrastructure areas by KIND ---------------------------------------------
-
-
-def objects_of_kind(engine: Any, kind: str) -> Iterator[Any]:
-    """Every live object whose aggregate class has this ``KIND`` ("host", ...)."""
-    for cls in list(AGGREGATE_TYPES.values()):
-        if kind == cls.KIND:
-            yield from engine.all(cls)
-
-
-def find_of_kind(engine: Any, kind: str, obj_id: UUID | None) -> Any | None:
-    if obj_id is None:
-        return None
-    obj = engine.objects.get(obj_id)
-    return obj if obj is not None and kind == obj.KIND else None
-
-
-def get_of_kind(engine: Any, kind: str, obj_id: UUID, *, label: str, field: str) -> Any:
-    obj = find_of_kind(engine, kind, obj_id)
-    if obj is None:
-        raise NotFound(f"{label} {obj_id} not found.", field=field)
-    return obj
-
-
-def storage_domain_dc(engine: Any, sd_id: UUID | None) -> UUID | None:
-    sd = find_of_kind(engine, "storage_domain", sd_id)
-    return getattr(sd, "data_center_id", None) if sd is not None else None
-
-
-def require_active_data_domain(
-    engine: Any,
-    sd_id: UUID,
-    *,
-    action: str,
-    type_: str,
-    data_center_id: UUID | None = None,
-    field: str = "storage_domain",
-) -> Any:
-    """The storage domain, when it is an active data domain (of ``data_center_id``)."""
-    sd = get_of_kind(engine, "storage_domain", sd_id, label="Storage Domain", field=field)
-    if str(getattr(sd, "domain_type", "data")) != "data":
-        raise DomainError(
-            f"Cannot {action} {type_}. The Storage Domain is not a data domain.", field=field
-        )
-    if data_center_id is not None and sd.data_center_id != data_center_id:
-        raise DomainError(
-            f"Cannot {action} {type_}. The Storage Domain is not in the VM's Data Center.",
-            field=field,
-        )
-    if sd.data_center_id is None or getattr(sd, "status", None) != StorageDomainStatus.ACTIVE:
-        raise DomainError(f"Cannot {action} {type_}. Storage Domain is not active.", field=field)
-    return sd
 
 
 def check_format(
@@ -313,30 +258,6 @@ def extend_disk(tx: Tx, disk_id: UUID, provisioned_size: int) -> None:
     tx.emit(DiskExtendStarted, disk_id, provisioned_size=provisioned_size)
 
 
-def move_disk(tx: Tx, disk_id: UUID, storage_domain_id: UUID) -> None:
-    disk = tx.engine.get(Disk, disk_id, field="disk")
-    if disk.status != DiskStatus.OK:
-        if disk.status == DiskStatus.LOCKED:
-            raise DomainError(
-                f"Cannot move Disk: The following disks are locked: {disk.name}. "
-                "Please try again in a few minutes."
-            )
-        raise DomainError(f"Cannot move Disk. The disk is {disk.status.value}.")
-    if storage_domain_id == disk.storage_domain_id:
-        raise DomainError(
-            "Cannot move Disk. The source and target storage domains are the same.",
-            field="storage_domain",
-        )
-    if disk.template_id is not None:
-        raise DomainError("Cannot move Disk. The disk belongs to a Template.")
-    dc = storage_domain_dc(tx.engine, disk.storage_domain_id)
-    sd = require_active_data_domain(
-        tx.engine, storage_domain_id, action="move", type_="Disk", data_center_id=dc
-    )
-    check_format(sd, disk.format, disk.sparse, action="move")
-    tx.emit(DiskMoveStarted, disk_id, move_target_id=storage_domain_id)
-
-
 def discard_disk(tx: Tx, disk_id: UUID, volume_ids: tuple[UUID, ...]) -> None:
     """The disk (detached by the caller) is to go with its image: locked until the host
     reports its volumes deleted, then removed (``report_disk_operation``). Unlike a plain
@@ -353,5 +274,4 @@ __all__ = [
     "DiskRemoved",
     "discard_disk",
     "extend_disk",
-    "move_disk",
 ]

@@ -162,7 +162,7 @@ def remove_cluster(tx: Tx, cluster_id: UUID) -> None:
     cluster = tx.engine.get(Cluster, cluster_id)
     if any(h.cluster_id == cluster_id for h in tx.engine.all(Host)):
         raise DomainError("Cannot remove Cluster. Host Cluster contains one or more Hosts.")
-    if any(getattr(v, "cluster_id", None) == cluster_id for v in current_all(tx, Vm)):
+    if any(v.cluster_id == cluster_id for v in current_all(tx, Vm)):
         raise DomainError(
             "Cannot remove Cluster. One or more VMs are still assigned to this Cluster."
         )

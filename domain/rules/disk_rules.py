@@ -19,6 +19,7 @@ from domain.disk import (
     DiskAdded,
     DiskExtendStarted,
     DiskFormat,
+    DiskMoveStarted,
     DiskOperationCompleted,
     DiskOperationFailed,
     DiskRemoved,
@@ -28,11 +29,11 @@ from domain.disk import (
     check_size,
     check_space,
     copy_disk_image,
-    require_active_data_domain,
 )
 from domain.permission import remove_object_permissions
 from domain.rules.access_rules import grant_owner
-from domain.statuses import DiskStatus, TemplateStatus, VmStatus
+from domain.statuses import DiskStatus, StorageDomainStatus, TemplateStatus, VmStatus
+from domain.storage import StorageDomain, StorageDomainType
 from domain.template import Template, TemplateImagesReady
 from domain.values import DiskAttachment, DiskInterface
 from domain.vm import Vm, VmImagesReady, detach_disk_unchecked, get_vm
@@ -272,3 +273,57 @@ def template_images_settled(tx: Tx, template_id: UUID, *, changed: Mapping[UUID,
         status=TemplateStatus.ILLEGAL if failed else TemplateStatus.OK,
         failed_disk_ids=tuple(failed),
     )
+
+
+def storage_domain_dc(engine: Any, sd_id: UUID | None) -> UUID | None:
+    sd = engine.find(StorageDomain, sd_id)
+    return sd.data_center_id if sd is not None else None
+
+
+def require_active_data_domain(
+    engine: Any,
+    sd_id: UUID,
+    *,
+    action: str,
+    type_: str,
+    data_center_id: UUID | None = None,
+    field: str = "storage_domain",
+) -> Any:
+    """The storage domain, when it is an active data domain (of ``data_center_id``)."""
+    sd = engine.get(StorageDomain, sd_id, field=field)
+    if sd.domain_type != StorageDomainType.DATA:
+        raise DomainError(
+            f"Cannot {action} {type_}. The Storage Domain is not a data domain.", field=field
+        )
+    if data_center_id is not None and sd.data_center_id != data_center_id:
+        raise DomainError(
+            f"Cannot {action} {type_}. The Storage Domain is not in the VM's Data Center.",
+            field=field,
+        )
+    if sd.data_center_id is None or sd.status != StorageDomainStatus.ACTIVE:
+        raise DomainError(f"Cannot {action} {type_}. Storage Domain is not active.", field=field)
+    return sd
+
+
+def move_disk(tx: Tx, disk_id: UUID, storage_domain_id: UUID) -> None:
+    disk = tx.engine.get(Disk, disk_id, field="disk")
+    if disk.status != DiskStatus.OK:
+        if disk.status == DiskStatus.LOCKED:
+            raise DomainError(
+                f"Cannot move Disk: The following disks are locked: {disk.name}. "
+                "Please try again in a few minutes."
+            )
+        raise DomainError(f"Cannot move Disk. The disk is {disk.status.value}.")
+    if storage_domain_id == disk.storage_domain_id:
+        raise DomainError(
+            "Cannot move Disk. The source and target storage domains are the same.",
+            field="storage_domain",
+        )
+    if disk.template_id is not None:
+        raise DomainError("Cannot move Disk. The disk belongs to a Template.")
+    dc = storage_domain_dc(tx.engine, disk.storage_domain_id)
+    sd = require_active_data_domain(
+        tx.engine, storage_domain_id, action="move", type_="Disk", data_center_id=dc
+    )
+    check_format(sd, disk.format, disk.sparse, action="move")
+    tx.emit(DiskMoveStarted, disk_id, move_target_id=storage_domain_id)

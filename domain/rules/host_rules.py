@@ -58,10 +58,7 @@ def vms_on_host(tx: Tx, host_id: UUID) -> list[Any]:
         vm
         for vm in current_all(tx, Vm)
         if vm.status in VM_ON_HOST
-        and (
-            getattr(vm, "run_on_host_id", None) == host_id
-            or getattr(vm, "migrating_to_host_id", None) == host_id
-        )
+        and (vm.run_on_host_id == host_id or vm.migrating_to_host_id == host_id)
     ]
 
 
@@ -192,9 +189,7 @@ def remove_host(tx: Tx, host_id: UUID) -> None:
         raise DomainError(
             "Cannot remove Host. Host is operational. Please switch Host to Maintenance mode first."
         )
-    pinned = [
-        vm.name for vm in current_all(tx, Vm) if getattr(vm, "placement_host_id", None) == host_id
-    ]
+    pinned = [vm.name for vm in current_all(tx, Vm) if vm.placement_host_id == host_id]
     if pinned:
         raise DomainError(
             "Cannot remove Host. The following VMs are pinned to the Host: "

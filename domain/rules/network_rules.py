@@ -11,7 +11,7 @@ from uuid import UUID
 
 from msgspec import UNSET, UnsetType
 
-from domain.base import AGGREGATE_TYPES, DomainError, Tx
+from domain.base import DomainError, Tx
 from domain.cluster import Cluster
 from domain.current import current_all, get_current
 from domain.datacenter import DataCenter
@@ -35,6 +35,7 @@ from domain.network import (
 )
 from domain.permission import remove_object_permissions
 from domain.rules.host_rules import check_hosts_networks
+from domain.template import Template
 from domain.vm import Vm
 
 
@@ -42,7 +43,7 @@ def _vms_using_profiles(tx: Tx, profile_ids: set[UUID]) -> list[Any]:
     return [
         vm
         for vm in current_all(tx, Vm)
-        if any(getattr(nic, "vnic_profile_id", None) in profile_ids for nic in vm.nics)
+        if any(nic.vnic_profile_id in profile_ids for nic in vm.nics)
     ]
 
 
@@ -253,7 +254,7 @@ def detach_network(tx: Tx, net_id: UUID, cluster_id: UUID) -> None:
     used = [
         vm
         for vm in _vms_using_profiles(tx, {p.id for p in profiles_of(tx, net_id)})
-        if getattr(vm, "cluster_id", None) == cluster_id
+        if vm.cluster_id == cluster_id
     ]
     if used:
         raise DomainError(
@@ -391,13 +392,8 @@ def _check_templates(tx: Tx, profile_ids: set[UUID], message: str) -> None:
 def _templates_using_profiles(tx: Tx, profile_ids: set[UUID]) -> list[str]:
     """Names of the templates whose NICs use one of the profiles (VMs made from them would
     get the profile)."""
-
-    cls = AGGREGATE_TYPES.get("Template")
-    if cls is None:
-        return []
-    templates: list[Any] = current_all(tx, cls)
     return sorted(
-        str(t.name)
-        for t in templates
-        if any(getattr(nic, "vnic_profile_id", None) in profile_ids for nic in t.nics)
+        t.name
+        for t in current_all(tx, Template)
+        if any(nic.vnic_profile_id in profile_ids for nic in t.nics)
     )

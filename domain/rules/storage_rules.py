@@ -182,15 +182,14 @@ def activate_storage_domain(tx: Tx, sd_id: UUID) -> None:
 
 
 def _vms_with_disks_on(tx: Tx, sd_id: UUID) -> list[str]:
-    """Names of running VMs that use a disk on the domain ."""
+    """Names of running VMs that use a disk on the domain."""
     disks = {d.id for d in tx.engine.all(Disk) if d.storage_domain_id == sd_id}
     if not disks:
         return []
     return sorted(
         vm.name
         for vm in current_all(tx, Vm)
-        if vm.status in VM_ON_HOST
-        and any(a.disk_id in disks for a in getattr(vm, "disk_attachments", ()))
+        if vm.status in VM_ON_HOST and any(a.disk_id in disks for a in vm.disk_attachments)
     )
 
 

@@ -12,10 +12,10 @@ import msgspec
 from msgspec import UNSET
 
 from domain.base import DomainError, InvalidInput, Tx
-from domain.disk import Disk, copy_disk_image, require_active_data_domain
+from domain.disk import Disk, copy_disk_image
 from domain.permission import remove_object_permissions
 from domain.rules.cluster_rules import cluster_dc
-from domain.rules.disk_rules import grant_creator, remove_disk_unchecked
+from domain.rules.disk_rules import grant_creator, remove_disk_unchecked, require_active_data_domain
 from domain.statuses import DiskStatus, TemplateStatus, VmStatus
 from domain.tag import detach_everywhere
 from domain.template import (

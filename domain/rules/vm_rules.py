@@ -16,18 +16,19 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from domain.affinity import drop_member
-from domain.base import DomainError, InvalidInput, Tx
-from domain.disk import (
-    Disk,
-    find_of_kind,
-    get_of_kind,
-    require_active_data_domain,
-    storage_domain_dc,
-)
+from domain.base import DomainError, InvalidInput, NotFound, Tx
+from domain.disk import Disk
+from domain.network import LogicalNetwork, VnicProfile
 from domain.permission import remove_object_permissions
 from domain.rules.access_rules import grant_owner, is_permitted
 from domain.rules.cluster_rules import cluster_dc
-from domain.rules.disk_rules import add_disk, remove_disk_unchecked, template_disk_attachments
+from domain.rules.disk_rules import (
+    add_disk,
+    remove_disk_unchecked,
+    require_active_data_domain,
+    storage_domain_dc,
+    template_disk_attachments,
+)
 from domain.rules.vm_run_rules import check_placement
 from domain.statuses import DiskStatus, SnapshotStatus, TemplateStatus, VmStatus
 from domain.tag import detach_everywhere
@@ -72,10 +73,10 @@ from domain.vm import (
 def _check_profile(tx: Tx, action: str, profile_id: UUID | None, vm: Vm) -> None:
     if profile_id is None:
         return  # an empty profile: the NIC is not connected to any network
-    profile = get_of_kind(
-        tx.engine, "vnic_profile", profile_id, label="VNIC Profile", field="vnic_profile"
-    )
-    net = find_of_kind(tx.engine, "network", profile.network_id)
+    profile = tx.engine.find(VnicProfile, profile_id)
+    if profile is None:
+        raise NotFound(f"VNIC Profile {profile_id} not found.", field="vnic_profile")
+    net = tx.engine.find(LogicalNetwork, profile.network_id)
     if net is None or net.data_center_id != cluster_dc(tx, vm.cluster_id):
         raise DomainError(
             f"Cannot {action} Network Interface. The vNIC profile's network is not in the "

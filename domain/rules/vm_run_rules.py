@@ -14,7 +14,8 @@ from domain import scheduling
 from domain.base import DomainError, Tx
 from domain.current import current_all
 from domain.datacenter import DataCenter
-from domain.disk import Disk, find_of_kind, get_of_kind, objects_of_kind
+from domain.disk import Disk
+from domain.host import Host
 from domain.rules.cluster_rules import cluster_dc
 from domain.rules.vm_pool_return_rules import vm_went_down
 from domain.statuses import (
@@ -26,6 +27,7 @@ from domain.statuses import (
     StorageDomainStatus,
     VmStatus,
 )
+from domain.storage import StorageDomain
 from domain.vm import (
     MAX_RERUNS,
     REPORTABLE,
@@ -49,9 +51,7 @@ from domain.vm import (
 def up_hosts(engine: Any, cluster_id: UUID) -> list[Any]:
     """The cluster's hosts that are up, in a stable order (name, id)."""
     hosts = [
-        h
-        for h in objects_of_kind(engine, "host")
-        if h.cluster_id == cluster_id and h.status == HostStatus.UP
+        h for h in engine.all(Host) if h.cluster_id == cluster_id and h.status == HostStatus.UP
     ]
     return sorted(hosts, key=lambda h: (h.name, str(h.id)))
 
@@ -74,7 +74,7 @@ def choose_host(
 
     excluded = set(exclude)
     if requested is not None:
-        host = get_of_kind(tx.engine, "host", requested, label="Host", field="host")
+        host = tx.engine.get(Host, requested, field="host")
         if host.cluster_id != vm.cluster_id:
             raise DomainError(
                 f"Cannot {action} VM. The Host is not in the VM's Cluster.", field="host"
@@ -112,7 +112,7 @@ def choose_host(
 def check_placement(tx: Tx, action: str, cluster_id: UUID, host_id: UUID | None) -> None:
     if host_id is None:
         return
-    host = get_of_kind(tx.engine, "host", host_id, label="Host", field="placement_host")
+    host = tx.engine.get(Host, host_id, field="placement_host")
     if host.cluster_id != cluster_id:
         raise DomainError(
             f"Cannot {action} VM. The Host is not in the VM's Cluster.", field="placement_host"
@@ -176,8 +176,8 @@ def _check_run_disks(tx: Tx, vm: Vm) -> None:
     if dc is None or dc.status != DataCenterStatus.UP:
         raise DomainError("Cannot run VM. The relevant Data Center is not up.")
     for d in disks:
-        sd = find_of_kind(tx.engine, "storage_domain", d.storage_domain_id)
-        if sd is None or getattr(sd, "status", None) != StorageDomainStatus.ACTIVE:
+        sd = tx.engine.find(StorageDomain, d.storage_domain_id)
+        if sd is None or sd.status != StorageDomainStatus.ACTIVE:
             raise DomainError("Cannot run VM. Storage Domain is not active.")
 
 
