@@ -1,7 +1,7 @@
 """Who may do what: every request is checked with the built-in roles through
-``domain.permission.is_permitted``; a refusal is a 403 fault and a UserPermissionDenied
+``domain.rules.access_rules.is_permitted``; a refusal is a 403 fault and a UserPermissionDenied
 event (``RecordPermissionDenied``). Reads: one rule decides what a user may see
-(``Viewer.sees`` over ``domain.permission.Sight``, asked through ``can_see`` /
+(``Viewer.sees`` over ``domain.rules.access_rules.Sight``, asked through ``can_see`` /
 ``visible`` for objects and ``event_visible`` / ``visible_events`` for audit entries),
 on the permissions of the current state, also for past states (``as_of``) and object
 histories: administrators see everything unless they ask ``filter=true``; other users see
@@ -18,7 +18,7 @@ from uuid import UUID
 
 from api.faults import forbidden
 from commands.permission import RecordPermissionDenied
-from domain import permission
+from domain.rules import access_rules as permission
 from domain.user import User
 
 # path -> (create, edit, delete, default action permit)
@@ -193,7 +193,7 @@ def _decider(env: Any) -> tuple[Any, Any]:
 class Viewer:
     """What one user may see in one state of the deciding Engine: administrators
     everything unless they ask ``filter=true``; everyone else what
-    ``domain.permission.Sight`` shows them (permissions on the object or, through a role
+    ``domain.rules.access_rules.Sight`` shows them (permissions on the object or, through a role
     that shows children, on a container of it). A past object that the current state no
     longer holds is placed by the containers it names itself: it is visible through a
     permission held now, never through the permissions it had then."""

@@ -35,7 +35,7 @@ from uuid import UUID
 
 from api.logins import LoginGuard, LoginPolicy, ignores_lock
 from commands.user import check_login
-from domain.permission import can_login
+from domain.rules.access_rules import can_login
 from domain.user import LoginFailure, User, is_locked, normalize_user_name
 
 WRONG = "Cannot authenticate user: the user name or password is incorrect."

@@ -8,8 +8,8 @@ from msgspec import UNSET, UnsetType
 
 from commands.messages import Command, Name, ShortText
 from commands.registry import handles
-from domain import affinity
 from domain.base import Tx
+from domain.rules import affinity_rules
 
 
 class AddAffinityGroup(Command, frozen=True, kw_only=True):
@@ -43,7 +43,7 @@ class RemoveAffinityGroup(Command, frozen=True, kw_only=True):
 
 @handles(AddAffinityGroup)
 def _add(tx: Tx, c: AddAffinityGroup) -> UUID:
-    return affinity.add_affinity_group(
+    return affinity_rules.add_affinity_group(
         tx,
         name=c.name,
         cluster_id=c.cluster_id,
@@ -60,7 +60,7 @@ def _add(tx: Tx, c: AddAffinityGroup) -> UUID:
 
 @handles(UpdateAffinityGroup)
 def _update(tx: Tx, c: UpdateAffinityGroup) -> None:
-    affinity.update_affinity_group(
+    affinity_rules.update_affinity_group(
         tx,
         c.affinity_group_id,
         name=c.name,
@@ -76,4 +76,4 @@ def _update(tx: Tx, c: UpdateAffinityGroup) -> None:
 
 @handles(RemoveAffinityGroup)
 def _remove(tx: Tx, c: RemoveAffinityGroup) -> None:
-    affinity.remove_affinity_group(tx, c.affinity_group_id)
+    affinity_rules.remove_affinity_group(tx, c.affinity_group_id)

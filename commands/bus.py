@@ -311,6 +311,7 @@ class CommandBus:
         )
         self._last_mail: _LoopMail | None = None
         self.lock: Any = threading.RLock()  # held while the Engine changes
+        self._catching_up = threading.Lock()
         if os.environ.get(CHECK_LOCK_ENV) == "1":
             # Test mode: every iteration of the Engine outside the writer must hold the
             # lock (``make test`` sets it, so the whole suite checks every reader).
@@ -896,16 +897,20 @@ class CommandBus:
     def _catch_up_now(
         self, batch: int = 5000, progress: Callable[[int], None] | None = None
     ) -> int:
+        # Only this thread changes the Engine (the writer, or the caller before the writer
+        # starts), so the log is read without the lock: a slow read (a locked table, a busy
+        # database) never holds the readers waiting; applying a chunk holds it.
         n = 0
-        with self.lock:
+        with self._catching_up:  # two callers without a writer: one after the other
             while True:
                 chunk = self.log.read(self.engine.position, batch)
                 if not chunk:
                     return n
-                for nid, ev in chunk:
-                    self.engine.apply(ev)
-                    self._note_command(ev, nid)
-                self.engine.position = chunk[-1][0]
+                with self.lock:
+                    for nid, ev in chunk:
+                        self.engine.apply(ev)
+                        self._note_command(ev, nid)
+                    self.engine.position = chunk[-1][0]
                 n += len(chunk)
                 if progress:
                     progress(n)

@@ -13,6 +13,7 @@ from commands.registry import handles
 from domain import cluster
 from domain.base import Tx
 from domain.cluster import MigrationPolicy, SchedulingPolicy
+from domain.rules import cluster_rules
 
 Version = Annotated[str, msgspec.Meta(pattern=r"^\d+\.\d+$")]
 Overcommit = Annotated[int, msgspec.Meta(ge=cluster.MIN_OVERCOMMIT, le=cluster.MAX_OVERCOMMIT)]
@@ -50,7 +51,7 @@ class RemoveCluster(Command, frozen=True, kw_only=True):
 
 @handles(AddCluster)
 def _add_cluster(tx: Tx, c: AddCluster) -> UUID:
-    return cluster.add_cluster(
+    return cluster_rules.add_cluster(
         tx,
         name=c.name,
         data_center_id=c.data_center_id,
@@ -67,7 +68,7 @@ def _add_cluster(tx: Tx, c: AddCluster) -> UUID:
 
 @handles(UpdateCluster)
 def _update_cluster(tx: Tx, c: UpdateCluster) -> None:
-    cluster.update_cluster(
+    cluster_rules.update_cluster(
         tx,
         c.cluster_id,
         name=c.name,
@@ -83,4 +84,4 @@ def _update_cluster(tx: Tx, c: UpdateCluster) -> None:
 
 @handles(RemoveCluster)
 def _remove_cluster(tx: Tx, c: RemoveCluster) -> None:
-    cluster.remove_cluster(tx, c.cluster_id)
+    cluster_rules.remove_cluster(tx, c.cluster_id)

@@ -13,7 +13,8 @@ from commands.messages import Command, Name, ShortText
 from commands.registry import handles
 from domain import datacenter
 from domain.base import Tx
-from domain.datacenter import QuotaMode
+from domain.rules import datacenter_rules, datacenter_status_rules
+from domain.values import QuotaMode
 
 Version = Annotated[str, msgspec.Meta(pattern=r"^\d+\.\d+$")]
 
@@ -50,7 +51,7 @@ class SelectSpm(Command, frozen=True, kw_only=True):
 
 @handles(AddDataCenter)
 def _add_dc(tx: Tx, c: AddDataCenter) -> UUID:
-    return datacenter.add_data_center(
+    return datacenter_rules.add_data_center(
         tx,
         name=c.name,
         description=c.description,
@@ -63,7 +64,7 @@ def _add_dc(tx: Tx, c: AddDataCenter) -> UUID:
 
 @handles(UpdateDataCenter)
 def _update_dc(tx: Tx, c: UpdateDataCenter) -> None:
-    datacenter.update_data_center(
+    datacenter_rules.update_data_center(
         tx,
         c.data_center_id,
         name=c.name,
@@ -76,12 +77,12 @@ def _update_dc(tx: Tx, c: UpdateDataCenter) -> None:
 
 @handles(RemoveDataCenter)
 def _remove_dc(tx: Tx, c: RemoveDataCenter) -> None:
-    datacenter.remove_data_center(tx, c.data_center_id, force=c.force)
+    datacenter_rules.remove_data_center(tx, c.data_center_id, force=c.force)
 
 
 @handles(SelectSpm)
 def _select_spm(tx: Tx, c: SelectSpm) -> None:
-    datacenter.select_spm(tx, c.data_center_id, c.host_id)
+    datacenter_status_rules.select_spm(tx, c.data_center_id, c.host_id)
 
 
 __all__ = ["AddCluster", "AddDataCenter", "RemoveDataCenter", "SelectSpm", "UpdateDataCenter"]

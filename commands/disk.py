@@ -13,6 +13,7 @@ from commands.registry import handles
 from domain import disk
 from domain.base import Tx
 from domain.disk import DiskFormat
+from domain.rules import disk_rules
 
 DiskAlias = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
 DiskSize = Annotated[int, msgspec.Meta(gt=0, le=disk.MAX_DISK_SIZE)]
@@ -66,7 +67,7 @@ class ReportDiskOperation(Command, frozen=True, kw_only=True):
 
 @handles(AddDisk)
 def _add(tx: Tx, c: AddDisk) -> UUID:
-    return disk.add_disk(
+    return disk_rules.add_disk(
         tx,
         name=c.name,
         provisioned_size=c.provisioned_size,
@@ -82,7 +83,7 @@ def _add(tx: Tx, c: AddDisk) -> UUID:
 
 @handles(UpdateDisk)
 def _update(tx: Tx, c: UpdateDisk) -> None:
-    disk.update_disk(
+    disk_rules.update_disk(
         tx,
         c.disk_id,
         name=c.name,
@@ -100,14 +101,16 @@ def _extend(tx: Tx, c: ExtendDisk) -> None:
 
 @handles(MoveDisk)
 def _move(tx: Tx, c: MoveDisk) -> None:
-    disk.move_disk(tx, c.disk_id, c.storage_domain_id)
+    disk_rules.move_disk(tx, c.disk_id, c.storage_domain_id)
 
 
 @handles(RemoveDisk)
 def _remove(tx: Tx, c: RemoveDisk) -> None:
-    disk.remove_disk(tx, c.disk_id)
+    disk_rules.remove_disk(tx, c.disk_id)
 
 
 @handles(ReportDiskOperation)
 def _report(tx: Tx, c: ReportDiskOperation) -> None:
-    disk.report_disk_operation(tx, c.disk_id, ok=c.ok, actual_size=c.actual_size, reason=c.reason)
+    disk_rules.report_disk_operation(
+        tx, c.disk_id, ok=c.ok, actual_size=c.actual_size, reason=c.reason
+    )

@@ -14,6 +14,7 @@ from commands.messages import Command, Name, ShortText
 from commands.registry import handles
 from domain import host
 from domain.base import Tx
+from domain.rules import host_rules
 
 SpmPriority = Annotated[int, msgspec.Meta(ge=host.MIN_SPM_PRIORITY, le=host.MAX_SPM_PRIORITY)]
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
@@ -124,7 +125,7 @@ class FenceHost(Command, frozen=True, kw_only=True):
 
 @handles(AddHost)
 def _add(tx: Tx, c: AddHost) -> UUID:
-    return host.add_host(
+    return host_rules.add_host(
         tx,
         name=c.name,
         address=c.address,
@@ -138,7 +139,7 @@ def _add(tx: Tx, c: AddHost) -> UUID:
 
 @handles(UpdateHost)
 def _update(tx: Tx, c: UpdateHost) -> None:
-    host.update_host(
+    host_rules.update_host(
         tx,
         c.host_id,
         name=c.name,
@@ -152,22 +153,22 @@ def _update(tx: Tx, c: UpdateHost) -> None:
 
 @handles(RemoveHost)
 def _remove(tx: Tx, c: RemoveHost) -> None:
-    host.remove_host(tx, c.host_id)
+    host_rules.remove_host(tx, c.host_id)
 
 
 @handles(InstallHost)
 def _install(tx: Tx, c: InstallHost) -> None:
-    host.reinstall_host(tx, c.host_id)
+    host_rules.reinstall_host(tx, c.host_id)
 
 
 @handles(ReportHostInstalled)
 def _installed(tx: Tx, c: ReportHostInstalled) -> None:
-    host.finish_install(tx, c.host_id, success=c.success, message=c.message)
+    host_rules.finish_install(tx, c.host_id, success=c.success, message=c.message)
 
 
 @handles(ReportHostCapabilities)
 def _caps(tx: Tx, c: ReportHostCapabilities) -> str:
-    return host.report_capabilities(
+    return host_rules.report_capabilities(
         tx,
         c.host_id,
         cpu_model=c.cpu_model,
@@ -186,47 +187,47 @@ def _caps(tx: Tx, c: ReportHostCapabilities) -> str:
 
 @handles(ReportHostConnectionLost)
 def _lost(tx: Tx, c: ReportHostConnectionLost) -> None:
-    host.connection_lost(tx, c.host_id)
+    host_rules.connection_lost(tx, c.host_id)
 
 
 @handles(MarkHostNonResponsive)
 def _non_responsive(tx: Tx, c: MarkHostNonResponsive) -> dict[str, Any]:
-    return {"unknown_vm_ids": host.mark_non_responsive(tx, c.host_id)}
+    return {"unknown_vm_ids": host_rules.mark_non_responsive(tx, c.host_id)}
 
 
 @handles(ReportHostConnectionRestored)
 def _restored(tx: Tx, c: ReportHostConnectionRestored) -> None:
-    host.connection_restored(tx, c.host_id)
+    host_rules.connection_restored(tx, c.host_id)
 
 
 @handles(SetHostNonOperational)
 def _non_operational(tx: Tx, c: SetHostNonOperational) -> None:
-    host.set_non_operational(tx, c.host_id, c.reason)
+    host_rules.set_non_operational(tx, c.host_id, c.reason)
 
 
 @handles(ReportHostStorageUnreachable)
 def _storage_unreachable(tx: Tx, c: ReportHostStorageUnreachable) -> None:
-    host.report_storage_unreachable(tx, c.host_id, c.storage_domain_id)
+    host_rules.report_storage_unreachable(tx, c.host_id, c.storage_domain_id)
 
 
 @handles(DeactivateHost)
 def _deactivate(tx: Tx, c: DeactivateHost) -> str:
-    return host.deactivate_host(tx, c.host_id).value
+    return host_rules.deactivate_host(tx, c.host_id).value
 
 
 @handles(FinishHostMaintenance)
 def _finish_maintenance(tx: Tx, c: FinishHostMaintenance) -> None:
-    host.finish_maintenance(tx, c.host_id)
+    host_rules.finish_maintenance(tx, c.host_id)
 
 
 @handles(ActivateHost)
 def _activate(tx: Tx, c: ActivateHost) -> None:
-    host.activate_host(tx, c.host_id)
+    host_rules.activate_host(tx, c.host_id)
 
 
 @handles(ConfirmHostRebooted)
 def _confirm_rebooted(tx: Tx, c: ConfirmHostRebooted) -> dict[str, Any]:
-    return {"down_vm_ids": host.confirm_rebooted(tx, c.host_id)}
+    return {"down_vm_ids": host_rules.confirm_rebooted(tx, c.host_id)}
 
 
 @handles(FenceHost)

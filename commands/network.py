@@ -12,6 +12,7 @@ from commands.messages import Command, Name, ShortText
 from commands.registry import handles
 from domain import network
 from domain.base import Tx
+from domain.rules import network_rules
 
 VlanId = Annotated[int, msgspec.Meta(ge=0, le=network.MAX_VLAN)]
 Mtu = Annotated[int, msgspec.Meta(ge=0, le=network.MAX_MTU)]
@@ -77,7 +78,7 @@ class RemoveVnicProfile(Command, frozen=True, kw_only=True):
 
 @handles(AddNetwork)
 def _add(tx: Tx, c: AddNetwork) -> UUID:
-    return network.add_network(
+    return network_rules.add_network(
         tx,
         name=c.name,
         data_center_id=c.data_center_id,
@@ -93,7 +94,7 @@ def _add(tx: Tx, c: AddNetwork) -> UUID:
 
 @handles(UpdateNetwork)
 def _update(tx: Tx, c: UpdateNetwork) -> None:
-    network.update_network(
+    network_rules.update_network(
         tx,
         c.network_id,
         name=c.name,
@@ -107,17 +108,17 @@ def _update(tx: Tx, c: UpdateNetwork) -> None:
 
 @handles(RemoveNetwork)
 def _remove(tx: Tx, c: RemoveNetwork) -> None:
-    network.remove_network(tx, c.network_id)
+    network_rules.remove_network(tx, c.network_id)
 
 
 @handles(AttachNetworkToCluster)
 def _attach(tx: Tx, c: AttachNetworkToCluster) -> None:
-    network.attach_network(tx, c.network_id, c.cluster_id)
+    network_rules.attach_network(tx, c.network_id, c.cluster_id)
 
 
 @handles(DetachNetworkFromCluster)
 def _detach(tx: Tx, c: DetachNetworkFromCluster) -> None:
-    network.detach_network(tx, c.network_id, c.cluster_id)
+    network_rules.detach_network(tx, c.network_id, c.cluster_id)
 
 
 @handles(AddVnicProfile)
@@ -135,7 +136,7 @@ def _add_profile(tx: Tx, c: AddVnicProfile) -> UUID:
 
 @handles(UpdateVnicProfile)
 def _update_profile(tx: Tx, c: UpdateVnicProfile) -> None:
-    network.update_vnic_profile(
+    network_rules.update_vnic_profile(
         tx,
         c.vnic_profile_id,
         name=c.name,
@@ -147,4 +148,4 @@ def _update_profile(tx: Tx, c: UpdateVnicProfile) -> None:
 
 @handles(RemoveVnicProfile)
 def _remove_profile(tx: Tx, c: RemoveVnicProfile) -> None:
-    network.remove_vnic_profile(tx, c.vnic_profile_id)
+    network_rules.remove_vnic_profile(tx, c.vnic_profile_id)

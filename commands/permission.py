@@ -12,6 +12,7 @@ from commands.messages import Command, Name, ShortText
 from commands.registry import handles
 from domain import permission, role
 from domain.base import Tx
+from domain.rules import access_rules
 
 Permit = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 Kind = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
@@ -80,7 +81,7 @@ def _add_role(tx: Tx, c: AddRole) -> UUID:
 
 @handles(UpdateRole)
 def _update_role(tx: Tx, c: UpdateRole) -> None:
-    role.update_role(
+    access_rules.update_role(
         tx,
         c.role_id,
         name=c.name,
@@ -93,12 +94,12 @@ def _update_role(tx: Tx, c: UpdateRole) -> None:
 
 @handles(RemoveRole)
 def _remove_role(tx: Tx, c: RemoveRole) -> None:
-    role.remove_role(tx, c.role_id)
+    access_rules.remove_role(tx, c.role_id)
 
 
 @handles(AddPermission)
 def _add_permission(tx: Tx, c: AddPermission) -> UUID:
-    return permission.add_permission(
+    return access_rules.add_permission(
         tx,
         role_id=c.role_id,
         user_id=c.user_id,
@@ -111,12 +112,12 @@ def _add_permission(tx: Tx, c: AddPermission) -> UUID:
 
 @handles(RemovePermission)
 def _remove_permission(tx: Tx, c: RemovePermission) -> None:
-    permission.remove_permission(tx, c.permission_id)
+    access_rules.remove_permission(tx, c.permission_id)
 
 
 @handles(RecordPermissionDenied)
 def _denied(tx: Tx, c: RecordPermissionDenied) -> bool:
-    return permission.record_permission_denied(
+    return access_rules.record_permission_denied(
         tx,
         c.user_id,
         c.permit,

@@ -8,15 +8,15 @@ Each decision is a command with the actor ``system``, so it is an event like any
   ``ha_retry_interval`` seconds up to ``ha_max_retries`` times, then every
   ``ha_long_interval`` (oVirt's HaAutoStartVmsRunner: 30 s x 10, then 30 min).
 - VM pool prestart: each pool keeps ``prestarted_vms`` of its free VMs running
-  (``domain.vmpool.vms_to_prestart``), checked when a pool or one of its VMs changes and
+  (``domain.rules.vmpool_rules.vms_to_prestart``), checked when a pool or one of its VMs changes and
   every ``pool_interval`` seconds.
 - Host maintenance: a host ``preparing_for_maintenance`` has its VMs live-migrated away
   (``MigrateVm``, the scheduler picks the destination) and, once none remains,
   ``FinishHostMaintenance``. A failed migration is tried again after
   ``migrate_retry_interval``.
 
-SPM election needs no policy: ``domain.datacenter.refresh_data_center`` elects one in the
-same transaction as every host or storage status change.
+SPM election needs no policy: ``datacenter_status_rules.refresh_data_center`` (in
+``domain.rules``) elects one in the same transaction as every host or storage status change.
 """
 
 from __future__ import annotations
@@ -34,9 +34,10 @@ from commands.bus import CommandBus
 from commands.messages import Command
 from domain.base import DomainError, Event
 from domain.host import Host, HostStatusChanged
+from domain.rules.vmpool_rules import vms_to_prestart
 from domain.statuses import VM_MIGRATABLE, HostStatus, VmStatus
 from domain.vm import Vm, VmMarkedDown, VmStatusReported, ha_restart_candidates, vms_running_on
-from domain.vmpool import VmPool, vms_to_prestart
+from domain.vmpool import VmPool
 
 log = logging.getLogger("orrery.policies")
 

@@ -10,9 +10,9 @@ from msgspec import UNSET, UnsetType
 
 from commands.messages import Command, Name, ShortText
 from commands.registry import handles
-from domain import quota
 from domain.base import Tx
 from domain.quota import ClusterLimit, StorageLimit
+from domain.rules import quota_rules
 
 Percent = Annotated[int, msgspec.Meta(ge=0, le=100)]
 
@@ -44,7 +44,7 @@ class RemoveQuota(Command, frozen=True, kw_only=True):
 
 @handles(AddQuota)
 def _add(tx: Tx, c: AddQuota) -> UUID:
-    return quota.add_quota(
+    return quota_rules.add_quota(
         tx,
         name=c.name,
         data_center_id=c.data_center_id,
@@ -59,7 +59,7 @@ def _add(tx: Tx, c: AddQuota) -> UUID:
 
 @handles(UpdateQuota)
 def _update(tx: Tx, c: UpdateQuota) -> None:
-    quota.update_quota(
+    quota_rules.update_quota(
         tx,
         c.quota_id,
         name=c.name,
@@ -73,4 +73,4 @@ def _update(tx: Tx, c: UpdateQuota) -> None:
 
 @handles(RemoveQuota)
 def _remove(tx: Tx, c: RemoveQuota) -> None:
-    quota.remove_quota(tx, c.quota_id)
+    quota_rules.remove_quota(tx, c.quota_id)

@@ -12,6 +12,7 @@ from commands.messages import Command, Name, ShortText
 from commands.registry import handles
 from domain import storage
 from domain.base import Tx
+from domain.rules import storage_rules
 from domain.storage import StorageDomainType, StorageType
 
 Size = Annotated[int, msgspec.Meta(ge=0)]
@@ -76,7 +77,7 @@ class ReportStorageDomainSpace(Command, frozen=True, kw_only=True):
 
 @handles(AddStorageDomain)
 def _add(tx: Tx, c: AddStorageDomain) -> UUID:
-    return storage.add_storage_domain(
+    return storage_rules.add_storage_domain(
         tx,
         name=c.name,
         domain_type=c.domain_type,
@@ -108,27 +109,29 @@ def _update(tx: Tx, c: UpdateStorageDomain) -> None:
 
 @handles(AttachStorageDomain)
 def _attach(tx: Tx, c: AttachStorageDomain) -> None:
-    storage.attach_storage_domain(tx, c.storage_domain_id, c.data_center_id, activate=c.activate)
+    storage_rules.attach_storage_domain(
+        tx, c.storage_domain_id, c.data_center_id, activate=c.activate
+    )
 
 
 @handles(ActivateStorageDomain)
 def _activate(tx: Tx, c: ActivateStorageDomain) -> None:
-    storage.activate_storage_domain(tx, c.storage_domain_id)
+    storage_rules.activate_storage_domain(tx, c.storage_domain_id)
 
 
 @handles(DeactivateStorageDomain)
 def _deactivate(tx: Tx, c: DeactivateStorageDomain) -> None:
-    storage.deactivate_storage_domain(tx, c.storage_domain_id)
+    storage_rules.deactivate_storage_domain(tx, c.storage_domain_id)
 
 
 @handles(DetachStorageDomain)
 def _detach(tx: Tx, c: DetachStorageDomain) -> None:
-    storage.detach_storage_domain(tx, c.storage_domain_id)
+    storage_rules.detach_storage_domain(tx, c.storage_domain_id)
 
 
 @handles(RemoveStorageDomain)
 def _remove(tx: Tx, c: RemoveStorageDomain) -> None:
-    storage.remove_storage_domain(tx, c.storage_domain_id, force=c.force)
+    storage_rules.remove_storage_domain(tx, c.storage_domain_id, force=c.force)
 
 
 @handles(ReportStorageDomainSpace)

@@ -17,7 +17,8 @@ from commands.passwords import (
 )
 from commands.registry import handles
 from domain.base import InvalidInput, Tx
-from domain.system import initialize_system, is_initialized
+from domain.rules.system_rules import initialize_system
+from domain.system import is_initialized
 
 if TYPE_CHECKING:
     from commands.bus import CommandBus

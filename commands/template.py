@@ -13,7 +13,8 @@ from commands.registry import handles
 from commands.vm import CpuCount, HaPriority, Memory, OsType
 from domain import template
 from domain.base import Tx
-from domain.vm import VmType
+from domain.rules import template_rules
+from domain.values import VmType
 
 VersionName = Annotated[str, msgspec.Meta(max_length=255)]
 
@@ -56,7 +57,7 @@ class AddBlankTemplate(Command, frozen=True, kw_only=True):
 
 @handles(AddTemplate)
 def _add(tx: Tx, c: AddTemplate) -> UUID:
-    return template.add_template(
+    return template_rules.add_template(
         tx,
         vm_id=c.vm_id,
         name=c.name,
@@ -75,14 +76,14 @@ _UPDATE_FIELDS = [
 
 @handles(UpdateTemplate)
 def _update(tx: Tx, c: UpdateTemplate) -> None:
-    template.update_template(tx, c.template_id, **{f: getattr(c, f) for f in _UPDATE_FIELDS})
+    template_rules.update_template(tx, c.template_id, **{f: getattr(c, f) for f in _UPDATE_FIELDS})
 
 
 @handles(RemoveTemplate)
 def _remove(tx: Tx, c: RemoveTemplate) -> None:
-    template.remove_template(tx, c.template_id)
+    template_rules.remove_template(tx, c.template_id)
 
 
 @handles(AddBlankTemplate)
 def _blank(tx: Tx, c: AddBlankTemplate) -> UUID:
-    return template.add_blank_template(tx)
+    return template_rules.add_blank_template(tx)

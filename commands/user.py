@@ -28,7 +28,8 @@ from commands.passwords import (
 from commands.registry import handles
 from domain import user as users
 from domain.base import InvalidInput, Tx
-from domain.permission import can_login
+from domain.rules import user_rules
+from domain.rules.access_rules import can_login
 from domain.user import LoginFailure
 
 if TYPE_CHECKING:
@@ -163,7 +164,7 @@ def _update_user(tx: Tx, c: UpdateUser) -> None:
 
 @handles(RemoveUser)
 def _remove_user(tx: Tx, c: RemoveUser) -> None:
-    users.remove_user(tx, c.user_id)
+    user_rules.remove_user(tx, c.user_id)
 
 
 def _target_user(tx: Tx, user_id: UUID | None, user_name: str | None) -> users.User:
@@ -193,7 +194,7 @@ def _add_group(tx: Tx, c: AddGroup) -> UUID:
 
 @handles(RemoveGroup)
 def _remove_group(tx: Tx, c: RemoveGroup) -> None:
-    users.remove_group(tx, c.group_id)
+    user_rules.remove_group(tx, c.group_id)
 
 
 @handles(AddUserToGroup)
@@ -215,7 +216,7 @@ def _login_ok(tx: Tx, c: RecordLoginSuccess) -> None:
 
 @handles(RecordLoginFailure)
 def _login_failed(tx: Tx, c: RecordLoginFailure) -> UUID | None:
-    return users.record_login_failure(
+    return user_rules.record_login_failure(
         tx,
         c.user_name,
         c.reason,

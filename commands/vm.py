@@ -11,11 +11,12 @@ from msgspec import UNSET, UnsetType
 from commands.credentials import CONSOLE_TICKETS, new_console_password
 from commands.messages import Command, ShortText
 from commands.registry import handles
-from domain import vm
+from domain import values, vm
 from domain.base import Tx
-from domain.disk import DiskFormat, DiskInterface
+from domain.disk import DiskFormat
+from domain.rules import vm_rules, vm_run_rules
 from domain.statuses import VmStatus
-from domain.vm import Graphics, NicInterface, VmType
+from domain.values import DiskInterface, Graphics, NicInterface, VmType
 
 VmName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[\w.\-]+$")]
 NicName = Annotated[str, msgspec.Meta(min_length=1, max_length=50, pattern=r"^[\w.\-]+$")]
@@ -40,7 +41,7 @@ DiskSize = Annotated[int, msgspec.Meta(gt=0, le=1 << 50)]
 class AddVm(Command, frozen=True, kw_only=True):
     name: VmName
     cluster_id: UUID
-    template_id: UUID = vm.BLANK_TEMPLATE_ID
+    template_id: UUID = values.BLANK_TEMPLATE_ID
     description: ShortText = ""
     memory: Memory | None = None
     cpu_sockets: CpuCount | None = None
@@ -91,7 +92,7 @@ class ReportVmImagesReady(Command, frozen=True, kw_only=True):
 
 @handles(AddVm)
 def _add_vm(tx: Tx, c: AddVm) -> UUID:
-    return vm.add_vm(
+    return vm_rules.add_vm(
         tx,
         name=c.name,
         cluster_id=c.cluster_id,
@@ -121,17 +122,17 @@ _UPDATE_FIELDS = [f for f in vm.VmUpdated.__struct_fields__ if f in UpdateVm.__s
 
 @handles(UpdateVm)
 def _update_vm(tx: Tx, c: UpdateVm) -> None:
-    vm.update_vm(tx, c.vm_id, **{f: getattr(c, f) for f in _UPDATE_FIELDS})
+    vm_rules.update_vm(tx, c.vm_id, **{f: getattr(c, f) for f in _UPDATE_FIELDS})
 
 
 @handles(RemoveVm)
 def _remove_vm(tx: Tx, c: RemoveVm) -> None:
-    vm.remove_vm(tx, c.vm_id, remove_disks=not c.detach_only)
+    vm_rules.remove_vm(tx, c.vm_id, remove_disks=not c.detach_only)
 
 
 @handles(ReportVmImagesReady)
 def _images_ready(tx: Tx, c: ReportVmImagesReady) -> None:
-    vm.report_vm_images_ready(tx, c.vm_id)
+    vm_rules.report_vm_images_ready(tx, c.vm_id)
 
 
 # -- NICs ---------------------------------------------------------------------------------
@@ -164,7 +165,7 @@ class RemoveVmNic(Command, frozen=True, kw_only=True):
 
 @handles(AddVmNic)
 def _add_nic(tx: Tx, c: AddVmNic) -> UUID:
-    return vm.add_nic(
+    return vm_rules.add_nic(
         tx,
         c.vm_id,
         name=c.name,
@@ -178,7 +179,7 @@ def _add_nic(tx: Tx, c: AddVmNic) -> UUID:
 
 @handles(UpdateVmNic)
 def _update_nic(tx: Tx, c: UpdateVmNic) -> None:
-    vm.update_nic(
+    vm_rules.update_nic(
         tx,
         c.vm_id,
         c.nic_id,
@@ -238,14 +239,14 @@ class DetachDisk(Command, frozen=True, kw_only=True):
 
 @handles(AttachDisk)
 def _attach(tx: Tx, c: AttachDisk) -> None:
-    vm.attach_disk(
+    vm_rules.attach_disk(
         tx, c.vm_id, c.disk_id, interface=c.interface, bootable=c.bootable, active=c.active
     )
 
 
 @handles(AddVmDisk)
 def _add_vm_disk(tx: Tx, c: AddVmDisk) -> UUID:
-    return vm.add_disk_to_vm(
+    return vm_rules.add_disk_to_vm(
         tx,
         c.vm_id,
         interface=c.interface,
@@ -327,7 +328,7 @@ class SetVmConsoleTicket(Command, frozen=True, kw_only=True):
 
 @handles(StartVm)
 def _start(tx: Tx, c: StartVm) -> UUID | None:
-    return vm.start_vm(tx, c.vm_id, host_id=c.host_id, paused=c.paused)
+    return vm_run_rules.start_vm(tx, c.vm_id, host_id=c.host_id, paused=c.paused)
 
 
 @handles(ShutdownVm)
@@ -357,12 +358,12 @@ def _suspend(tx: Tx, c: SuspendVm) -> None:
 
 @handles(ResumeVm)
 def _resume(tx: Tx, c: ResumeVm) -> UUID | None:
-    return vm.resume_vm(tx, c.vm_id, host_id=c.host_id)
+    return vm_run_rules.resume_vm(tx, c.vm_id, host_id=c.host_id)
 
 
 @handles(MigrateVm)
 def _migrate(tx: Tx, c: MigrateVm) -> UUID:
-    return vm.migrate_vm(tx, c.vm_id, host_id=c.host_id)
+    return vm_run_rules.migrate_vm(tx, c.vm_id, host_id=c.host_id)
 
 
 @handles(CancelVmMigration)
@@ -407,7 +408,7 @@ class ReportVmMigrationFailed(Command, frozen=True, kw_only=True):
 
 @handles(ReportVmStatus)
 def _report_status(tx: Tx, c: ReportVmStatus) -> bool:
-    return vm.report_vm_status(
+    return vm_run_rules.report_vm_status(
         tx,
         c.vm_id,
         c.status,
@@ -464,7 +465,7 @@ class UndoSnapshot(Command, frozen=True, kw_only=True):
 
 @handles(AddSnapshot)
 def _add_snapshot(tx: Tx, c: AddSnapshot) -> UUID:
-    return vm.create_snapshot(
+    return vm_rules.create_snapshot(
         tx, c.vm_id, description=c.description, persist_memory=c.persist_memory, id=c.id
     )
 

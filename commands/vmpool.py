@@ -12,6 +12,7 @@ from commands.messages import Command, ShortText
 from commands.registry import handles
 from domain import vmpool
 from domain.base import Tx
+from domain.rules import vmpool_rules
 from domain.vmpool import PoolType
 
 # Room for the "-N" suffix of the pool's VM names (VM names are at most 64 characters).
@@ -67,7 +68,7 @@ class DetachVmFromPool(Command, frozen=True, kw_only=True):
 
 @handles(AddVmPool)
 def _add(tx: Tx, c: AddVmPool) -> UUID:
-    return vmpool.add_vm_pool(
+    return vmpool_rules.add_vm_pool(
         tx,
         name=c.name,
         cluster_id=c.cluster_id,
@@ -84,7 +85,7 @@ def _add(tx: Tx, c: AddVmPool) -> UUID:
 
 @handles(UpdateVmPool)
 def _update(tx: Tx, c: UpdateVmPool) -> list[UUID]:
-    return vmpool.update_vm_pool(
+    return vmpool_rules.update_vm_pool(
         tx,
         c.vm_pool_id,
         name=c.name,
@@ -97,19 +98,19 @@ def _update(tx: Tx, c: UpdateVmPool) -> list[UUID]:
 
 @handles(RemoveVmPool)
 def _remove(tx: Tx, c: RemoveVmPool) -> None:
-    vmpool.remove_vm_pool(tx, c.vm_pool_id)
+    vmpool_rules.remove_vm_pool(tx, c.vm_pool_id)
 
 
 @handles(AllocateVm)
 def _allocate(tx: Tx, c: AllocateVm) -> UUID:
-    return vmpool.allocate_vm(tx, c.vm_pool_id, c.user_id, start=c.start)
+    return vmpool_rules.allocate_vm(tx, c.vm_pool_id, c.user_id, start=c.start)
 
 
 @handles(ReturnVmToPool)
 def _return(tx: Tx, c: ReturnVmToPool) -> None:
-    vmpool.return_vm(tx, c.vm_pool_id, c.vm_id)
+    vmpool_rules.return_vm(tx, c.vm_pool_id, c.vm_id)
 
 
 @handles(DetachVmFromPool)
 def _detach(tx: Tx, c: DetachVmFromPool) -> None:
-    vmpool.detach_vm(tx, c.vm_pool_id, c.vm_id)
+    vmpool_rules.detach_vm(tx, c.vm_pool_id, c.vm_id)

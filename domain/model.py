@@ -1,4 +1,5 @@
-"""Imports every module of the domain so the event and aggregate registries are complete."""
+"""Imports every module of the domain (the aggregate modules and ``domain.rules``) so the
+event and aggregate registries are complete."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pkgutil
 import domain
 
 LOADED = [
-    importlib.import_module(f"domain.{m.name}")
-    for m in sorted(pkgutil.iter_modules(domain.__path__), key=lambda m: m.name)
-    if m.name != "model"
+    importlib.import_module(m.name)
+    for m in sorted(pkgutil.walk_packages(domain.__path__, "domain."), key=lambda m: m.name)
+    if m.name != "domain.model"
 ]

@@ -21,9 +21,7 @@ from uuid import UUID
 
 import msgspec
 
-from domain.base import AGGREGATE_TYPES, Aggregate, DomainError, Event, NotFound, Tx
-from domain.role import BUILTIN_BY_NAME, SUPER_USER_ROLE_ID, Role
-from domain.user import ADMIN_USER_NAME, Group, User, group_ids_of
+from domain.base import AGGREGATE_TYPES, Aggregate, DomainError, Event, Tx
 
 if TYPE_CHECKING:
     from domain.engine import Engine
@@ -210,13 +208,13 @@ class UserPermissionDenied(Event, frozen=True, kw_only=True):
 # -- the object hierarchy --------------------------------------------------------------------
 
 
-def _kinds_to_classes(kind: str) -> list[type[Aggregate]]:
+def kinds_to_classes(kind: str) -> list[type[Aggregate]]:
     return [c for c in AGGREGATE_TYPES.values() if kind == c.KIND]
 
 
-def _objects_of_kind(engine: Engine, kind: str) -> Iterator[Aggregate]:
+def all_of_kind(engine: Engine, kind: str) -> Iterator[Aggregate]:
     seen: set[UUID] = set()
-    for cls in _kinds_to_classes(kind):
+    for cls in kinds_to_classes(kind):
         for obj in engine.all(cls):
             if obj.id not in seen and kind == obj.KIND:
                 seen.add(obj.id)
@@ -225,7 +223,7 @@ def _objects_of_kind(engine: Engine, kind: str) -> Iterator[Aggregate]:
 
 def _attached_vm_ids(engine: Engine, disk_id: UUID) -> list[UUID]:
     out = []
-    for vm in _objects_of_kind(engine, "vm"):
+    for vm in all_of_kind(engine, "vm"):
         for att in getattr(vm, "disk_attachments", ()) or ():
             if getattr(att, "disk_id", None) == disk_id:
                 out.append(vm.id)
@@ -258,7 +256,7 @@ def parents(engine: Engine, kind: str, obj_id: UUID | None) -> list[tuple[str, U
     return out or [(SYSTEM, None)]
 
 
-class _Walker:
+class AncestorWalker:
     """Memoized upward walks for one engine state (one check or one listing)."""
 
     def __init__(self, engine: Engine) -> None:
@@ -282,15 +280,10 @@ class _Walker:
 
 
 def ancestors(engine: Engine, kind: str, obj_id: UUID | None) -> frozenset[UUID | None]:
-    return _Walker(engine).ancestors(kind, obj_id)
+    return AncestorWalker(engine).ancestors(kind, obj_id)
 
 
 # -- checks ----------------------------------------------------------------------------------
-
-
-def principal_ids(engine: Engine, user_id: UUID) -> frozenset[UUID]:
-    """The user and every group whose permissions apply to it."""
-    return frozenset((user_id, *group_ids_of(engine, user_id)))
 
 
 class _Index:
@@ -310,266 +303,7 @@ class _Index:
 _INDEXES: weakref.WeakKeyDictionary[Engine, _Index] = weakref.WeakKeyDictionary()
 
 
-def _index(engine: Engine, *, fresh: bool = False) -> _Index:
-    idx = _INDEXES.get(engine)
-    if (
-        fresh
-        or idx is None
-        or idx.generation != _GENERATION[0]
-        or idx.count != engine.count(Permission)
-    ):
-        for attempt in range(3):
-            try:
-                idx = _Index(engine)
-                break
-            except RuntimeError:  # the writer changed the engine under us: read again
-                if attempt == 2:
-                    raise
-        assert idx is not None
-        _INDEXES[engine] = idx
-    return idx
-
-
-def permissions_of(engine: Engine, user_id: UUID) -> list[Permission]:
-    """Every permission that applies to the user directly or through a group."""
-    if engine.find(User, user_id) is None:
-        return []
-    who = principal_ids(engine, user_id)
-    for fresh in (False, True):
-        idx = _index(engine, fresh=fresh)
-        out = [p for pid in who for p in idx.by_principal.get(pid, ())]
-        # An index entry must still be the live object (an undone batch leaves no event).
-        if all(engine.objects.get(p.id) is p for p in out):
-            return out
-    return [p for p in engine.all(Permission) if p.principal_id in who]
-
-
-def permits_on(engine: Engine, user_id: UUID, obj_kind: str, obj_id: UUID | None) -> set[str]:
-    """All the permits the user holds on the object, directly or inherited."""
-    above = ancestors(engine, obj_kind, obj_id)
-    out: set[str] = set()
-    for p in permissions_of(engine, user_id):
-        if p.object_id in above:
-            role = engine.find(Role, p.role_id)
-            if role is not None:
-                out.update(role.permits)
-    return out
-
-
-def _target(obj_kind: str | Aggregate | None, obj_id: UUID | None) -> tuple[str, UUID | None]:
-    if obj_kind is None:
-        return SYSTEM, None
-    if isinstance(obj_kind, Aggregate):
-        return obj_kind.KIND, obj_kind.id
-    return obj_kind, obj_id
-
-
-def is_permitted(
-    engine: Engine,
-    user_id: UUID,
-    permit: str,
-    obj_kind: str | Aggregate | None,
-    obj_id: UUID | None = None,
-) -> bool:
-    """Whether the user holds ``permit`` on the object, on anything above it, or on system,
-    directly or through one of its groups. The object is ``(kind, id)``; an aggregate in
-    place of the kind, or None (the system object), is accepted too."""
-    kind, oid = _target(obj_kind, obj_id)
-    perms = permissions_of(engine, user_id)
-    if not perms:
-        return False
-    above = ancestors(engine, kind, oid)
-    for p in perms:
-        if p.object_id in above:
-            role = engine.find(Role, p.role_id)
-            if role is not None and permit in role.permits:
-                return True
-    return False
-
-
-def require_permit(
-    engine: Engine,
-    user_id: UUID,
-    permit: str,
-    obj_kind: str | Aggregate | None,
-    obj_id: UUID | None = None,
-) -> None:
-    if not is_permitted(engine, user_id, permit, obj_kind, obj_id):
-        raise Forbidden(NOT_AUTHORIZED)
-
-
-def can_login(engine: Engine, user_id: UUID) -> bool:
-    """oVirt lets a user in when any role it holds, on any object, has the login permit."""
-    for p in permissions_of(engine, user_id):
-        role = engine.find(Role, p.role_id)
-        if role is not None and "login" in role.permits:
-            return True
-    return False
-
-
-def is_admin(engine: Engine, user_id: UUID) -> bool:
-    """Whether the user holds any administrative role (may use the administration API)."""
-    for p in permissions_of(engine, user_id):
-        role = engine.find(Role, p.role_id)
-        if role is not None and role.administrative:
-            return True
-    return False
-
-
-class Sight:
-    """What one user may see in one engine state, in the user (``filter=true``) view: an
-    object the user holds any permission on, directly, or one below an object on which it
-    holds a role that shows children (creator roles such as PowerUserRole on a cluster do
-    not show its VMs). Below means: under the object's containers as the engine has them
-    (``parents``); an object the engine does not hold (a past one that was removed) is
-    placed by the containers it names itself, so only permissions of this state count.
-    """
-
-    __slots__ = ("_above", "direct", "engine", "showing")
-
-    def __init__(self, engine: Engine, user_id: UUID) -> None:
-        self.engine = engine
-        perms = permissions_of(engine, user_id)
-        self.direct: set[UUID | None] = {p.object_id for p in perms}
-        self.showing: set[UUID | None] = set()
-        for p in perms:
-            role = engine.find(Role, p.role_id)
-            if role is not None and role.view_children:
-                self.showing.add(p.object_id)
-        self._above: dict[tuple[str, UUID | None], frozenset[UUID | None]] = {}
-
-    def sees(self, kind: str, obj: Aggregate | UUID) -> bool:
-        oid = obj if isinstance(obj, UUID) else obj.id
-        if oid in self.direct:
-            return True
-        if not self.showing:
-            return False
-        if None in self.showing:  # a role that shows children, on the system
-            return True
-        ups = self._up(kind, obj)
-        return any(not self.showing.isdisjoint(self._over(k, pid)) for k, pid in ups)
-
-    def _up(self, kind: str, obj: Aggregate | UUID) -> list[tuple[str, UUID | None]]:
-        oid = obj if isinstance(obj, UUID) else obj.id
-        if oid in self.engine.objects:
-            return parents(self.engine, kind, oid)
-        if isinstance(obj, UUID):  # only the id of an object this state does not hold
-            return []
-        out: list[tuple[str, UUID | None]] = []
-        for attr, parent_kind in PARENT_LINKS.get(kind, ()):
-            pid = getattr(obj, attr, None)
-            if isinstance(pid, UUID):
-                out.append((parent_kind, pid))
-        return out
-
-    def _over(self, kind: str, oid: UUID | None) -> frozenset[UUID | None]:
-        key = (kind, oid)
-        got = self._above.get(key)
-        if got is None:
-            got = self._above[key] = ancestors(self.engine, kind, oid)
-        return got
-
-
-def visible_object_ids(engine: Engine, user_id: UUID, kind: str) -> set[UUID]:
-    """The objects of ``kind`` the user may see in the user (``filter=true``) view
-    (``Sight``)."""
-    sight = Sight(engine, user_id)
-    return {o.id for o in _objects_of_kind(engine, kind) if sight.sees(kind, o)}
-
-
 # -- decisions -------------------------------------------------------------------------------
-
-
-def _check_object(engine: Engine, kind: str, obj_id: UUID | None) -> tuple[str, UUID | None]:
-    if kind == SYSTEM:
-        return SYSTEM, None
-    if obj_id is None:
-        raise DomainError(f"Cannot add Permission. A {kind} needs an id.", field="object_id")
-    obj = engine.objects.get(obj_id)
-    if obj is None or kind != obj.KIND:
-        label = _kinds_to_classes(kind)[0].LABEL if _kinds_to_classes(kind) else kind
-        raise NotFound(f"{label} {obj_id} not found.", field="object_id")
-    return kind, obj_id
-
-
-def _same(
-    engine: Engine,
-    role_id: UUID,
-    principal_id: UUID,
-    obj_id: UUID | None,
-) -> Permission | None:
-    for p in engine.all(Permission):
-        if p.role_id == role_id and p.principal_id == principal_id and p.object_id == obj_id:
-            return p
-    return None
-
-
-def add_permission(
-    tx: Tx,
-    *,
-    role_id: UUID,
-    user_id: UUID | None = None,
-    group_id: UUID | None = None,
-    object_kind: str = SYSTEM,
-    object_id: UUID | None = None,
-    id: UUID | None = None,
-    check_object: bool = True,
-) -> UUID:
-    """Gives a role to a user or a group on an object (``object_kind="system"``: everything)."""
-    if (user_id is None) == (group_id is None):
-        raise DomainError("Cannot add Permission. Give either a user or a group.", field="user")
-    role = tx.engine.get(Role, role_id, field="role")
-    if user_id is not None:
-        tx.engine.get(User, user_id, field="user")
-    if group_id is not None:
-        tx.engine.get(Group, group_id, field="group")
-    if check_object:
-        object_kind, object_id = _check_object(tx.engine, object_kind, object_id)
-    elif object_kind == SYSTEM:
-        object_id = None
-    principal = user_id if user_id is not None else group_id
-    assert principal is not None
-    if _same(tx.engine, role.id, principal, object_id) is not None:
-        raise DomainError("Cannot add Permission. Permission already exists.")
-    perm_id = tx.new_id(id)
-    tx.emit(
-        PermissionAdded,
-        perm_id,
-        role_id=role.id,
-        user_id=user_id,
-        group_id=group_id,
-        object_kind=object_kind,
-        object_id=object_id,
-        created_at=tx.now.isoformat(),
-    )
-    return perm_id
-
-
-def _is_last_admin_superuser(engine: Engine, perm: Permission) -> bool:
-    if perm.role_id != SUPER_USER_ROLE_ID or perm.object_id is not None or perm.user_id is None:
-        return False
-    user = engine.find(User, perm.user_id)
-    if user is None or user.user_name != ADMIN_USER_NAME:
-        return False
-    others = [
-        p
-        for p in engine.all(Permission)
-        if p.id != perm.id
-        and p.user_id == perm.user_id
-        and p.role_id == SUPER_USER_ROLE_ID
-        and p.object_id is None
-    ]
-    return not others
-
-
-def remove_permission(tx: Tx, perm_id: UUID) -> None:
-    perm = tx.engine.get(Permission, perm_id)
-    if _is_last_admin_superuser(tx.engine, perm):
-        raise DomainError(
-            "Cannot remove Permission. The last SuperUser permission of admin@internal "
-            "cannot be removed."
-        )
-    tx.emit(PermissionRemoved, perm_id)
 
 
 def remove_permissions_of_principal(tx: Tx, principal_id: UUID) -> int:
@@ -588,54 +322,6 @@ def remove_object_permissions(tx: Tx, obj_id: UUID) -> int:
     return len(doomed)
 
 
-def grant_owner(tx: Tx, user_id: UUID | None, kind: str, obj_id: UUID) -> UUID | None:
-    """Makes the user who created an object its owner (UserVmManager on a VM, DiskOperator
-    on a disk, TemplateOwner on a template). The object may be created in the same Tx, so
-    it is not looked up. Returns the new permission's id, or None when there is no such
-    user, no owner role for the kind, or the permission exists already."""
-    role_name = OWNER_ROLES.get(kind)
-    if user_id is None or role_name is None:
-        return None
-    if tx.engine.find(User, user_id) is None:
-        return None
-    role_id = BUILTIN_BY_NAME[role_name].id
-    if tx.engine.find(Role, role_id) is None:
-        return None  # before first start there are no roles
-    if _same(tx.engine, role_id, user_id, obj_id) is not None:
-        return None
-    return add_permission(
-        tx,
-        role_id=role_id,
-        user_id=user_id,
-        object_kind=kind,
-        object_id=obj_id,
-        check_object=False,
-    )
-
-
-def record_permission_denied(
-    tx: Tx,
-    user_id: UUID,
-    permit: str,
-    *,
-    action: str = "",
-    object_kind: str = SYSTEM,
-    object_id: UUID | None = None,
-) -> bool:
-    """Records that the user was refused; False (nothing recorded) for an unknown user."""
-    if tx.engine.find(User, user_id) is None:
-        return False
-    tx.emit(
-        UserPermissionDenied,
-        user_id,
-        permit=permit,
-        action=action,
-        object_kind=object_kind,
-        object_id=object_id,
-    )
-    return True
-
-
 def permissions_on(engine: Engine, obj_id: UUID | None) -> Iterable[Permission]:
     """The permissions given directly on one object (None: on system)."""
     return [p for p in engine.all(Permission) if p.object_id == obj_id]
@@ -647,23 +333,31 @@ __all__ = [
     "Permission",
     "PermissionAdded",
     "PermissionRemoved",
-    "Sight",
     "UserPermissionDenied",
-    "add_permission",
     "ancestors",
-    "can_login",
-    "grant_owner",
-    "is_admin",
-    "is_permitted",
     "parents",
-    "permissions_of",
     "permissions_on",
     "permit_for",
-    "permits_on",
-    "record_permission_denied",
     "remove_object_permissions",
-    "remove_permission",
     "remove_permissions_of_principal",
-    "require_permit",
-    "visible_object_ids",
 ]
+
+
+def permissions_index(engine: Engine, *, fresh: bool = False) -> _Index:
+    idx = _INDEXES.get(engine)
+    if (
+        fresh
+        or idx is None
+        or idx.generation != _GENERATION[0]
+        or idx.count != engine.count(Permission)
+    ):
+        for attempt in range(3):
+            try:
+                idx = _Index(engine)
+                break
+            except RuntimeError:  # the writer changed the engine under us: read again
+                if attempt == 2:
+                    raise
+        assert idx is not None
+        _INDEXES[engine] = idx
+    return idx

@@ -548,59 +548,6 @@ def add_role(
     return role_id
 
 
-def _require_mutable(role: Role, action: str) -> None:
-    if role.builtin:
-        raise DomainError(f"Cannot {action} Role. The Role is a built-in, read-only Role.")
-
-
-def update_role(
-    tx: Tx,
-    role_id: UUID,
-    *,
-    name: str | UnsetType = UNSET,
-    description: str | UnsetType = UNSET,
-    administrative: bool | UnsetType = UNSET,
-    permits: tuple[str, ...] | list[str] | UnsetType = UNSET,
-    view_children: bool | UnsetType = UNSET,
-) -> None:
-    role = tx.engine.get(Role, role_id)
-    _require_mutable(role, "update")
-    if name is not UNSET and name != role.name:
-        tx.engine.require_unique_name(("role",), name, label="Role", own_id=role_id)
-    admin = role.administrative if administrative is UNSET else administrative
-    new_permits = role.permits if permits is UNSET else tuple(permits)
-    if admin != role.administrative and _in_use(tx, role_id):
-        raise DomainError("Cannot update Role. The Role type cannot be changed while in use.")
-    checked = check_permits(new_permits, administrative=admin)
-    changes = {
-        k: v
-        for k, v in dict(
-            name=name,
-            description=description,
-            administrative=administrative,
-            permits=checked if permits is not UNSET else UNSET,
-            view_children=view_children,
-        ).items()
-        if v is not UNSET and v != getattr(role, k)
-    }
-    if changes:
-        tx.emit(RoleUpdated, role_id, **changes)
-
-
-def remove_role(tx: Tx, role_id: UUID) -> None:
-    role = tx.engine.get(Role, role_id)
-    _require_mutable(role, "remove")
-    if _in_use(tx, role_id):
-        raise DomainError("Cannot remove Role. The Role is in use by permissions.")
-    tx.emit(RoleRemoved, role_id)
-
-
-def _in_use(tx: Tx, role_id: UUID) -> bool:
-    from domain.permission import Permission
-
-    return any(p.role_id == role_id for p in tx.engine.all(Permission))
-
-
 def find_role(engine: Engine, name: str) -> Role | None:
     """The role called ``name``, or None."""
     return engine.find(Role, engine.by_name(("role",), name))
@@ -619,6 +566,4 @@ __all__ = [
     "add_builtin_roles",
     "add_role",
     "find_role",
-    "remove_role",
-    "update_role",
 ]

@@ -18,11 +18,13 @@ from uuid import UUID
 
 import msgspec
 
+from domain.affinity import AffinityGroup
 from domain.base import DomainError
 from domain.cluster import Cluster, SchedulingPolicy
-from domain.datacenter import engine_vms
 from domain.host import Host
+from domain.network import LogicalNetwork, VnicProfile
 from domain.statuses import VM_ON_HOST, HostStatus
+from domain.vm import Vm
 
 # Soft-rule penalties, after oVirt's weight factors (PreferredHosts x99,
 # VmToHostAffinity soft x20, VmAffinity soft x1), scaled above any load score.
@@ -62,7 +64,6 @@ def vcpus_of(vm: Any) -> int:
 
 
 def _network_names(engine: Any, vm: Any) -> list[str]:
-    from domain.network import LogicalNetwork, VnicProfile
 
     names = set()
     for nic in getattr(vm, "nics", ()):
@@ -90,11 +91,10 @@ def schedule(
     ``exclude``: hosts that may not be chosen (the migration source, failed runs).
     ``vms``: every VM (defaults to the engine's); the scheduled VM itself is ignored.
     """
-    from domain.affinity import AffinityGroup
 
     cluster = engine.get(Cluster, vm.cluster_id, field="cluster")
     excluded = set(exclude)
-    all_vms = [v for v in (engine_vms(engine) if vms is None else vms) if v.id != vm.id]
+    all_vms = [v for v in (engine.all(Vm) if vms is None else vms) if v.id != vm.id]
     hosts = sorted(
         (h for h in engine.all(Host) if h.cluster_id == cluster.id or h.id == wanted_host_id),
         key=lambda h: (h.name, h.id),

@@ -10,7 +10,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from domain.base import Aggregate, DomainError, Event, Tx
-from domain.datacenter import current_all
+from domain.current import current_all
 
 TAGGABLE_KINDS = frozenset({"vm", "host", "user", "group", "template"})
 

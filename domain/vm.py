@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Mapping
 from datetime import timedelta
-from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
@@ -25,31 +24,24 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from domain.base import Aggregate, DomainError, Event, InvalidInput, NotFound, Tx, upcaster
-from domain.cluster import Cluster
-from domain.datacenter import DataCenter
-from domain.disk import (
-    Disk,
-    DiskInterface,
-    copy_disk_image,
-    find_of_kind,
-    get_of_kind,
-    objects_of_kind,
-    remove_disk_unchecked,
-)
 from domain.statuses import (
-    VM_MIGRATABLE,
     VM_ON_HOST,
-    DataCenterStatus,
-    DiskStatus,
-    HostStatus,
     SnapshotStatus,
-    StorageDomainStatus,
     VmStatus,
 )
+from domain.values import (
+    BLANK_TEMPLATE_ID,
+    DiskAttachment,
+    DiskInterface,
+    GiB,
+    Graphics,
+    MiB,
+    Nic,
+    NicInterface,
+    SnapshotType,
+    VmType,
+)
 
-BLANK_TEMPLATE_ID = UUID(int=0)
-MiB = 1 << 20
-GiB = 1 << 30
 MIN_MEMORY = MiB
 MAX_MEMORY = 16 << 40  # 16 TiB
 MAX_VCPUS = 384
@@ -58,49 +50,7 @@ MAX_HA_PRIORITY = 100
 CONSOLE_TICKET_SECONDS = 120
 MAC_PREFIX = "56:6f"
 MAX_RERUNS = 3  # oVirt's MaxRerunVmOnVdsCount
-_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _PROPERTY_KEY = re.compile(r"^[A-Za-z0-9_]{1,64}$")
-
-
-class VmType(StrEnum):
-    DESKTOP = "desktop"
-    SERVER = "server"
-    HIGH_PERFORMANCE = "high_performance"
-
-
-class Graphics(StrEnum):
-    VNC = "vnc"
-    SPICE = "spice"
-    NONE = "none"
-
-
-class NicInterface(StrEnum):
-    VIRTIO = "virtio"
-    E1000 = "e1000"
-    RTL8139 = "rtl8139"
-
-
-class SnapshotType(StrEnum):
-    ACTIVE = "active"
-    REGULAR = "regular"
-    PREVIEW = "preview"
-
-
-class Nic(msgspec.Struct, frozen=True, kw_only=True):
-    id: UUID
-    name: str
-    vnic_profile_id: UUID | None = None
-    mac: str
-    interface: NicInterface = NicInterface.VIRTIO
-    plugged: bool = True
-    linked: bool = True
-
-
-class DiskAttachment(msgspec.Struct, frozen=True, kw_only=True):
-    disk_id: UUID
-    interface: DiskInterface = DiskInterface.VIRTIO_SCSI
-    bootable: bool = False
-    active: bool = True
 
 
 class SnapshotConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -587,80 +537,11 @@ def get_vm(tx: Tx, vm_id: UUID) -> Vm:
     return tx.engine.get(Vm, vm_id, field="vm")
 
 
-def cluster_dc(tx: Tx, cluster_id: UUID) -> UUID:
-    return tx.engine.get(Cluster, cluster_id, field="cluster").data_center_id
-
-
-def up_hosts(engine: Any, cluster_id: UUID) -> list[Any]:
-    """The cluster's hosts that are up, in a stable order (name, id)."""
-    hosts = [
-        h
-        for h in objects_of_kind(engine, "host")
-        if h.cluster_id == cluster_id and h.status == HostStatus.UP
-    ]
-    return sorted(hosts, key=lambda h: (h.name, str(h.id)))
-
-
-def choose_host(
-    tx: Tx,
-    vm: Vm,
-    *,
-    action: str,
-    requested: UUID | None = None,
-    exclude: Iterable[UUID] = (),
-) -> tuple[UUID, tuple[HostScoreRow, ...]]:
-    """The scheduling call site: a host for ``vm`` and the score table behind the choice.
-
-    An explicitly requested host must be up in the VM's cluster. The choice itself is
-    domain/scheduling.py's (filters and weights by the cluster's policy), over the VMs as
-    they stand after the events this command emitted so far (a pool allocation or a rerun
-    schedules after earlier changes of the same command).
-    """
-    from domain import scheduling
-    from domain.datacenter import current_vms
-
-    excluded = set(exclude)
-    if requested is not None:
-        host = get_of_kind(tx.engine, "host", requested, label="Host", field="host")
-        if host.cluster_id != vm.cluster_id:
-            raise DomainError(
-                f"Cannot {action} VM. The Host is not in the VM's Cluster.", field="host"
-            )
-        if requested in excluded:
-            raise DomainError(
-                f"Cannot {action} VM. Source and destination Hosts are the same.", field="host"
-            )
-        if host.status != HostStatus.UP:
-            raise DomainError(f"Cannot {action} VM. The Host is not up.", field="host")
-    candidates = [h for h in up_hosts(tx.engine, vm.cluster_id) if h.id not in excluded]
-    if not candidates:
-        if action == "migrate":
-            raise DomainError(
-                "Cannot migrate VM. There is no host that satisfies current scheduling "
-                "constraints.",
-                field="host",
-            )
-        raise DomainError(
-            f"Cannot {action} VM. There are no available running Hosts in the Host Cluster.",
-            field="host",
-        )
-    result = scheduling.schedule(
-        tx.engine, vm, wanted_host_id=requested, exclude=excluded, vms=current_vms(tx)
-    )
-    if result.host_id is None:
-        raise scheduling.no_host_error(result, action)
-    rows = tuple(
-        HostScoreRow(host_id=r.host_id, name=r.name, score=r.score, reason=r.reason)
-        for r in result.scores
-    )
-    return result.host_id, rows
-
-
-def _locked(action: str, type_: str = "VM") -> DomainError:
+def locked_error(action: str, type_: str = "VM") -> DomainError:
     return DomainError(f"Cannot {action} {type_}: VM is locked. Please try again in a few minutes.")
 
 
-def _status_illegal(action: str, vm: Vm, type_: str = "VM") -> DomainError:
+def status_illegal_error(action: str, vm: Vm, type_: str = "VM") -> DomainError:
     return DomainError(
         f"Cannot {action} {type_} because the VM is in {_status_text(vm.status)} status."
     )
@@ -670,7 +551,7 @@ def _status_text(status: VmStatus) -> str:
     return status.value.replace("_", " ").title().replace(" ", "")
 
 
-def _check_not_snapshot_busy(vm: Vm, action: str, type_: str = "VM") -> None:
+def check_not_snapshot_busy(vm: Vm, action: str, type_: str = "VM") -> None:
     if vm.snapshot_locked():
         raise DomainError(
             f"Cannot {action} {type_}. The VM is performing an operation on a Snapshot. "
@@ -678,7 +559,7 @@ def _check_not_snapshot_busy(vm: Vm, action: str, type_: str = "VM") -> None:
         )
 
 
-def _check_not_in_preview(vm: Vm, action: str, type_: str = "VM") -> None:
+def check_not_in_preview(vm: Vm, action: str, type_: str = "VM") -> None:
     if vm.in_preview():
         raise DomainError(f"Cannot {action} {type_}. VM is previewing a Snapshot.")
 
@@ -713,20 +594,10 @@ def check_custom_properties(props: Mapping[str, str] | None) -> None:
             )
 
 
-def _check_vcpus(action: str, sockets: int, cores: int, threads: int) -> None:
+def check_vcpus(action: str, sockets: int, cores: int, threads: int) -> None:
     if sockets * cores * threads > MAX_VCPUS:
         raise DomainError(
             f"Cannot {action} VM. Max number of CPUs exceeded ({MAX_VCPUS}).", field="cpu_sockets"
-        )
-
-
-def _check_placement(tx: Tx, action: str, cluster_id: UUID, host_id: UUID | None) -> None:
-    if host_id is None:
-        return
-    host = get_of_kind(tx.engine, "host", host_id, label="Host", field="placement_host")
-    if host.cluster_id != cluster_id:
-        raise DomainError(
-            f"Cannot {action} VM. The Host is not in the VM's Cluster.", field="placement_host"
         )
 
 
@@ -750,456 +621,24 @@ def allocate_mac(vm_id: UUID, index: int, taken: set[str]) -> str:
         counter += 1 << 16
 
 
-def _check_mac(mac: str, taken: set[str], action: str) -> str:
-    mac = mac.lower()
-    if not _MAC.match(mac):
-        raise InvalidInput(f"Cannot {action} Network Interface. Invalid MAC address.", field="mac")
-    if int(mac[:2], 16) & 1:
-        raise InvalidInput(
-            f"Cannot {action} Network Interface. The MAC address is a multicast address.",
-            field="mac",
-        )
-    if mac in taken:
-        raise DomainError(
-            f"Cannot {action} Network Interface. MAC Address is already in use.", field="mac"
-        )
-    taken.add(mac)
-    return mac
-
-
-def _check_profile(tx: Tx, action: str, profile_id: UUID | None, vm: Vm) -> None:
-    if profile_id is None:
-        return  # an empty profile: the NIC is not connected to any network
-    profile = get_of_kind(
-        tx.engine, "vnic_profile", profile_id, label="VNIC Profile", field="vnic_profile"
-    )
-    net = find_of_kind(tx.engine, "network", profile.network_id)
-    if net is None or net.data_center_id != cluster_dc(tx, vm.cluster_id):
-        raise DomainError(
-            f"Cannot {action} Network Interface. The vNIC profile's network is not in the "
-            "VM's Data Center.",
-            field="vnic_profile",
-        )
-    if vm.cluster_id not in getattr(net, "cluster_ids", (vm.cluster_id,)):
-        raise DomainError(
-            f"Cannot {action} Network Interface. The Network is not attached to the VM's Cluster.",
-            field="vnic_profile",
-        )
-
-
 # -- add / update / remove --------------------------------------------------------------
-
-
-def add_vm(
-    tx: Tx,
-    *,
-    name: str,
-    cluster_id: UUID,
-    template_id: UUID = BLANK_TEMPLATE_ID,
-    description: str = "",
-    memory: int | None = None,
-    cpu_sockets: int | None = None,
-    cpu_cores: int | None = None,
-    cpu_threads: int | None = None,
-    os_type: str | None = None,
-    vm_type: VmType | None = None,
-    stateless: bool | None = None,
-    highly_available: bool | None = None,
-    ha_priority: int | None = None,
-    custom_properties: Mapping[str, str] | None = None,
-    cdrom_file: str | None = None,
-    graphics: Graphics | None = None,
-    placement_host_id: UUID | None = None,
-    clone: bool = False,
-    storage_domain_id: UUID | None = None,
-    pool_id: UUID | None = None,
-    id: UUID | None = None,
-) -> UUID:
-    """A VM from a template (Blank by default).
-
-    The template's disks are created for it, thin (over the template's) or cloned; the
-    VM is ``image_locked`` until the host reports them created, then ``down``. A VM with
-    no disks to create is ``down`` at once.
-    """
-    from domain.disk import require_active_data_domain
-    from domain.statuses import TemplateStatus
-    from domain.template import Template
-
-    tx.engine.require_unique_name(("vm",), name, label="VM")
-    dc_id = cluster_dc(tx, cluster_id)
-    template = tx.engine.get(Template, template_id, field="template")
-    if template.data_center_id is not None and template.data_center_id != dc_id:
-        raise DomainError(
-            "Cannot add VM. The Template is not in the Cluster's Data Center.", field="template"
-        )
-    if template.status != TemplateStatus.OK:
-        raise DomainError(
-            "Cannot add VM: Template is locked. Please try again in a few minutes.",
-            field="template",
-        )
-    check_numbers(
-        memory=memory,
-        cpu_sockets=cpu_sockets,
-        cpu_cores=cpu_cores,
-        cpu_threads=cpu_threads,
-        ha_priority=ha_priority,
-    )
-    check_custom_properties(custom_properties)
-    sockets = cpu_sockets or template.cpu_sockets
-    cores = cpu_cores or template.cpu_cores
-    threads = cpu_threads or template.cpu_threads
-    _check_vcpus("add", sockets, cores, threads)
-    _check_placement(tx, "add", cluster_id, placement_host_id)
-    disks = [tx.engine.get(Disk, d) for d in template.disk_ids]
-    for d in disks:
-        if d.status != DiskStatus.OK:
-            raise DomainError(
-                f"Cannot add VM: The following disks are locked: {d.name}. "
-                "Please try again in a few minutes."
-            )
-        target = d.storage_domain_id if not clone else storage_domain_id or d.storage_domain_id
-        require_active_data_domain(
-            tx.engine,
-            target,
-            action="add",
-            type_="VM",
-            data_center_id=dc_id,
-            field="storage_domain",
-        )
-    vm_id = tx.new_id(id)
-    taken = macs_in_use(tx.engine)
-    nics = tuple(
-        msgspec.structs.replace(n, id=tx.new_id(), mac=allocate_mac(vm_id, i, taken))
-        for i, n in enumerate(template.nics)
-    )
-    attachments = template_disk_attachments(
-        tx, disks, clone=clone, storage_domain_id=storage_domain_id
-    )
-    active = Snapshot(
-        id=tx.new_id(),
-        description="Active VM",
-        snapshot_type=SnapshotType.ACTIVE,
-        created_at=tx.now.isoformat(),
-    )
-    tx.emit(
-        VmAdded,
-        vm_id,
-        name=name,
-        description=description,
-        cluster_id=cluster_id,
-        template_id=template_id,
-        memory=memory or template.memory,
-        cpu_sockets=sockets,
-        cpu_cores=cores,
-        cpu_threads=threads,
-        os_type=os_type or template.os_type,
-        vm_type=vm_type or template.vm_type,
-        stateless=template.stateless if stateless is None else stateless,
-        highly_available=(
-            template.highly_available if highly_available is None else highly_available
-        ),
-        ha_priority=template.ha_priority if ha_priority is None else ha_priority,
-        custom_properties=dict(custom_properties or {}),
-        nics=nics,
-        disk_attachments=tuple(attachments),
-        cdrom_file=cdrom_file,
-        graphics=graphics or template.graphics,
-        placement_host_id=placement_host_id,
-        status=VmStatus.IMAGE_LOCKED if attachments else VmStatus.DOWN,
-        snapshots=(active,),
-        pool_id=pool_id,
-        created_at=tx.now.isoformat(),
-    )
-    _grant_creator(tx, vm_id, cluster_id, pool_id)
-    return vm_id
-
-
-def template_disk_attachments(
-    tx: Tx, disks: list[Disk], *, clone: bool = False, storage_domain_id: UUID | None = None
-) -> list[DiskAttachment]:
-    """A VM's own disks made from a template's ``disks`` (callers checked them): thin
-    layers over them (``base_disk_id``) or full copies, locked until the host reports
-    them created, attached as the template has them."""
-    attachments = []
-    for d in disks:
-        new_disk = copy_disk_image(
-            tx,
-            d,
-            thin=not clone,
-            storage_domain_id=storage_domain_id if clone else None,
-            name=d.name,
-        )
-        attachments.append(
-            DiskAttachment(
-                disk_id=new_disk, interface=DiskInterface.VIRTIO_SCSI, bootable=d.bootable
-            )
-        )
-    return attachments
-
-
-def _grant_creator(tx: Tx, vm_id: UUID, cluster_id: UUID, pool_id: UUID | None) -> None:
-    """The creator of a VM becomes its UserVmManager, as oVirt's AddVm does: unless the VM
-    is a pool's (the pool hands it out) or the creator may manage permissions on it
-    already (an administrator of its cluster or above, who needs no explicit grant)."""
-    from domain.permission import grant_owner, is_permitted
-
-    actor = tx.ctx.meta.actor_id
-    if actor is None or pool_id is not None:
-        return
-    if is_permitted(tx.engine, actor, "manipulate_permissions", "cluster", cluster_id):
-        return
-    grant_owner(tx, actor, "vm", vm_id)
-
-
-# Fields that can change only while the VM is down (the rest apply at once).
-_COLD_FIELDS = (
-    "cluster_id",
-    "memory",
-    "cpu_sockets",
-    "cpu_cores",
-    "cpu_threads",
-    "os_type",
-    "vm_type",
-    "stateless",
-    "graphics",
-)
-
-
-def update_vm(tx: Tx, vm_id: UUID, **changes: Any) -> None:
-    """Changes the VM's settings; those in ``_COLD_FIELDS`` only while it is down."""
-    vm = get_vm(tx, vm_id)
-    allowed = {f.name for f in msgspec.structs.fields(VmUpdated)[4:]} - {"pool_id"}
-    fields = {k: v for k, v in changes.items() if v is not UNSET}
-    unknown = set(fields) - allowed
-    if unknown:
-        raise InvalidInput(f"Unknown VM field {sorted(unknown)[0]}.", field=sorted(unknown)[0])
-    fields = {k: v for k, v in fields.items() if v != getattr(vm, k)}
-    if not fields:
-        return
-    if vm.status == VmStatus.IMAGE_LOCKED:
-        raise _locked("update")
-    if vm.snapshot_locked():
-        _check_not_snapshot_busy(vm, "update")
-    for f in _COLD_FIELDS:
-        if f in fields and vm.status != VmStatus.DOWN:
-            raise DomainError("Cannot update VM. VM is running.", field=f)
-    if "name" in fields:
-        tx.engine.require_unique_name(("vm",), fields["name"], label="VM", own_id=vm_id)
-    check_numbers(
-        memory=fields.get("memory"),
-        cpu_sockets=fields.get("cpu_sockets"),
-        cpu_cores=fields.get("cpu_cores"),
-        cpu_threads=fields.get("cpu_threads"),
-        ha_priority=fields.get("ha_priority"),
-    )
-    check_custom_properties(fields.get("custom_properties"))
-    _check_vcpus(
-        "update",
-        fields.get("cpu_sockets", vm.cpu_sockets),
-        fields.get("cpu_cores", vm.cpu_cores),
-        fields.get("cpu_threads", vm.cpu_threads),
-    )
-    cluster_id = fields.get("cluster_id", vm.cluster_id)
-    if "cluster_id" in fields:
-        new_dc = cluster_dc(tx, cluster_id)
-        if new_dc != cluster_dc(tx, vm.cluster_id):
-            raise DomainError(
-                "Cannot update VM. The new Cluster is in another Data Center.", field="cluster"
-            )
-    if "placement_host_id" in fields or "cluster_id" in fields:
-        _check_placement(
-            tx, "update", cluster_id, fields.get("placement_host_id", vm.placement_host_id)
-        )
-    tx.emit(VmUpdated, vm_id, **fields)
-
-
-def remove_vm(tx: Tx, vm_id: UUID, *, remove_disks: bool = True, force: bool = False) -> None:
-    """Removes a down VM and, unless ``remove_disks`` is false, its non-shareable disks.
-
-    ``force`` lets the pool remove its own VMs.
-    """
-    vm = get_vm(tx, vm_id)
-    if vm.status == VmStatus.IMAGE_LOCKED:
-        raise _locked("remove")
-    if vm.status != VmStatus.DOWN:
-        raise DomainError("Cannot remove VM. VM is running.")
-    _check_not_snapshot_busy(vm, "remove")
-    _check_not_in_preview(vm, "remove")
-    if vm.pool_id is not None and not force:
-        raise DomainError("Cannot remove VM. VM is attached to a VM-Pool.")
-    for att in vm.disk_attachments:
-        disk = tx.engine.find(Disk, att.disk_id)
-        if disk is None:
-            continue
-        if remove_disks and disk.status == DiskStatus.LOCKED:
-            raise DomainError(
-                f"Cannot remove VM: The following disks are locked: {disk.name}. "
-                "Please try again in a few minutes."
-            )
-    if remove_disks:
-        for att in vm.disk_attachments:
-            disk = tx.engine.find(Disk, att.disk_id)
-            if disk is None:
-                continue
-            others = [
-                v
-                for v in tx.engine.all(Vm)
-                if v.id != vm_id and v.attachment(att.disk_id) is not None
-            ]
-            if not others:
-                remove_disk_unchecked(tx, att.disk_id)
-    _drop_references(tx, vm_id)
-    tx.emit(VmRemoved, vm_id)
-
-
-def _drop_references(tx: Tx, vm_id: UUID) -> None:
-    """What points at a VM goes with it: affinity memberships, tags, permissions."""
-    from domain.affinity import drop_member
-    from domain.permission import remove_object_permissions
-    from domain.tag import detach_everywhere
-
-    drop_member(tx, vm_id)
-    detach_everywhere(tx, vm_id)
-    remove_object_permissions(tx, vm_id)
-
-
-def vm_images_settled(tx: Tx, vm_id: UUID, *, changed: Mapping[UUID, bool]) -> None:
-    """Called when a disk of an image-locked VM settles: once all have, the VM is down."""
-    vm = get_vm(tx, vm_id)
-    if vm.status != VmStatus.IMAGE_LOCKED:
-        return
-    failed = []
-    for att in vm.disk_attachments:
-        if att.disk_id in changed:
-            if not changed[att.disk_id]:
-                failed.append(att.disk_id)
-            continue
-        disk = tx.engine.find(Disk, att.disk_id)
-        if disk is None:
-            continue
-        if disk.status == DiskStatus.LOCKED:
-            return
-        if disk.status == DiskStatus.ILLEGAL:
-            failed.append(att.disk_id)
-    tx.emit(VmImagesReady, vm_id, failed_disk_ids=tuple(failed))
-
-
-def report_vm_images_ready(tx: Tx, vm_id: UUID) -> None:
-    """The host side confirms the VM's images: an image-locked VM becomes down."""
-    vm = get_vm(tx, vm_id)
-    if vm.status != VmStatus.IMAGE_LOCKED:
-        raise DomainError(f"VM {vm.name} is not image locked.")
-    locked = [
-        a.disk_id
-        for a in vm.disk_attachments
-        if (d := tx.engine.find(Disk, a.disk_id)) is not None and d.status == DiskStatus.LOCKED
-    ]
-    if locked:
-        raise DomainError(f"VM {vm.name} still has locked disks.")
-    tx.emit(VmImagesReady, vm_id)
 
 
 # -- NICs -------------------------------------------------------------------------------
 
 
-def add_nic(
-    tx: Tx,
-    vm_id: UUID,
-    *,
-    name: str,
-    vnic_profile_id: UUID | None = None,
-    interface: NicInterface = NicInterface.VIRTIO,
-    mac: str | None = None,
-    linked: bool = True,
-    id: UUID | None = None,
-) -> UUID:
-    vm = get_vm(tx, vm_id)
-    if vm.status == VmStatus.IMAGE_LOCKED:
-        raise _locked("add", "Network Interface")
-    if any(n.name == name for n in vm.nics):
-        raise DomainError(
-            "Cannot add Network Interface. The VM Network Interface name is already in use.",
-            field="name",
-        )
-    if vm.status != VmStatus.DOWN and interface != NicInterface.VIRTIO:
-        raise DomainError(
-            "Cannot add Network Interface. Hot plug is supported only for virtio interfaces.",
-            field="interface",
-        )
-    _check_profile(tx, "add", vnic_profile_id, vm)
-    taken = macs_in_use(tx.engine)
-    if mac is not None:
-        mac = _check_mac(mac, taken, "add")
-    else:
-        mac = allocate_mac(vm_id, len(vm.nics), taken)
-    nic_id = tx.new_id(id)
-    if any(n.id == nic_id for v in tx.engine.all(Vm) for n in v.nics):
-        raise InvalidInput(f"Id {nic_id} is already in use.", field="id")
-    nic = Nic(
-        id=nic_id,
-        name=name,
-        vnic_profile_id=vnic_profile_id,
-        mac=mac,
-        interface=interface,
-        linked=linked,
-    )
-    tx.emit(VmNicAdded, vm_id, nic=nic)
-    return nic_id
-
-
-def _get_nic(vm: Vm, nic_id: UUID) -> Nic:
+def get_nic(vm: Vm, nic_id: UUID) -> Nic:
     nic = next((n for n in vm.nics if n.id == nic_id), None)
     if nic is None:
         raise NotFound(f"Network Interface {nic_id} not found.", field="nic")
     return nic
 
 
-def update_nic(
-    tx: Tx,
-    vm_id: UUID,
-    nic_id: UUID,
-    *,
-    name: str | UnsetType = UNSET,
-    vnic_profile_id: UUID | UnsetType | None = UNSET,
-    interface: NicInterface | UnsetType = UNSET,
-    mac: str | UnsetType = UNSET,
-    linked: bool | UnsetType = UNSET,
-) -> None:
-    vm = get_vm(tx, vm_id)
-    nic = _get_nic(vm, nic_id)
-    if vm.status == VmStatus.IMAGE_LOCKED:
-        raise _locked("update", "Network Interface")
-    changes: dict[str, Any] = {}
-    if name is not UNSET and name != nic.name:
-        if any(n.name == name and n.id != nic_id for n in vm.nics):
-            raise DomainError(
-                "Cannot update Network Interface. The VM Network Interface name is already in use.",
-                field="name",
-            )
-        changes["name"] = name
-    if interface is not UNSET and interface != nic.interface:
-        if vm.status != VmStatus.DOWN:
-            raise DomainError("Cannot update Network Interface. VM is running.", field="interface")
-        changes["interface"] = interface
-    if vnic_profile_id is not UNSET and vnic_profile_id != nic.vnic_profile_id:
-        assert not isinstance(vnic_profile_id, UnsetType)
-        _check_profile(tx, "update", vnic_profile_id, vm)
-        changes["vnic_profile_id"] = vnic_profile_id
-    if mac is not UNSET and mac.lower() != nic.mac:
-        if vm.status != VmStatus.DOWN:
-            raise DomainError("Cannot update Network Interface. VM is running.", field="mac")
-        changes["mac"] = _check_mac(mac, macs_in_use(tx.engine), "update")
-    if linked is not UNSET and linked != nic.linked:
-        changes["linked"] = linked
-    if changes:
-        tx.emit(VmNicUpdated, vm_id, nic=msgspec.structs.replace(nic, **changes))
-
-
 def remove_nic(tx: Tx, vm_id: UUID, nic_id: UUID) -> None:
     vm = get_vm(tx, vm_id)
-    nic = _get_nic(vm, nic_id)
+    nic = get_nic(vm, nic_id)
     if vm.status == VmStatus.IMAGE_LOCKED:
-        raise _locked("remove", "Network Interface")
+        raise locked_error("remove", "Network Interface")
     if vm.status != VmStatus.DOWN and nic.interface != NicInterface.VIRTIO:
         raise DomainError("Cannot remove Network Interface. VM is running.")
     tx.emit(VmNicRemoved, vm_id, nic_id=nic_id)
@@ -1207,95 +646,9 @@ def remove_nic(tx: Tx, vm_id: UUID, nic_id: UUID) -> None:
 
 # -- disk attachments -------------------------------------------------------------------
 
-_HOTPLUG = frozenset({DiskInterface.VIRTIO, DiskInterface.VIRTIO_SCSI, DiskInterface.SATA})
-
-
-def attach_disk(
-    tx: Tx,
-    vm_id: UUID,
-    disk_id: UUID,
-    *,
-    interface: DiskInterface = DiskInterface.VIRTIO_SCSI,
-    bootable: bool = False,
-    active: bool = True,
-) -> None:
-    from domain.disk import storage_domain_dc
-
-    vm = get_vm(tx, vm_id)
-    disk = tx.engine.get(Disk, disk_id, field="disk")
-    if vm.status == VmStatus.IMAGE_LOCKED:
-        raise _locked("attach", "Disk")
-    _check_not_in_preview(vm, "attach", "Disk")
-    if vm.attachment(disk_id) is not None:
-        raise DomainError("Cannot attach Disk. The disk is already attached to the VM.")
-    if disk.template_id is not None:
-        raise DomainError("Cannot attach Disk. The disk belongs to a Template.")
-    if disk.status == DiskStatus.LOCKED:
-        raise DomainError(
-            f"Cannot attach Disk: The following disks are locked: {disk.name}. "
-            "Please try again in a few minutes."
-        )
-    if not disk.shareable and any(
-        v.attachment(disk_id) is not None for v in tx.engine.all(Vm) if v.id != vm_id
-    ):
-        raise DomainError("Cannot attach Disk. The disk is not shareable and is attached to a VM.")
-    if storage_domain_dc(tx.engine, disk.storage_domain_id) != cluster_dc(tx, vm.cluster_id):
-        raise DomainError("Cannot attach Disk. The disk is not in the VM's Data Center.")
-    if bootable and any(a.bootable for a in vm.disk_attachments):
-        raise DomainError(
-            "Cannot attach Disk. Disk boot is already in use by another disk.", field="bootable"
-        )
-    if vm.status != VmStatus.DOWN and active and interface not in _HOTPLUG:
-        raise DomainError(
-            "Cannot attach Disk. Hot plug is supported only for virtio, virtio_scsi and sata "
-            "interfaces.",
-            field="interface",
-        )
-    tx.emit(
-        VmDiskAttached,
-        vm_id,
-        attachment=DiskAttachment(
-            disk_id=disk_id, interface=interface, bootable=bootable, active=active
-        ),
-    )
-
-
-def add_disk_to_vm(
-    tx: Tx,
-    vm_id: UUID,
-    *,
-    interface: DiskInterface = DiskInterface.VIRTIO_SCSI,
-    bootable: bool = False,
-    active: bool = True,
-    **disk: Any,
-) -> UUID:
-    """Creates a disk (see ``domain.disk.add_disk``) and attaches it to the VM, as
-    oVirt's POST /vms/{id}/diskattachments does; the disk is locked until created."""
-    from domain.disk import add_disk
-
-    vm = get_vm(tx, vm_id)
-    if vm.status == VmStatus.IMAGE_LOCKED:
-        raise _locked("add", "Disk")
-    _check_not_in_preview(vm, "add", "Disk")
-    if bootable and any(a.bootable for a in vm.disk_attachments):
-        raise DomainError(
-            "Cannot add Disk. Disk boot is already in use by another disk.", field="bootable"
-        )
-    if vm.status != VmStatus.DOWN and active and interface not in _HOTPLUG:
-        raise DomainError(
-            "Cannot add Disk. Hot plug is supported only for virtio, virtio_scsi and sata "
-            "interfaces.",
-            field="interface",
-        )
-    disk_id = add_disk(tx, data_center_id=cluster_dc(tx, vm.cluster_id), bootable=bootable, **disk)
-    tx.emit(
-        VmDiskAttached,
-        vm_id,
-        attachment=DiskAttachment(
-            disk_id=disk_id, interface=interface, bootable=bootable, active=active
-        ),
-    )
-    return disk_id
+HOTPLUG_INTERFACES = frozenset(
+    {DiskInterface.VIRTIO, DiskInterface.VIRTIO_SCSI, DiskInterface.SATA}
+)
 
 
 def update_disk_attachment(
@@ -1312,7 +665,7 @@ def update_disk_attachment(
     if att is None:
         raise NotFound(f"Disk attachment {disk_id} not found.", field="disk")
     if vm.status == VmStatus.IMAGE_LOCKED:
-        raise _locked("update", "Disk")
+        raise locked_error("update", "Disk")
     changes: dict[str, Any] = {}
     if interface is not UNSET and interface != att.interface:
         if vm.status != VmStatus.DOWN:
@@ -1329,7 +682,7 @@ def update_disk_attachment(
         changes["bootable"] = bootable
     if active is not UNSET and active != att.active:
         iface = changes.get("interface", att.interface)
-        if vm.status != VmStatus.DOWN and iface not in _HOTPLUG:
+        if vm.status != VmStatus.DOWN and iface not in HOTPLUG_INTERFACES:
             raise DomainError(
                 "Cannot update Disk. Hot plug is supported only for virtio, virtio_scsi and "
                 "sata interfaces.",
@@ -1346,9 +699,9 @@ def detach_disk(tx: Tx, vm_id: UUID, disk_id: UUID) -> None:
     if att is None:
         raise NotFound(f"Disk attachment {disk_id} not found.", field="disk")
     if vm.status == VmStatus.IMAGE_LOCKED:
-        raise _locked("detach", "Disk")
-    _check_not_in_preview(vm, "detach", "Disk")
-    _check_not_snapshot_busy(vm, "detach", "Disk")
+        raise locked_error("detach", "Disk")
+    check_not_in_preview(vm, "detach", "Disk")
+    check_not_snapshot_busy(vm, "detach", "Disk")
     if vm.status != VmStatus.DOWN and att.active:
         raise DomainError("Cannot detach Disk. The disk is plugged into a running VM.")
     tx.emit(VmDiskDetached, vm_id, disk_id=disk_id)
@@ -1361,68 +714,6 @@ def detach_disk_unchecked(tx: Tx, vm_id: UUID, disk_id: UUID) -> None:
 # -- running ----------------------------------------------------------------------------
 
 
-def start_vm(
-    tx: Tx, vm_id: UUID, *, host_id: UUID | None = None, paused: bool = False
-) -> UUID | None:
-    """Asks for the VM to run; returns the host chosen (None when resuming in place).
-
-    Down -> scheduled, ``wait_for_launch``; suspended -> scheduled, ``restoring_state``;
-    paused -> resume on its host.
-    """
-    vm = get_vm(tx, vm_id)
-    if vm.status == VmStatus.IMAGE_LOCKED:
-        raise _locked("run")
-    if vm.status == VmStatus.PAUSED:
-        tx.emit(VmResumeRequested, vm_id)
-        return None
-    if vm.status not in (VmStatus.DOWN, VmStatus.SUSPENDED):
-        raise DomainError("Cannot run VM. VM is running.")
-    _check_not_snapshot_busy(vm, "run")
-    _check_run_disks(tx, vm)
-    chosen, scores = _restore_host(tx, vm) if host_id is None else (None, ())
-    if chosen is None:
-        chosen, scores = choose_host(tx, vm, action="run", requested=host_id)
-    tx.emit(VmStartRequested, vm_id, requested_host_id=host_id, start_paused=paused)
-    status = (
-        VmStatus.RESTORING_STATE if vm.status == VmStatus.SUSPENDED else VmStatus.WAIT_FOR_LAUNCH
-    )
-    tx.emit(VmScheduled, vm_id, host_id=chosen, scores=scores, status=status, start_paused=paused)
-    return chosen
-
-
-def _restore_host(tx: Tx, vm: Vm) -> tuple[UUID | None, tuple[HostScoreRow, ...]]:
-    """A suspended VM resumes where its memory was saved when that host can take it;
-    elsewhere it would boot afresh, which is what an administrator resuming does not want."""
-    if vm.status != VmStatus.SUSPENDED or vm.saved_on_host_id is None:
-        return None, ()
-    try:
-        return choose_host(tx, vm, action="run", requested=vm.saved_on_host_id)
-    except DomainError:
-        return None, ()
-
-
-def _check_run_disks(tx: Tx, vm: Vm) -> None:
-    disks = [d for a in vm.disk_attachments if a.active and (d := tx.engine.find(Disk, a.disk_id))]
-    if not disks:
-        return  # a diskless VM needs no storage, nor an up data center
-    locked = [d.name for d in disks if d.status == DiskStatus.LOCKED]
-    if locked:
-        raise DomainError(
-            f"Cannot run VM: The following disks are locked: {', '.join(locked)}. "
-            "Please try again in a few minutes."
-        )
-    illegal = [d.name for d in disks if d.status == DiskStatus.ILLEGAL]
-    if illegal:
-        raise DomainError(f"Cannot run VM. The following disks are illegal: {', '.join(illegal)}.")
-    dc = tx.engine.find(DataCenter, cluster_dc(tx, vm.cluster_id))
-    if dc is None or dc.status != DataCenterStatus.UP:
-        raise DomainError("Cannot run VM. The relevant Data Center is not up.")
-    for d in disks:
-        sd = find_of_kind(tx.engine, "storage_domain", d.storage_domain_id)
-        if sd is None or getattr(sd, "status", None) != StorageDomainStatus.ACTIVE:
-            raise DomainError("Cannot run VM. Storage Domain is not active.")
-
-
 def shutdown_vm(tx: Tx, vm_id: UUID, *, reason: str = "") -> None:
     vm = get_vm(tx, vm_id)
     if vm.status in (VmStatus.DOWN, VmStatus.SUSPENDED, VmStatus.IMAGE_LOCKED):
@@ -1433,7 +724,7 @@ def shutdown_vm(tx: Tx, vm_id: UUID, *, reason: str = "") -> None:
         VmStatus.REBOOT_IN_PROGRESS,
         VmStatus.PAUSED,
     ):
-        raise _status_illegal("shutdown", vm)
+        raise status_illegal_error("shutdown", vm)
     tx.emit(VmShutdownRequested, vm_id, reason=reason)
 
 
@@ -1444,7 +735,7 @@ def stop_vm(tx: Tx, vm_id: UUID, *, reason: str = "") -> None:
         tx.emit(VmSavedStateDiscarded, vm_id, reason=reason)
         return
     if vm.status == VmStatus.IMAGE_LOCKED:
-        raise _locked("stop")
+        raise locked_error("stop")
     if vm.status == VmStatus.DOWN:
         raise DomainError("Cannot stop VM. VM is not running.")
     tx.emit(VmStopRequested, vm_id, reason=reason)
@@ -1464,7 +755,7 @@ def pause_vm(tx: Tx, vm_id: UUID) -> None:
     if vm.status in (VmStatus.DOWN, VmStatus.SUSPENDED, VmStatus.IMAGE_LOCKED):
         raise DomainError("Cannot pause VM. VM is not running.")
     if vm.status not in (VmStatus.UP, VmStatus.POWERING_UP, VmStatus.REBOOT_IN_PROGRESS):
-        raise _status_illegal("pause", vm)
+        raise status_illegal_error("pause", vm)
     tx.emit(VmPauseRequested, vm_id)
 
 
@@ -1475,44 +766,13 @@ def suspend_vm(tx: Tx, vm_id: UUID) -> None:
         raise DomainError("Cannot suspend VM. VM is not running.")
     if vm.status != VmStatus.UP:
         raise DomainError("Cannot suspend VM. VM is not up.")
-    _check_not_snapshot_busy(vm, "suspend")
+    check_not_snapshot_busy(vm, "suspend")
     if vm.stateless:
         raise DomainError(
             "Cannot suspend VM. The VM is running as Stateless. Please try again when VM is "
             "not running as Stateless."
         )
     tx.emit(VmSuspendRequested, vm_id)
-
-
-def resume_vm(tx: Tx, vm_id: UUID, *, host_id: UUID | None = None) -> UUID | None:
-    """Paused -> the host resumes it; suspended -> restored on a chosen host."""
-    vm = get_vm(tx, vm_id)
-    if vm.status not in (VmStatus.PAUSED, VmStatus.SUSPENDED):
-        raise DomainError("Cannot resume VM. VM is not paused or suspended.")
-    return start_vm(tx, vm_id, host_id=host_id)
-
-
-def migrate_vm(tx: Tx, vm_id: UUID, *, host_id: UUID | None = None) -> UUID:
-    vm = get_vm(tx, vm_id)
-    if vm.status == VmStatus.MIGRATING:
-        raise DomainError("Cannot migrate VM. Migration is in progress.")
-    if vm.status in (VmStatus.DOWN, VmStatus.SUSPENDED, VmStatus.IMAGE_LOCKED):
-        raise DomainError("Cannot migrate VM. VM is not running.")
-    if vm.status not in VM_MIGRATABLE:
-        raise _status_illegal("migrate", vm)
-    _check_not_snapshot_busy(vm, "migrate")
-    assert vm.run_on_host_id is not None
-    dest, scores = choose_host(
-        tx, vm, action="migrate", requested=host_id, exclude=(vm.run_on_host_id,)
-    )
-    tx.emit(
-        VmMigrationStarted,
-        vm_id,
-        source_host_id=vm.run_on_host_id,
-        destination_host_id=dest,
-        scores=scores,
-    )
-    return dest
 
 
 def cancel_migration(tx: Tx, vm_id: UUID) -> None:
@@ -1647,81 +907,6 @@ REPORTABLE: dict[VmStatus, frozenset[VmStatus]] = {
 }
 
 
-def report_vm_status(
-    tx: Tx,
-    vm_id: UUID,
-    status: VmStatus,
-    host_id: UUID,
-    *,
-    reason: str = "",
-    exit_status: str = "",
-    downtime_ms: int = 0,
-) -> bool:
-    """A host reports the VM's status; returns whether anything changed.
-
-    Only a report from the VM's host (or, while migrating, its destination) counts, and
-    only along the transitions of ``REPORTABLE``. A repeat of the current status changes
-    nothing. While migrating: ``up`` from the destination completes the migration, ``up``
-    from the source or ``down`` from the destination fails it.
-    """
-    vm = get_vm(tx, vm_id)
-    status = VmStatus(status)
-    if vm.status == VmStatus.MIGRATING and host_id == vm.migrating_to_host_id:
-        if status == VmStatus.UP:
-            report_migration_done(tx, vm_id, host_id=host_id, downtime_ms=downtime_ms)
-            return True
-        if status == VmStatus.DOWN:
-            tx.emit(VmMigrationFailed, vm_id, reason=reason or "VM is down on the destination")
-            return True
-        if status == VmStatus.MIGRATING:
-            return False
-        raise DomainError(
-            f"Cannot report VM {vm.name} as {status.value} from its migration destination."
-        )
-    if vm.run_on_host_id != host_id:
-        raise DomainError(f"VM {vm.name} is not running on host {host_id}.", field="host")
-    if status == vm.status:
-        return False
-    if status not in REPORTABLE[vm.status]:
-        raise DomainError(
-            f"VM {vm.name} cannot go from {vm.status.value} to {status.value}.", field="status"
-        )
-    if vm.status == VmStatus.MIGRATING and status == VmStatus.UP:
-        tx.emit(VmMigrationFailed, vm_id, reason=reason or "VM is up on the source")
-        return True
-    if status == VmStatus.DOWN and not exit_status:
-        exit_status = "normal" if vm.status == VmStatus.POWERING_DOWN else "error"
-    tx.emit(
-        VmStatusReported,
-        vm_id,
-        status=status,
-        host_id=host_id,
-        reason=reason,
-        exit_status=exit_status,
-    )
-    if status == VmStatus.DOWN and _rerun(tx, vm, exit_status):
-        return True
-    if status == VmStatus.DOWN and vm.pool_id is not None:
-        from domain.vmpool import vm_went_down
-
-        vm_went_down(tx, vm.pool_id, vm_id, was=vm.status)
-    return True
-
-
-def _rerun(tx: Tx, vm: Vm, exit_status: str) -> bool:
-    """A launch that failed is retried on another host, up to ``MAX_RERUNS`` hosts."""
-    if vm.status != VmStatus.WAIT_FOR_LAUNCH or exit_status == "normal":
-        return False
-    if not vm.run_attempts or len(vm.run_attempts) >= MAX_RERUNS:
-        return False
-    try:
-        host_id, scores = choose_host(tx, vm, action="run", exclude=vm.run_attempts)
-    except DomainError:
-        return False
-    tx.emit(VmScheduled, vm.id, host_id=host_id, scores=scores, rerun=True)
-    return True
-
-
 def vms_on_host_unknown(tx: Tx, host_id: UUID) -> list[UUID]:
     """The host stopped answering: its VMs become unknown, and migrations to it fail."""
     touched = []
@@ -1732,23 +917,6 @@ def vms_on_host_unknown(tx: Tx, host_id: UUID) -> list[UUID]:
                 touched.append(vm.id)
         elif vm.migrating_to_host_id == host_id and vm.status == VmStatus.MIGRATING:
             tx.emit(VmMigrationFailed, vm.id, reason="The destination host is not responding")
-            touched.append(vm.id)
-    return touched
-
-
-def vms_on_host_down(tx: Tx, host_id: UUID, *, reason: str = "") -> list[UUID]:
-    """The host was fenced or confirmed rebooted: every VM it ran is down."""
-    touched = []
-    for vm in sorted(tx.engine.all(Vm), key=lambda v: str(v.id)):
-        if vm.run_on_host_id == host_id and vm.status in VM_ON_HOST:
-            tx.emit(VmMarkedDown, vm.id, host_id=host_id, reason=reason or "Host was rebooted")
-            touched.append(vm.id)
-            if vm.pool_id is not None:
-                from domain.vmpool import vm_went_down
-
-                vm_went_down(tx, vm.pool_id, vm.id, was=vm.status)
-        elif vm.migrating_to_host_id == host_id and vm.status == VmStatus.MIGRATING:
-            tx.emit(VmMigrationFailed, vm.id, reason="The destination host went down")
             touched.append(vm.id)
     return touched
 
@@ -1776,7 +944,7 @@ def vms_running_on(engine: Any, host_id: UUID) -> list[Vm]:
 # -- snapshots ------------------------------------------------------------------------
 
 
-def _config_of(vm: Vm) -> SnapshotConfig:
+def snapshot_config_of(vm: Vm) -> SnapshotConfig:
     return SnapshotConfig(
         memory=vm.memory,
         cpu_sockets=vm.cpu_sockets,
@@ -1814,48 +982,6 @@ def _get_snapshot(vm: Vm, snapshot_id: UUID) -> Snapshot:
     return snap
 
 
-def create_snapshot(
-    tx: Tx,
-    vm_id: UUID,
-    *,
-    description: str = "",
-    persist_memory: bool = False,
-    id: UUID | None = None,
-) -> UUID:
-    """A regular snapshot; ``locked`` until the host reports it taken (a VM without
-    disks has nothing to wait for). Memory is kept only for a running VM."""
-    vm = get_vm(tx, vm_id)
-    if vm.status == VmStatus.IMAGE_LOCKED:
-        raise _locked("create", "Snapshot")
-    _check_not_in_preview(vm, "create", "Snapshot")
-    _check_not_snapshot_busy(vm, "create", "Snapshot")
-    if vm.status not in (VmStatus.DOWN, VmStatus.UP, VmStatus.PAUSED):
-        raise _status_illegal("create", vm, "Snapshot")
-    disks = [tx.engine.find(Disk, a.disk_id) for a in vm.disk_attachments]
-    locked = [d.name for d in disks if d is not None and d.status != DiskStatus.OK]
-    if locked:
-        raise DomainError(
-            f"Cannot create Snapshot: The following disks are locked: {', '.join(locked)}. "
-            "Please try again in a few minutes."
-        )
-    snap_id = tx.new_id(id)
-    if vm.snapshot(snap_id) is not None:
-        raise InvalidInput(f"Id {snap_id} is already in use.", field="id")
-    has_disks = bool(vm.disk_attachments)
-    snap = Snapshot(
-        id=snap_id,
-        description=description,
-        snapshot_type=SnapshotType.REGULAR,
-        status=SnapshotStatus.LOCKED if has_disks else SnapshotStatus.OK,
-        persist_memory=persist_memory and vm.status != VmStatus.DOWN,
-        created_at=tx.now.isoformat(),
-        operation="create" if has_disks else "",
-        config=_config_of(vm),
-    )
-    tx.emit(VmSnapshotAdded, vm_id, snapshot=snap)
-    return snap_id
-
-
 def report_snapshot(tx: Tx, vm_id: UUID, snapshot_id: UUID, *, ok: bool = True) -> None:
     """The host finished the snapshot's operation (create or remove)."""
     vm = get_vm(tx, vm_id)
@@ -1873,12 +999,12 @@ def remove_snapshot(tx: Tx, vm_id: UUID, snapshot_id: UUID) -> None:
     snap = _get_snapshot(vm, snapshot_id)
     if snap.snapshot_type != SnapshotType.REGULAR:
         raise DomainError("Cannot remove Snapshot. The Active VM snapshot cannot be removed.")
-    _check_not_in_preview(vm, "remove", "Snapshot")
-    _check_not_snapshot_busy(vm, "remove", "Snapshot")
+    check_not_in_preview(vm, "remove", "Snapshot")
+    check_not_snapshot_busy(vm, "remove", "Snapshot")
     if vm.status == VmStatus.IMAGE_LOCKED:
-        raise _locked("remove", "Snapshot")
+        raise locked_error("remove", "Snapshot")
     if vm.status not in (VmStatus.DOWN, VmStatus.UP, VmStatus.PAUSED):
-        raise _status_illegal("remove", vm, "Snapshot")
+        raise status_illegal_error("remove", vm, "Snapshot")
     if vm.disk_attachments:
         tx.emit(VmSnapshotRemoveStarted, vm_id, snapshot_id=snapshot_id)
     else:
@@ -1889,11 +1015,11 @@ def preview_snapshot(tx: Tx, vm_id: UUID, snapshot_id: UUID) -> None:
     vm = get_vm(tx, vm_id)
     snap = _get_snapshot(vm, snapshot_id)
     if vm.status == VmStatus.IMAGE_LOCKED:
-        raise _locked("preview", "Snapshot")
+        raise locked_error("preview", "Snapshot")
     if vm.status != VmStatus.DOWN:
         raise DomainError("Cannot preview Snapshot. At least one of the VMs is not down.")
-    _check_not_in_preview(vm, "preview", "Snapshot")
-    _check_not_snapshot_busy(vm, "preview", "Snapshot")
+    check_not_in_preview(vm, "preview", "Snapshot")
+    check_not_snapshot_busy(vm, "preview", "Snapshot")
     if snap.snapshot_type != SnapshotType.REGULAR:
         raise DomainError("Cannot preview Snapshot. The Active VM snapshot cannot be previewed.")
     saved = Snapshot(
@@ -1902,14 +1028,14 @@ def preview_snapshot(tx: Tx, vm_id: UUID, snapshot_id: UUID) -> None:
         snapshot_type=SnapshotType.PREVIEW,
         status=SnapshotStatus.OK,
         created_at=tx.now.isoformat(),
-        config=_config_of(vm),
+        config=snapshot_config_of(vm),
     )
     tx.emit(VmSnapshotPreviewed, vm_id, snapshot_id=snapshot_id, saved=saved, config=snap.config)
 
 
 def _previewed(vm: Vm, action: str) -> tuple[Snapshot, Snapshot]:
     if vm.status == VmStatus.IMAGE_LOCKED:
-        raise _locked(action, "Snapshot")
+        raise locked_error(action, "Snapshot")
     if vm.status != VmStatus.DOWN:
         raise DomainError(f"Cannot {action} Snapshot. At least one of the VMs is not down.")
     snap = next((s for s in vm.snapshots if s.status == SnapshotStatus.IN_PREVIEW), None)
@@ -1940,11 +1066,5 @@ __all__ = [
     "Nic",
     "Snapshot",
     "Vm",
-    "add_vm",
-    "remove_vm",
-    "report_vm_status",
-    "start_vm",
-    "update_vm",
-    "vms_on_host_down",
     "vms_on_host_unknown",
 ]

@@ -33,7 +33,7 @@ from api.feed import render_event
 from api.portal import session as sess
 from api.portal import views
 from api.sso import LoginRefused
-from domain import permission
+from domain.rules import access_rules as permission
 
 log = logging.getLogger("orrery.api.portal")
 
@@ -501,7 +501,7 @@ def _json_fault(status: int, reason: str, detail: str) -> web.StreamResponse:
 
 def is_admin(env: Any) -> bool:
     """Whether the user may use the Administration Portal: any administrative role, as
-    for the administration API (the one call site of ``domain.permission.is_admin``)."""
+    for the administration API (the one call site of ``domain.rules.access_rules.is_admin``)."""
     engine = getattr(env.reads, "engine", None)
     if env.user_id is None or engine is None:
         return True  # the bootstrap admin before the user area, as authz.check does

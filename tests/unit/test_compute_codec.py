@@ -10,9 +10,10 @@ from commands import vm as c
 from commands import vmpool as pool_cmd
 from commands.store import decode_event, encode_event
 from commands.user import AddUser
-from domain import disk, template, vm, vmpool
+from domain import disk, template, values, vm, vmpool
 from domain.base import EVENT_TYPES
 from domain.engine import Engine
+from domain.rules import disk_rules
 from domain.statuses import VmStatus
 from tests.unit.test_compute_setup import ComputeWorld, GiB
 
@@ -77,7 +78,9 @@ def busy_world() -> ComputeWorld:
     w.run(disk_cmd.ReportDiskOperation(disk_id=bad, ok=False))
     w.run(disk_cmd.RemoveDisk(disk_id=bad))
     p = w.run(
-        pool_cmd.AddVmPool(name="p", cluster_id=w.cluster, template_id=vm.BLANK_TEMPLATE_ID, size=2)
+        pool_cmd.AddVmPool(
+            name="p", cluster_id=w.cluster, template_id=values.BLANK_TEMPLATE_ID, size=2
+        )
     )
     w.run(pool_cmd.UpdateVmPool(vm_pool_id=p, description="pool", size=3))
     user = w.run(AddUser(user_name="pooluser"))
@@ -94,13 +97,13 @@ def busy_world() -> ComputeWorld:
     w.run(disk_cmd.ReportDiskOperation(disk_id=w.vm(tvm).disk_attachments[0].disk_id))
     lost = w.running_vm("lost")
     h = w.vm(lost).run_on_host_id
-    from domain import host
+    from domain.rules import host_rules
 
-    w.do(host.connection_lost, h)
-    w.do(host.mark_non_responsive, h)
-    w.do(host.confirm_rebooted, h)
+    w.do(host_rules.connection_lost, h)
+    w.do(host_rules.mark_non_responsive, h)
+    w.do(host_rules.confirm_rebooted, h)
     imaged = w.add_vm("imaged", template_id=t)
-    w.do(disk.report_disk_operation, w.vm(imaged).disk_attachments[0].disk_id)
+    w.do(disk_rules.report_disk_operation, w.vm(imaged).disk_attachments[0].disk_id)
     spare = w.run(tpl_cmd.AddTemplate(vm_id=w.add_vm("spare-src"), name="spare"))
     w.run(tpl_cmd.RemoveTemplate(template_id=spare))
     return w

@@ -11,6 +11,7 @@ from commands import vm as vm_cmd
 from commands.messages import parse_command
 from domain import storage
 from domain.base import InvalidInput
+from domain.rules import storage_rules
 from domain.statuses import DiskStatus, VmStatus
 from domain.vm import VmImagesReady
 from tests.unit.test_compute_setup import ComputeWorld, GiB
@@ -54,14 +55,14 @@ def test_size_must_be_positive(size: int, field: str) -> None:
 
 
 def test_storage_domain_must_be_an_active_data_domain(w: ComputeWorld) -> None:
-    w.do(storage.deactivate_storage_domain, w.block)
+    w.do(storage_rules.deactivate_storage_domain, w.block)
     w.rejects(
         c.AddDisk(name="d", provisioned_size=GiB, storage_domain_id=w.block),
         "Cannot add Disk. Storage Domain is not active.",
         field="storage_domain",
     )
     iso = w.do(
-        storage.add_storage_domain,
+        storage_rules.add_storage_domain,
         name="iso",
         domain_type="iso",
         address="nfs.example",
@@ -76,7 +77,9 @@ def test_storage_domain_must_be_an_active_data_domain(w: ComputeWorld) -> None:
 
 
 def test_storage_domain_must_be_in_the_vms_data_center(w: ComputeWorld) -> None:
-    other = w.do(storage.add_storage_domain, name="loose", address="nfs.example", path="/loose")
+    other = w.do(
+        storage_rules.add_storage_domain, name="loose", address="nfs.example", path="/loose"
+    )
     vm_id = w.add_vm()
     w.rejects(
         vm_cmd.AddVmDisk(vm_id=vm_id, name="d", provisioned_size=GiB, storage_domain_id=other),

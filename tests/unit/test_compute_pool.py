@@ -12,7 +12,7 @@ from commands.messages import parse_command
 from commands.user import AddUser
 from domain.base import InvalidInput
 from domain.statuses import VmStatus
-from domain.template import BLANK_TEMPLATE_ID
+from domain.values import BLANK_TEMPLATE_ID
 from domain.vm import Vm
 from domain.vmpool import VmPool
 from tests.unit.test_compute_setup import ComputeWorld
@@ -188,7 +188,7 @@ def test_template_used_by_a_pool_cannot_be_removed(w: ComputeWorld) -> None:
 
 
 def test_vms_to_prestart(w: ComputeWorld) -> None:
-    from domain.vmpool import vms_to_prestart
+    from domain.rules.vmpool_rules import vms_to_prestart
 
     p = _pool(w, 4, prestarted_vms=2)
     vms = pool(w, p).vm_ids
@@ -240,7 +240,7 @@ def test_automatic_pool_reverts_the_vm_and_hands_it_out_only_once_reverted(
 ) -> None:
     from commands.disk import ReportDiskOperation
     from domain.disk import Disk
-    from domain.vmpool import vms_to_prestart
+    from domain.rules.vmpool_rules import vms_to_prestart
 
     p, vm_id, tdisk = _disk_pool(w)
     used = _disk_of(w, vm_id)

@@ -15,11 +15,13 @@ import pytest
 from commands import disk as dc_cmd
 from commands import vm as vm_cmd
 from commands.messages import Command
-from domain import cluster, datacenter, host, network, storage
+from domain import datacenter, host, network, storage
 from domain.base import Ctx, DomainError, Meta, Tx
 from domain.disk import Disk
+from domain.rules import cluster_rules, datacenter_rules, host_rules, storage_rules
+from domain.rules.template_rules import add_blank_template
 from domain.statuses import VmStatus
-from domain.template import BLANK_TEMPLATE_ID, add_blank_template
+from domain.values import BLANK_TEMPLATE_ID
 from domain.vm import Vm
 from tests.unit.helpers import World
 
@@ -36,16 +38,19 @@ class ComputeWorld(World):
     def __init__(self, *, hosts: int = 2) -> None:
         super().__init__()
         self.do(add_blank_template)
-        self.dc = self.do(datacenter.add_data_center, name="dc1")
-        self.cluster = self.do(cluster.add_cluster, name="cl1", data_center_id=self.dc)
+        self.dc = self.do(datacenter_rules.add_data_center, name="dc1")
+        self.cluster = self.do(cluster_rules.add_cluster, name="cl1", data_center_id=self.dc)
         self.hosts: list[UUID] = []
         for i in range(hosts):
             h = self.do(
-                host.add_host, name=f"h{i + 1}", address=f"10.0.0.{i + 1}", cluster_id=self.cluster
+                host_rules.add_host,
+                name=f"h{i + 1}",
+                address=f"10.0.0.{i + 1}",
+                cluster_id=self.cluster,
             )
-            self.do(host.finish_install, h, success=True)
+            self.do(host_rules.finish_install, h, success=True)
             self.do(
-                host.report_capabilities,
+                host_rules.report_capabilities,
                 h,
                 cpu_model="Intel",
                 cpu_cores=16,
@@ -54,7 +59,7 @@ class ComputeWorld(World):
             )
             self.hosts.append(h)
         self.sd = self.do(
-            storage.add_storage_domain,
+            storage_rules.add_storage_domain,
             name="nfs1",
             address="nfs.example",
             path="/data",
@@ -63,7 +68,7 @@ class ComputeWorld(World):
         )
         self.block = (
             self.do(
-                storage.add_storage_domain,
+                storage_rules.add_storage_domain,
                 name="iscsi1",
                 storage_type="iscsi",
                 address="iscsi.example",

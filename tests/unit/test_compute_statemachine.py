@@ -17,12 +17,13 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from commands import disk as disk_cmd
 from commands import vm as c
-from domain import host
 from domain.base import DomainError
 from domain.disk import Disk
 from domain.host import Host
+from domain.rules import host_rules
 from domain.statuses import VM_ON_HOST, SnapshotStatus, VmStatus
-from domain.vm import SnapshotType, Vm
+from domain.values import SnapshotType
+from domain.vm import Vm
 from tests.unit.test_compute_setup import ComputeWorld, GiB
 
 pytestmark = pytest.mark.unit
@@ -242,31 +243,31 @@ class VmLifecycle(RuleBasedStateMachine):
         if now:
             return
         host_id = self.pick_host(h)
-        self.decide(host.connection_lost, host_id)
-        self.decide(host.mark_non_responsive, host_id)
+        self.decide(host_rules.connection_lost, host_id)
+        self.decide(host_rules.mark_non_responsive, host_id)
 
     @rule(h=PICK)
     def host_back(self, h: int) -> None:
         host_id = self.pick_host(h)
-        self.decide(host.connection_restored, host_id)
+        self.decide(host_rules.connection_restored, host_id)
         self.capabilities(host_id)
 
     @rule(h=PICK)
     def host_confirmed_rebooted(self, h: int) -> None:
-        self.decide(host.confirm_rebooted, self.pick_host(h))
+        self.decide(host_rules.confirm_rebooted, self.pick_host(h))
 
     @rule(h=PICK, now=st.integers(0, 4))
     def host_maintenance(self, h: int, now: int) -> None:
         if now:  # rarer than the other rules: a cluster without hosts runs nothing
             return
         host_id = self.pick_host(h)
-        self.decide(host.deactivate_host, host_id)
-        self.decide(host.finish_maintenance, host_id)
+        self.decide(host_rules.deactivate_host, host_id)
+        self.decide(host_rules.finish_maintenance, host_id)
 
     @rule(h=PICK)
     def host_activate(self, h: int) -> None:
         host_id = self.pick_host(h)
-        self.decide(host.activate_host, host_id)
+        self.decide(host_rules.activate_host, host_id)
         self.capabilities(host_id)
 
     @rule(h=PICK, now=st.integers(0, 4))
@@ -275,7 +276,7 @@ class VmLifecycle(RuleBasedStateMachine):
             return
         host_id = self.pick_host(h)
         before = self.w.engine.find(Host, host_id)
-        self.decide(host.remove_host, host_id)
+        self.decide(host_rules.remove_host, host_id)
         if before is not None and self.w.engine.find(Host, host_id) is None:
             self.host_ids.remove(host_id)
             if not self.host_ids:  # keep one around so the rules have something to pick
@@ -283,7 +284,7 @@ class VmLifecycle(RuleBasedStateMachine):
 
     def capabilities(self, host_id: UUID) -> None:
         self.decide(
-            host.report_capabilities,
+            host_rules.report_capabilities,
             host_id,
             cpu_model="Intel",
             cpu_cores=16,

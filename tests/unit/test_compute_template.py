@@ -11,7 +11,8 @@ from commands import template as c
 from commands import vm as vm_cmd
 from domain.disk import Disk
 from domain.statuses import DiskStatus, TemplateStatus, VmStatus
-from domain.template import BLANK_TEMPLATE_ID, Template
+from domain.template import Template
+from domain.values import BLANK_TEMPLATE_ID
 from tests.unit.test_compute_setup import ComputeWorld, GiB
 
 pytestmark = pytest.mark.unit

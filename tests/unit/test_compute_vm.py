@@ -10,10 +10,11 @@ import pytest
 from commands import disk as disk_cmd
 from commands import vm as c
 from commands.messages import parse_command
-from domain import host, storage
 from domain.base import InvalidInput
+from domain.rules import host_rules, storage_rules
 from domain.statuses import DiskStatus, VmStatus
-from domain.vm import BLANK_TEMPLATE_ID, VmConsoleTicketSet, VmScheduled
+from domain.values import BLANK_TEMPLATE_ID
+from domain.vm import VmConsoleTicketSet, VmScheduled
 from tests.unit.test_compute_setup import ComputeWorld, GiB
 
 pytestmark = pytest.mark.unit
@@ -179,9 +180,10 @@ def test_nic_rules(w: ComputeWorld) -> None:
 
 
 def test_nic_profile_must_be_in_the_vms_data_center(w: ComputeWorld) -> None:
-    from domain import datacenter, network
+    from domain import network
+    from domain.rules import datacenter_rules
 
-    other_dc = w.do(datacenter.add_data_center, name="dc2")
+    other_dc = w.do(datacenter_rules.add_data_center, name="dc2")
     profile = next(
         p.id
         for p in w.engine.all(network.VnicProfile)
@@ -292,14 +294,14 @@ def test_start_on_a_given_host(w: ComputeWorld) -> None:
 def test_start_needs_an_up_host(w: ComputeWorld) -> None:
     vm_id = w.add_vm()
     for h in w.hosts:
-        w.do(host.connection_lost, h)
+        w.do(host_rules.connection_lost, h)
     w.rejects(c.StartVm(vm_id=vm_id), "There are no available running Hosts in the Host Cluster")
 
 
 def test_diskless_vm_runs_without_an_up_data_center() -> None:
     w = ComputeWorld()
     for sd in (w.block, w.sd):
-        w.do(storage.deactivate_storage_domain, sd)
+        w.do(storage_rules.deactivate_storage_domain, sd)
     vm_id = w.add_vm()
     w.run(c.StartVm(vm_id=vm_id))
     assert w.vm(vm_id).status == S.WAIT_FOR_LAUNCH
@@ -313,7 +315,7 @@ def test_vm_with_disks_needs_ok_disks_and_active_storage(w: ComputeWorld) -> Non
     w.rejects(c.StartVm(vm_id=vm_id), "The following disks are illegal: boot")
     vm2 = w.add_vm("vm2")
     w.add_vm_disk(vm2, storage_domain_id=w.block)
-    w.do(storage.deactivate_storage_domain, w.block)
+    w.do(storage_rules.deactivate_storage_domain, w.block)
     w.rejects(c.StartVm(vm_id=vm2), "Storage Domain is not active")
 
 
@@ -376,7 +378,7 @@ def test_no_rerun_after_a_stop_or_without_another_host(w: ComputeWorld) -> None:
     w.run(c.StopVm(vm_id=vm_id))
     w.report(vm_id, S.DOWN)
     assert w.vm(vm_id).status == S.DOWN
-    w.do(host.connection_lost, w.hosts[1])
+    w.do(host_rules.connection_lost, w.hosts[1])
     w.run(c.StartVm(vm_id=vm_id))
     w.report(vm_id, S.DOWN)
     assert w.vm(vm_id).status == S.DOWN
@@ -496,8 +498,8 @@ def test_resume_goes_back_to_the_host_holding_the_saved_memory(w: ComputeWorld) 
     # The saving host cannot take it any more: scheduled like any start.
     w.run(c.SuspendVm(vm_id=vm_id))
     w.report(vm_id, S.SUSPENDED)
-    w.do(host.connection_lost, src)
-    w.do(host.mark_non_responsive, src)
+    w.do(host_rules.connection_lost, src)
+    w.do(host_rules.mark_non_responsive, src)
     assert w.run(c.ResumeVm(vm_id=vm_id)) == other
     w.assert_replays()
 
@@ -557,7 +559,7 @@ def test_migration_rules(w: ComputeWorld) -> None:
     src = w.vm(vm_id).run_on_host_id
     w.rejects(c.MigrateVm(vm_id=vm_id, host_id=src), "Source and destination Hosts are the same")
     other = next(h for h in w.hosts if h != src)
-    w.do(host.connection_lost, other)
+    w.do(host_rules.connection_lost, other)
     w.rejects(c.MigrateVm(vm_id=vm_id), "There is no host that satisfies current scheduling")
 
 
@@ -583,12 +585,12 @@ def test_host_non_responsive_makes_its_vms_unknown(w: ComputeWorld) -> None:
     stay = w.add_vm("elsewhere")
     other = next(x for x in w.hosts if x != h)
     w.run(c.StartVm(vm_id=stay, host_id=other))
-    w.do(host.connection_lost, h)
-    w.do(host.mark_non_responsive, h)
+    w.do(host_rules.connection_lost, h)
+    w.do(host_rules.mark_non_responsive, h)
     assert (w.vm(vm_id).status, w.vm(vm_id).run_on_host_id) == (S.UNKNOWN, h)
     assert w.vm(stay).status == S.WAIT_FOR_LAUNCH
     w.rejects(c.MigrateVm(vm_id=vm_id), "because the VM is in Unknown status")
-    w.do(host.confirm_rebooted, h)
+    w.do(host_rules.confirm_rebooted, h)
     assert (w.vm(vm_id).status, w.vm(vm_id).run_on_host_id) == (S.DOWN, None)
     w.assert_replays()
 
@@ -596,8 +598,8 @@ def test_host_non_responsive_makes_its_vms_unknown(w: ComputeWorld) -> None:
 def test_host_comes_back_and_reports_the_vm_up(w: ComputeWorld) -> None:
     vm_id = w.running_vm()
     h = w.vm(vm_id).run_on_host_id
-    w.do(host.connection_lost, h)
-    w.do(host.mark_non_responsive, h)
+    w.do(host_rules.connection_lost, h)
+    w.do(host_rules.mark_non_responsive, h)
     w.report(vm_id, S.UP, h)
     assert w.vm(vm_id).status == S.UP
 
@@ -606,8 +608,8 @@ def test_migration_to_a_lost_host_fails(w: ComputeWorld) -> None:
     vm_id = w.running_vm()
     src = w.vm(vm_id).run_on_host_id
     dest = w.run(c.MigrateVm(vm_id=vm_id))
-    w.do(host.connection_lost, dest)
-    w.do(host.mark_non_responsive, dest)
+    w.do(host_rules.connection_lost, dest)
+    w.do(host_rules.mark_non_responsive, dest)
     assert (w.vm(vm_id).status, w.vm(vm_id).run_on_host_id) == (S.UP, src)
 
 
@@ -621,8 +623,9 @@ def test_custom_property_names_are_checked(w: ComputeWorld) -> None:
 
 def test_nic_network_must_be_attached_to_the_vms_cluster(w: ComputeWorld) -> None:
     from domain import network
+    from domain.rules import network_rules
 
-    net = w.do(network.add_network, name="backend", data_center_id=w.dc)
+    net = w.do(network_rules.add_network, name="backend", data_center_id=w.dc)
     profile = next(p.id for p in w.engine.all(network.VnicProfile) if p.network_id == net)
     vm_id = w.add_vm()
     w.rejects(
@@ -630,7 +633,7 @@ def test_nic_network_must_be_attached_to_the_vms_cluster(w: ComputeWorld) -> Non
         "The Network is not attached to the VM's Cluster",
         field="vnic_profile",
     )
-    w.do(network.attach_network, net, w.cluster)
+    w.do(network_rules.attach_network, net, w.cluster)
     w.run(c.AddVmNic(vm_id=vm_id, name="nic1", vnic_profile_id=profile))
 
 

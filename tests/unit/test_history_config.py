@@ -19,15 +19,14 @@ from domain.datacenter import DataCenterAdded, DataCenterStatusChanged, DataCent
 from domain.engine import Engine
 from domain.network import NetworkAdded, NetworkRemoved
 from domain.statuses import DataCenterStatus, VmStatus
+from domain.values import Nic, VmType
 from domain.vm import (
-    Nic,
     VmAdded,
     VmNicAdded,
     VmNicRemoved,
     VmNicUpdated,
     VmRemoved,
     VmStatusReported,
-    VmType,
     VmUpdated,
 )
 from history.config import ConfigTracker, Row, config_of, naive_utc

@@ -18,6 +18,7 @@ from commands.messages import Command
 from commands.policies import Policies
 from commands.store import decode_event
 from domain import host
+from domain.rules import host_rules
 from domain.statuses import HostStatus
 from domain.statuses import VmStatus as S
 from domain.vm import VmConsoleTicketSet, VmStartRequested
@@ -125,7 +126,7 @@ def test_maintenance_migrates_vms_away_then_finishes() -> None:
     vm_id = w.running_vm()
     src = w.vm(vm_id).run_on_host_id
     assert src is not None
-    w.do(host.deactivate_host, src)
+    w.do(host_rules.deactivate_host, src)
     assert w.engine.get(host.Host, src).status == HostStatus.PREPARING_FOR_MAINTENANCE
     asyncio.run(pol.run_once())
     assert [type(cmd) for cmd in bus.commands] == [c.MigrateVm]

@@ -181,7 +181,7 @@ def test_non_operational_with_reason_and_recovery() -> None:
     _d, c = _setup(w)
     h = host(w, c)
     from domain.base import DomainError
-    from domain.host import set_non_operational
+    from domain.rules.host_rules import set_non_operational
     from tests.unit.test_infra_world import decide
 
     with pytest.raises(DomainError, match="needs a reason"):

@@ -9,7 +9,6 @@ import pytest
 from commands.datacenter import UpdateDataCenter
 from commands.quota import AddQuota, RemoveQuota, UpdateQuota
 from domain.base import DomainError
-from domain.datacenter import QuotaMode
 from domain.quota import (
     GIB,
     ClusterLimit,
@@ -18,6 +17,7 @@ from domain.quota import (
     StorageLimit,
     check_consumption,
 )
+from domain.values import QuotaMode
 from tests.unit.helpers import World
 from tests.unit.test_infra_world import cluster, dc, rejects, up_dc
 

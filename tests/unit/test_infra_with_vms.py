@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-import domain.template as template_area
 import domain.vm as vm_area
 from commands.affinity import AddAffinityGroup, UpdateAffinityGroup
 from commands.cluster import RemoveCluster
@@ -19,6 +18,7 @@ from commands.host import (
 from commands.network import AddNetwork, DetachNetworkFromCluster, RemoveNetwork
 from domain.host import Host
 from domain.network import VnicProfile
+from domain.rules import template_rules, vm_rules, vm_run_rules
 from domain.scheduling import schedule
 from domain.statuses import HostStatus, VmStatus
 from tests.unit.helpers import World
@@ -30,17 +30,17 @@ pytestmark = pytest.mark.unit
 def setup(hosts: int = 2):
     w = World()
     d, c, hs, _sd = up_dc(w, hosts=hosts)
-    decide(w, template_area.add_blank_template)
+    decide(w, template_rules.add_blank_template)
     return w, d, c, hs
 
 
 def new_vm(w: World, c, name: str, memory: int = GIB):
-    return decide(w, vm_area.add_vm, name=name, cluster_id=c, memory=memory)
+    return decide(w, vm_rules.add_vm, name=name, cluster_id=c, memory=memory)
 
 
 def run_vm(w: World, vm_id, host_id=None):
-    h = decide(w, vm_area.start_vm, vm_id, host_id=host_id)
-    decide(w, vm_area.report_vm_status, vm_id, VmStatus.UP, h)
+    h = decide(w, vm_run_rules.start_vm, vm_id, host_id=host_id)
+    decide(w, vm_run_rules.report_vm_status, vm_id, VmStatus.UP, h)
     return h
 
 
@@ -57,7 +57,7 @@ def test_maintenance_waits_for_vms_to_leave() -> None:
     h = run_vm(w, vm, hs[0])
     assert w.run(DeactivateHost(host_id=h)) == "preparing_for_maintenance"
     rejects(w, FinishHostMaintenance(host_id=h), "still has running VMs")
-    decide(w, vm_area.report_vm_status, vm, VmStatus.DOWN, h)
+    decide(w, vm_run_rules.report_vm_status, vm, VmStatus.DOWN, h)
     w.run(FinishHostMaintenance(host_id=h))
     assert w.engine.get(Host, h).status == HostStatus.MAINTENANCE
 
@@ -90,7 +90,7 @@ def test_network_in_use_by_a_vm_nic() -> None:
     net = w.run(AddNetwork(name="red", data_center_id=d, cluster_ids=(c,), required=False))
     profile = next(p.id for p in w.engine.all(VnicProfile) if p.network_id == net)
     vm = new_vm(w, c, "vm1")
-    decide(w, vm_area.add_nic, vm, name="nic1", vnic_profile_id=profile)
+    decide(w, vm_rules.add_nic, vm, name="nic1", vnic_profile_id=profile)
     rejects(w, RemoveNetwork(network_id=net), "being used by VMs: vm1")
     rejects(w, DetachNetworkFromCluster(network_id=net, cluster_id=c), "being used by VMs")
 
@@ -105,7 +105,7 @@ def test_scheduler_counts_memory_of_running_vms_and_requires_nic_networks() -> N
     assert "Not enough memory" in next(x for x in r.scores if x.host_id == hs[0]).reason
     net = w.run(AddNetwork(name="red", data_center_id=d, cluster_ids=(c,), required=False))
     profile = next(p.id for p in w.engine.all(VnicProfile) if p.network_id == net)
-    decide(w, vm_area.add_nic, vm, name="nic1", vnic_profile_id=profile)
+    decide(w, vm_rules.add_nic, vm, name="nic1", vnic_profile_id=profile)
     r = schedule(w.engine, w.engine.get(vm_area.Vm, vm))
     assert r.host_id is None
     third = host(w, c, "z-red", port=77, networks=("ovirtmgmt", "red"))
@@ -150,30 +150,30 @@ def test_affinity_members_must_be_in_the_cluster_and_groups_may_not_contradict()
 
 
 def test_storage_domain_with_disks_of_running_vms_cannot_be_deactivated() -> None:
-    import domain.disk as disk_area
     from commands.storage import DeactivateStorageDomain
+    from domain.rules import disk_rules
     from domain.storage import StorageDomain
     from tests.unit.test_infra_world import nfs
 
     w, d, c, hs = setup()
     second = nfs(w, "second", dc_id=d)
     vm = new_vm(w, c, "vm1")
-    disk = decide(w, disk_area.add_disk, name="d1", provisioned_size=GIB, storage_domain_id=second)
-    decide(w, disk_area.report_disk_operation, disk)
-    decide(w, vm_area.attach_disk, vm, disk)
+    disk = decide(w, disk_rules.add_disk, name="d1", provisioned_size=GIB, storage_domain_id=second)
+    decide(w, disk_rules.report_disk_operation, disk)
+    decide(w, vm_rules.attach_disk, vm, disk)
     run_vm(w, vm, hs[0])
     rejects(
         w,
         DeactivateStorageDomain(storage_domain_id=second),
         "running with disks on this domain: vm1",
     )
-    decide(w, vm_area.report_vm_status, vm, VmStatus.DOWN, hs[0])
+    decide(w, vm_run_rules.report_vm_status, vm, VmStatus.DOWN, hs[0])
     w.run(DeactivateStorageDomain(storage_domain_id=second))
     assert w.engine.get(StorageDomain, second).status == "maintenance"
 
 
 def test_maybe_finish_maintenance_after_the_last_vm_left() -> None:
-    from domain.host import maybe_finish_maintenance
+    from domain.rules.host_rules import maybe_finish_maintenance
 
     w, _d, c, hs = setup()
     vm = new_vm(w, c, "vm1")
@@ -181,7 +181,7 @@ def test_maybe_finish_maintenance_after_the_last_vm_left() -> None:
     w.run(DeactivateHost(host_id=h))
     assert decide(w, maybe_finish_maintenance, h) is False
     assert w.engine.get(Host, h).status == HostStatus.PREPARING_FOR_MAINTENANCE
-    decide(w, vm_area.report_vm_status, vm, VmStatus.DOWN, h)
+    decide(w, vm_run_rules.report_vm_status, vm, VmStatus.DOWN, h)
     assert decide(w, maybe_finish_maintenance, h) is True
     assert w.engine.get(Host, h).status == HostStatus.MAINTENANCE
     assert decide(w, maybe_finish_maintenance, h) is False

@@ -15,7 +15,8 @@ from commands.host import AddHost, ReportHostCapabilities, ReportHostInstalled
 from commands.messages import Command
 from commands.storage import AddStorageDomain, AttachStorageDomain
 from domain.base import Ctx, DomainError, Meta, Tx
-from domain.datacenter import DataCenter, current, current_all
+from domain.current import current, current_all
+from domain.datacenter import DataCenter
 from domain.host import Host
 from domain.network import LogicalNetwork
 from tests.unit.helpers import World
@@ -108,7 +109,7 @@ def test_current_sees_the_transactions_own_events() -> None:
     w = World()
     d = dc(w)
     tx = Tx(w.engine, Ctx(now=w.now), w.next_id)
-    from domain.datacenter import update_data_center
+    from domain.rules.datacenter_rules import update_data_center
 
     update_data_center(tx, d, description="new")
     assert w.engine.get(DataCenter, d).description == ""
@@ -120,7 +121,7 @@ def test_current_all_includes_created_and_drops_removed() -> None:
     w = World()
     d = dc(w)
     tx = Tx(w.engine, Ctx(now=w.now), w.next_id)
-    from domain.datacenter import add_data_center, remove_data_center
+    from domain.rules.datacenter_rules import add_data_center, remove_data_center
 
     new = add_data_center(tx, name="other")
     remove_data_center(tx, d)

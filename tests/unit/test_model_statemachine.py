@@ -65,9 +65,10 @@ from domain.statuses import (
 from domain.storage import StorageDomain, StorageDomainType
 from domain.system import ADMIN_USER_ID, DEFAULT_CLUSTER_ID, DEFAULT_DATA_CENTER_ID
 from domain.tag import Tag
-from domain.template import BLANK_TEMPLATE_ID, Template
+from domain.template import Template
 from domain.user import Group, User
-from domain.vm import SnapshotType, Vm
+from domain.values import BLANK_TEMPLATE_ID, SnapshotType
+from domain.vm import Vm
 from domain.vmpool import PoolType, VmPool
 from tests.unit.helpers import World
 
@@ -627,7 +628,7 @@ class Model(RuleBasedStateMachine):
             case "remove":
                 self.cmd(pl.RemoveVmPool(vm_pool_id=pool_id))
             case "prestart":  # what the prestart policy does: one StartVm per VM
-                from domain.vmpool import vms_to_prestart
+                from domain.rules.vmpool_rules import vms_to_prestart
 
                 if pool is not None:
                     for v in vms_to_prestart(self.e, pool_id):

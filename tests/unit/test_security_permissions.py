@@ -24,23 +24,25 @@ from domain.base import AGGREGATE_TYPES, Aggregate, Ctx, DomainError, Meta, NotF
 from domain.permission import (
     Forbidden,
     Permission,
-    Sight,
     UserPermissionDenied,
-    add_permission,
     ancestors,
+    parents,
+    permissions_on,
+    permit_for,
+    remove_object_permissions,
+)
+from domain.role import BUILTIN_BY_NAME
+from domain.rules.access_rules import (
+    Sight,
+    add_permission,
     can_login,
     grant_owner,
     is_admin,
     is_permitted,
-    parents,
-    permissions_on,
-    permit_for,
     permits_on,
-    remove_object_permissions,
     require_permit,
     visible_object_ids,
 )
-from domain.role import BUILTIN_BY_NAME
 from domain.system import ADMIN_USER_ID, DEFAULT_CLUSTER_ID, DEFAULT_DATA_CENTER_ID
 from domain.user import EVERYONE_GROUP_ID, User, find_user
 from tests.unit.helpers import World
@@ -121,10 +123,10 @@ class Site:
         self.c2 = w.run(AddCluster(name="c2", data_center_id=self.dc2))
         self.c1b = w.run(AddCluster(name="c1b", data_center_id=self.dc1))
         self.h1 = self.call(
-            "domain.host", "add_host", name="h1", address="10.0.0.1", cluster_id=self.c1
+            "domain.rules.host_rules", "add_host", name="h1", address="10.0.0.1", cluster_id=self.c1
         )
         self.h2 = self.call(
-            "domain.host", "add_host", name="h2", address="10.0.0.2", cluster_id=self.c2
+            "domain.rules.host_rules", "add_host", name="h2", address="10.0.0.2", cluster_id=self.c2
         )
         self.pool = self.put(FakePool, cluster_id=self.c1)
         self.sd1 = self.put(FakeStorageDomain, data_center_id=self.dc1)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from commands.permission import AddPermission, AddRole
 from commands.user import AddGroup, AddUser, AddUserToGroup
 from domain.base import AGGREGATE_TYPES, Aggregate, Ctx, DomainError, Meta, Tx
-from domain.permission import is_permitted, visible_object_ids
+from domain.rules.access_rules import is_permitted, visible_object_ids
 from domain.user import EVERYONE_GROUP_ID, add_everyone_group
 from tests.unit.helpers import World
 

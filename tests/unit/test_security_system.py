@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-import domain.system as system
 from commands.datacenter import AddDataCenter
 from commands.passwords import verify_password
 from commands.system import InitializeSystem
@@ -12,11 +11,12 @@ from domain.base import DomainError
 from domain.cluster import Cluster
 from domain.datacenter import DataCenter
 from domain.network import LogicalNetwork
-from domain.permission import Permission, is_permitted
+from domain.permission import Permission
 from domain.role import BUILTIN_ROLES, SUPER_USER_ROLE_ID, Role
+from domain.rules import system_rules
+from domain.rules.access_rules import is_permitted
 from domain.system import (
     ADMIN_USER_ID,
-    BLANK_TEMPLATE_ID,
     DEFAULT_CLUSTER_ID,
     DEFAULT_DATA_CENTER_ID,
     SYSTEM_ID,
@@ -24,6 +24,7 @@ from domain.system import (
     is_initialized,
 )
 from domain.user import EVERYONE_GROUP_ID, Group, User, find_user
+from domain.values import BLANK_TEMPLATE_ID
 from tests.unit.helpers import World
 
 pytestmark = pytest.mark.unit
@@ -60,11 +61,9 @@ def test_fresh_installation(hashed: str) -> None:
         (SUPER_USER_ROLE_ID, "system", None)
     ]
     assert is_permitted(e, admin.id, "create_vm", "cluster", cluster.id)
-    # The Blank template, once the template area provides add_blank_template.
-    if system._blank_template_factory() is not None:
-        assert out["blank_template"] is True
-        blank = e.objects[BLANK_TEMPLATE_ID]
-        assert (blank.KIND, getattr(blank, "name", None)) == ("template", "Blank")
+    assert out["blank_template"] is True
+    blank = e.objects[BLANK_TEMPLATE_ID]
+    assert (blank.KIND, getattr(blank, "name", None)) == ("template", "Blank")
     assert w.replayed().digest() == e.digest()
 
 
@@ -92,7 +91,7 @@ def test_a_failing_step_leaves_no_trace(monkeypatch: pytest.MonkeyPatch) -> None
     def broken(tx):
         raise DomainError("template area broke")
 
-    monkeypatch.setattr(system, "_blank_template_factory", lambda: broken)
+    monkeypatch.setattr(system_rules, "add_blank_template", broken)
     w = World()
     before = w.engine.digest()
     with pytest.raises(DomainError, match="template area broke"):
