@@ -34,8 +34,8 @@ from commands.hostlink import dispatch as hostlink_dispatch
 from commands.hostlink.core import Core
 from commands.messages import Command
 from commands.registry import HANDLERS
-from domain import storage
 from domain.base import EVENT_TYPES, Event
+from domain.rules import storage_rules
 from hostd import dispatch as hostd_dispatch
 from hostd import protocol as P
 from tests.unit.test_compute_setup import ComputeWorld, GiB
@@ -285,7 +285,7 @@ def _remove_snapshot(w: ComputeWorld) -> Command:
 
 def _attach_storage(w: ComputeWorld) -> Command:
     sd = w.do(
-        storage.add_storage_domain,
+        storage_rules.add_storage_domain,
         name="nfs2",
         address="nfs.example",
         path="/data2",
