@@ -10,7 +10,7 @@ from uuid import UUID
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from commands.messages import Command, Name, ShortText
+from commands.messages import Command, Name, ShortText, refuse_unless_default
 from commands.registry import handles
 from domain import host
 from domain.base import Tx
@@ -31,6 +31,8 @@ class AddHost(Command, frozen=True, kw_only=True):
     description: ShortText = ""
     spm_priority: SpmPriority = host.DEFAULT_SPM_PRIORITY
     id: UUID | None = None
+    # oVirt's activate=false (stay in maintenance after install) is refused, not ignored.
+    activate: bool = True
 
 
 class UpdateHost(Command, frozen=True, kw_only=True):
@@ -45,6 +47,8 @@ class UpdateHost(Command, frozen=True, kw_only=True):
 
 class RemoveHost(Command, frozen=True, kw_only=True):
     host_id: UUID
+    # oVirt's force (remove a host that is not in maintenance) is refused, not ignored.
+    force: bool = False
 
 
 class InstallHost(Command, frozen=True, kw_only=True):
@@ -97,9 +101,11 @@ class ReportHostStorageUnreachable(Command, frozen=True, kw_only=True):
 
 
 class DeactivateHost(Command, frozen=True, kw_only=True):
-    """Maintenance."""
+    """Maintenance; ``reason`` is kept as the host's status detail (oVirt's maintenance
+    reason) until its status changes again."""
 
     host_id: UUID
+    reason: ShortText = ""
 
 
 class FinishHostMaintenance(Command, frozen=True, kw_only=True):
@@ -124,6 +130,7 @@ class FenceHost(Command, frozen=True, kw_only=True):
 
 @handles(AddHost)
 def _add(tx: Tx, c: AddHost) -> UUID:
+    refuse_unless_default(c, "activate", "leaving a new host in maintenance")
     return host.add_host(
         tx,
         name=c.name,
@@ -152,6 +159,7 @@ def _update(tx: Tx, c: UpdateHost) -> None:
 
 @handles(RemoveHost)
 def _remove(tx: Tx, c: RemoveHost) -> None:
+    refuse_unless_default(c, "force", "removing a host that is not in maintenance")
     host.remove_host(tx, c.host_id)
 
 
@@ -211,7 +219,7 @@ def _storage_unreachable(tx: Tx, c: ReportHostStorageUnreachable) -> None:
 
 @handles(DeactivateHost)
 def _deactivate(tx: Tx, c: DeactivateHost) -> str:
-    return host.deactivate_host(tx, c.host_id).value
+    return host.deactivate_host(tx, c.host_id, reason=c.reason).value
 
 
 @handles(FinishHostMaintenance)

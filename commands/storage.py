@@ -8,11 +8,13 @@ from uuid import UUID
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from commands.messages import Command, Name, ShortText
+from commands.messages import Command, Name, ShortText, refuse_unless_default
 from commands.registry import handles
 from domain import storage
-from domain.base import Tx
-from domain.storage import StorageDomainType, StorageType
+from domain.base import DomainError, NotFound, Tx
+from domain.host import Host
+from domain.statuses import HostStatus
+from domain.storage import StorageDomain, StorageDomainType, StorageType
 
 Size = Annotated[int, msgspec.Meta(ge=0)]
 Percent = Annotated[int, msgspec.Meta(ge=0, le=100)]
@@ -53,19 +55,27 @@ class AttachStorageDomain(Command, frozen=True, kw_only=True):
 
 class ActivateStorageDomain(Command, frozen=True, kw_only=True):
     storage_domain_id: UUID
+    data_center_id: UUID | None = None  # from the path: must be the domain's data center
 
 
 class DeactivateStorageDomain(Command, frozen=True, kw_only=True):
     storage_domain_id: UUID
+    data_center_id: UUID | None = None  # from the path: must be the domain's data center
+    # oVirt's force (skip the storage operations) is refused, not ignored.
+    force: bool = False
 
 
 class DetachStorageDomain(Command, frozen=True, kw_only=True):
     storage_domain_id: UUID
+    data_center_id: UUID | None = None  # from the path: must be the domain's data center
+    # oVirt's force (skip the storage operations) is refused, not ignored.
+    force: bool = False
 
 
 class RemoveStorageDomain(Command, frozen=True, kw_only=True):
     storage_domain_id: UUID
     force: bool = False
+    host_id: UUID | None = None  # the host that removes it: must be up
 
 
 class ReportStorageDomainSpace(Command, frozen=True, kw_only=True):
@@ -113,24 +123,45 @@ def _attach(tx: Tx, c: AttachStorageDomain) -> None:
 
 @handles(ActivateStorageDomain)
 def _activate(tx: Tx, c: ActivateStorageDomain) -> None:
+    _check_data_center(tx, c.storage_domain_id, c.data_center_id)
     storage.activate_storage_domain(tx, c.storage_domain_id)
 
 
 @handles(DeactivateStorageDomain)
 def _deactivate(tx: Tx, c: DeactivateStorageDomain) -> None:
+    _check_data_center(tx, c.storage_domain_id, c.data_center_id)
+    refuse_unless_default(c, "force", "deactivating without the storage operations")
     storage.deactivate_storage_domain(tx, c.storage_domain_id)
 
 
 @handles(DetachStorageDomain)
 def _detach(tx: Tx, c: DetachStorageDomain) -> None:
+    _check_data_center(tx, c.storage_domain_id, c.data_center_id)
+    refuse_unless_default(c, "force", "detaching without the storage operations")
     storage.detach_storage_domain(tx, c.storage_domain_id)
 
 
 @handles(RemoveStorageDomain)
 def _remove(tx: Tx, c: RemoveStorageDomain) -> None:
+    if c.host_id is not None:
+        _check_host_up(tx, c.host_id)
     storage.remove_storage_domain(tx, c.storage_domain_id, force=c.force)
 
 
 @handles(ReportStorageDomainSpace)
 def _space(tx: Tx, c: ReportStorageDomainSpace) -> None:
     storage.report_space(tx, c.storage_domain_id, available=c.available, used=c.used)
+
+
+def _check_data_center(tx: Tx, sd_id: UUID, dc_id: UUID | None) -> None:
+    """``datacenters/{dc}/storagedomains/{sd}`` names a domain of that data center."""
+    sd = tx.engine.get(StorageDomain, sd_id)
+    if dc_id is not None and sd.data_center_id != dc_id:
+        raise NotFound(f"Entity not found: Storage Domain: id={sd_id}", field="data_center_id")
+
+
+def _check_host_up(tx: Tx, host_id: UUID) -> None:
+    """The host a removal names must be up to reach the storage."""
+    h = tx.engine.get(Host, host_id, field="host")
+    if h.status != HostStatus.UP:
+        raise DomainError(f"Cannot remove Storage Domain. Host {h.name} is not up.", field="host")

@@ -578,9 +578,10 @@ def check_hosts_networks(tx: Tx, cluster_id: UUID) -> None:
 
 
 # -- maintenance -------------------------------------------------------------------------------
-def deactivate_host(tx: Tx, host_id: UUID) -> HostStatus:
+def deactivate_host(tx: Tx, host_id: UUID, *, reason: str = "") -> HostStatus:
     """Maintenance: straight to ``maintenance`` when no VMs remain, otherwise
-    ``preparing_for_maintenance`` until they are migrated away (``finish_maintenance``)."""
+    ``preparing_for_maintenance`` until they are migrated away (``finish_maintenance``);
+    ``reason`` (oVirt's maintenance reason) is the status detail."""
     host = tx.engine.get(Host, host_id)
     if host.status in (S.MAINTENANCE, S.PREPARING_FOR_MAINTENANCE):
         raise DomainError(
@@ -597,7 +598,7 @@ def deactivate_host(tx: Tx, host_id: UUID) -> HostStatus:
     target = S.PREPARING_FOR_MAINTENANCE if vms else S.MAINTENANCE
     if target not in HOST_TRANSITIONS[host.status]:
         raise DomainError(f"Cannot switch Host to Maintenance mode. Host is {host.status}.")
-    set_host_status(tx, host_id, target)
+    set_host_status(tx, host_id, target, reason)
     return target
 
 
@@ -612,7 +613,7 @@ def finish_maintenance(tx: Tx, host_id: UUID) -> None:
         raise DomainError(
             "Cannot switch Host to Maintenance mode. Host still has running VMs on it."
         )
-    set_host_status(tx, host_id, S.MAINTENANCE)
+    set_host_status(tx, host_id, S.MAINTENANCE, host.status_detail)  # the reason stays
 
 
 def maybe_finish_maintenance(tx: Tx, host_id: UUID | None) -> bool:
