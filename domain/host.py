@@ -484,7 +484,9 @@ def connection_lost(tx: Tx, host_id: UUID) -> None:
         return
     if S.CONNECTING not in HOST_TRANSITIONS[host.status]:
         raise DomainError(f"Cannot mark Host as connecting. Host is {host.status}.")
-    set_host_status(tx, host_id, S.CONNECTING, host.status_detail)
+    # Only a non-operational reason is kept (a maintenance reason is not one).
+    keep = host.status_detail if host.status == S.NON_OPERATIONAL else ""
+    set_host_status(tx, host_id, S.CONNECTING, keep)
 
 
 def mark_non_responsive(tx: Tx, host_id: UUID) -> list[UUID]:
