@@ -149,6 +149,11 @@ def test_deactivate_host_reason_is_the_status_detail(world):
     shown = _get(srv, f"/hosts/{host.id}")
     assert b"<status>maintenance</status>" in shown
     assert b"<status_detail>kernel upgrade</status_detail>" in shown
+    events = _get(srv, "/events")
+    assert (
+        b"h-maint was switched to Maintenance mode by admin@internal (reason: kernel upgrade)"
+        in events
+    )
 
 
 def test_a_userrole_user_cannot_deactivate_a_host_with_a_reason(world):
