@@ -12,7 +12,7 @@ from commands.messages import Command, Name, ShortText, refuse_unless_default
 from commands.registry import handles
 from domain import storage
 from domain.base import DomainError, NotFound, Tx
-from domain.host import Host
+from domain.host import Host, dc_of_host
 from domain.statuses import HostStatus
 from domain.storage import StorageDomain, StorageDomainType, StorageType
 
@@ -144,7 +144,7 @@ def _detach(tx: Tx, c: DetachStorageDomain) -> None:
 @handles(RemoveStorageDomain)
 def _remove(tx: Tx, c: RemoveStorageDomain) -> None:
     if c.host_id is not None:
-        _check_host_up(tx, c.host_id)
+        _check_host_reaches(tx, c.host_id, c.storage_domain_id)
     storage.remove_storage_domain(tx, c.storage_domain_id, force=c.force)
 
 
@@ -160,8 +160,16 @@ def _check_data_center(tx: Tx, sd_id: UUID, dc_id: UUID | None) -> None:
         raise NotFound(f"Entity not found: Storage Domain: id={sd_id}", field="data_center_id")
 
 
-def _check_host_up(tx: Tx, host_id: UUID) -> None:
-    """The host a removal names must be up to reach the storage."""
+def _check_host_reaches(tx: Tx, host_id: UUID, sd_id: UUID) -> None:
+    """The host a removal names must be up, and of the domain's data center when it is
+    attached, to reach the storage."""
     h = tx.engine.get(Host, host_id, field="host")
     if h.status != HostStatus.UP:
         raise DomainError(f"Cannot remove Storage Domain. Host {h.name} is not up.", field="host")
+    dc_id = tx.engine.get(StorageDomain, sd_id).data_center_id
+    if dc_id is not None and dc_of_host(tx, h) != dc_id:
+        raise DomainError(
+            f"Cannot remove Storage Domain. Host {h.name} is not in the Storage Domain's "
+            "Data Center.",
+            field="host",
+        )
