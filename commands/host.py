@@ -10,7 +10,7 @@ from uuid import UUID
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from commands.messages import Command, Name, ShortText
+from commands.messages import Command, Name, ShortText, refuse_unless_default
 from commands.registry import handles
 from domain import host
 from domain.base import Tx
@@ -32,6 +32,8 @@ class AddHost(Command, frozen=True, kw_only=True):
     description: ShortText = ""
     spm_priority: SpmPriority = host.DEFAULT_SPM_PRIORITY
     id: UUID | None = None
+    # oVirt's activate=false (stay in maintenance after install) is refused, not ignored.
+    activate: bool = True
 
 
 class UpdateHost(Command, frozen=True, kw_only=True):
@@ -46,6 +48,8 @@ class UpdateHost(Command, frozen=True, kw_only=True):
 
 class RemoveHost(Command, frozen=True, kw_only=True):
     host_id: UUID
+    # oVirt's force (remove a host that is not in maintenance) is refused, not ignored.
+    force: bool = False
 
 
 class InstallHost(Command, frozen=True, kw_only=True):
@@ -98,9 +102,11 @@ class ReportHostStorageUnreachable(Command, frozen=True, kw_only=True):
 
 
 class DeactivateHost(Command, frozen=True, kw_only=True):
-    """Maintenance."""
+    """Maintenance; ``reason`` is kept as the host's status detail (oVirt's maintenance
+    reason) until its status changes again."""
 
     host_id: UUID
+    reason: ShortText = ""
 
 
 class FinishHostMaintenance(Command, frozen=True, kw_only=True):
@@ -125,6 +131,7 @@ class FenceHost(Command, frozen=True, kw_only=True):
 
 @handles(AddHost)
 def _add(tx: Tx, c: AddHost) -> UUID:
+    refuse_unless_default(c, "activate", "leaving a new host in maintenance")
     return host_rules.add_host(
         tx,
         name=c.name,
@@ -153,6 +160,7 @@ def _update(tx: Tx, c: UpdateHost) -> None:
 
 @handles(RemoveHost)
 def _remove(tx: Tx, c: RemoveHost) -> None:
+    refuse_unless_default(c, "force", "removing a host that is not in maintenance")
     host_rules.remove_host(tx, c.host_id)
 
 
@@ -212,7 +220,7 @@ def _storage_unreachable(tx: Tx, c: ReportHostStorageUnreachable) -> None:
 
 @handles(DeactivateHost)
 def _deactivate(tx: Tx, c: DeactivateHost) -> str:
-    return host_rules.deactivate_host(tx, c.host_id).value
+    return host_rules.deactivate_host(tx, c.host_id, reason=c.reason).value
 
 
 @handles(FinishHostMaintenance)

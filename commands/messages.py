@@ -62,3 +62,23 @@ def invalid_input(e: msgspec.ValidationError) -> InvalidInput:
         field = reason.rsplit("`", 2)[-2] if reason.count("`") >= 2 else None
     where = f" (field '{field}')" if field else ""
     return InvalidInput(f"Invalid input{where}: {reason}.", field=field)
+
+
+def refuse_unless_default(cmd: Command, field: str, what: str) -> None:
+    """A 400 naming ``field`` when ``cmd`` gives it a value other than its default: Orrery
+    does not carry out ``what``, and a setting is never accepted and ignored."""
+    default = next(
+        d
+        for f, d in zip(
+            cmd.__struct_fields__[len(cmd.__struct_fields__) - len(cmd.__struct_defaults__) :],
+            cmd.__struct_defaults__,
+            strict=True,
+        )
+        if f == field
+    )
+    value = getattr(cmd, field)
+    if value != default:
+        raise InvalidInput(
+            f"Invalid value '{str(value).lower()}' of '{field}': {what} is not supported.",
+            field=field,
+        )

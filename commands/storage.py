@@ -8,7 +8,7 @@ from uuid import UUID
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from commands.messages import Command, Name, ShortText
+from commands.messages import Command, Name, ShortText, refuse_unless_default
 from commands.registry import handles
 from domain import storage
 from domain.base import Tx
@@ -54,19 +54,27 @@ class AttachStorageDomain(Command, frozen=True, kw_only=True):
 
 class ActivateStorageDomain(Command, frozen=True, kw_only=True):
     storage_domain_id: UUID
+    data_center_id: UUID | None = None  # from the path: must be the domain's data center
 
 
 class DeactivateStorageDomain(Command, frozen=True, kw_only=True):
     storage_domain_id: UUID
+    data_center_id: UUID | None = None  # from the path: must be the domain's data center
+    # oVirt's force (skip the storage operations) is refused, not ignored.
+    force: bool = False
 
 
 class DetachStorageDomain(Command, frozen=True, kw_only=True):
     storage_domain_id: UUID
+    data_center_id: UUID | None = None  # from the path: must be the domain's data center
+    # oVirt's force (skip the storage operations) is refused, not ignored.
+    force: bool = False
 
 
 class RemoveStorageDomain(Command, frozen=True, kw_only=True):
     storage_domain_id: UUID
     force: bool = False
+    host_id: UUID | None = None  # the host that removes it: must be up
 
 
 class ReportStorageDomainSpace(Command, frozen=True, kw_only=True):
@@ -116,21 +124,28 @@ def _attach(tx: Tx, c: AttachStorageDomain) -> None:
 
 @handles(ActivateStorageDomain)
 def _activate(tx: Tx, c: ActivateStorageDomain) -> None:
+    storage_rules.check_named_data_center(tx, c.storage_domain_id, c.data_center_id)
     storage_rules.activate_storage_domain(tx, c.storage_domain_id)
 
 
 @handles(DeactivateStorageDomain)
 def _deactivate(tx: Tx, c: DeactivateStorageDomain) -> None:
+    storage_rules.check_named_data_center(tx, c.storage_domain_id, c.data_center_id)
+    refuse_unless_default(c, "force", "deactivating without the storage operations")
     storage_rules.deactivate_storage_domain(tx, c.storage_domain_id)
 
 
 @handles(DetachStorageDomain)
 def _detach(tx: Tx, c: DetachStorageDomain) -> None:
+    storage_rules.check_named_data_center(tx, c.storage_domain_id, c.data_center_id)
+    refuse_unless_default(c, "force", "detaching without the storage operations")
     storage_rules.detach_storage_domain(tx, c.storage_domain_id)
 
 
 @handles(RemoveStorageDomain)
 def _remove(tx: Tx, c: RemoveStorageDomain) -> None:
+    if c.host_id is not None:
+        storage_rules.check_removing_host(tx, c.host_id, c.storage_domain_id)
     storage_rules.remove_storage_domain(tx, c.storage_domain_id, force=c.force)
 
 

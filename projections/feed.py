@@ -196,8 +196,17 @@ COMMAND_RULES: dict[tuple[str, str], Rule] = {
     ),
     ("ActivateHost", "host"): Rule(16, "normal", "Host {host} was activated by {user}."),
     ("DeactivateHost", "host"): Rule(
-        600, "normal", "Host {host} was switched to Maintenance mode by {user}."
-    ),
+        601, "normal", "Host {host} was switched to Maintenance mode by {user}."
+    ),  # USER_VDS_MAINTENANCE_WITHOUT_REASON
+}
+
+# A command's entry when its event carries a reason (``status_detail``).
+REASON_RULES: dict[tuple[str, str], Rule] = {
+    ("DeactivateHost", "host"): Rule(
+        600,
+        "normal",
+        "Host {host} was switched to Maintenance mode by {user} (reason: {status_detail}).",
+    ),  # USER_VDS_MAINTENANCE
 }
 
 STATUS_RULES: dict[tuple[str, str], Rule] = {
@@ -398,6 +407,8 @@ def describe(change: Change, engine: Engine) -> dict[str, Any] | None:
     rule = TOPIC_RULES.get(ev.TOPIC)
     if rule is None and meta.command:
         rule = COMMAND_RULES.get((meta.command, kind))
+        if rule is not None and payload.get("status_detail"):
+            rule = REASON_RULES.get((meta.command, kind), rule)
     if rule is None and status_s is not None and action == "update":
         rule = STATUS_RULES.get((kind, status_s))
         if rule is None:

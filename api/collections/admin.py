@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import uuid5
 
+from api.faults import bad_request
 from api.http import BASE
 from api.schema import (
     BY_TAG,
@@ -35,7 +36,8 @@ from domain.user import Group, User
 
 
 def _user_name(body: Any, env: Any) -> Any:
-    """user_name, else principal, with @domain when a <domain><name> is given."""
+    """user_name, else principal, with @domain when a <domain><name> is given; a
+    <domain> other than the one the name already carries is a 400 naming it."""
     name = text("user_name")(body, env)
     if name is MISSING:
         name = text("principal")(body, env)
@@ -44,6 +46,11 @@ def _user_name(body: Any, env: Any) -> Any:
     domain = text("domain.name")(body, env)
     if domain is not MISSING and "@" not in str(name):
         name = f"{name}@{domain}"
+    elif domain is not MISSING and str(name).rsplit("@", 1)[1] != str(domain):
+        raise bad_request(
+            f"Element 'domain.name' ('{domain}') is not the domain of user '{name}'.",
+            "domain.name",
+        )
     return name
 
 
@@ -61,7 +68,6 @@ USER = Resource(
         {
             "user_name": _user_name,
             **texts("last_name", "name", "email"),
-            "domain": text("domain.name"),
             **texts("password", "id"),
         },
     ),

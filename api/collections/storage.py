@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+from uuid import UUID
+
 from api.collections.common import first_sd, ref_name
 from api.schema import (
+    MISSING,
     Input,
     Resource,
     attr,
@@ -24,6 +28,20 @@ from commands.disk import AddDisk, MoveDisk, RemoveDisk, UpdateDisk
 from commands.storage import AddStorageDomain, RemoveStorageDomain, UpdateStorageDomain
 from domain.disk import Disk
 from domain.storage import StorageDomain
+
+
+def _host_param(body: Any, env: Any) -> Any:
+    """oVirt's ``host`` query parameter of a storage domain removal (the host that removes
+    it), a host's name or id."""
+    v = env.query.get("host", "")
+    if not v:
+        return MISSING
+    try:
+        spec = {"id": str(UUID(v))}
+    except ValueError:
+        spec = {"name": v}
+    return ref("host", "hosts")({"host": spec}, env)
+
 
 SD = Resource(
     "storagedomains",
@@ -73,7 +91,7 @@ SD = Resource(
     ),
     remove=Input(
         RemoveStorageDomain,
-        {"host_id": ref("host", "hosts")},
+        {"host_id": _host_param},
         id_field="storage_domain_id",
         query={"force": "destroy"},
     ),

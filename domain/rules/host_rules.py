@@ -321,7 +321,9 @@ def connection_lost(tx: Tx, host_id: UUID) -> None:
         return
     if S.CONNECTING not in HOST_TRANSITIONS[host.status]:
         raise DomainError(f"Cannot mark Host as connecting. Host is {host.status}.")
-    set_host_status(tx, host_id, S.CONNECTING, host.status_detail)
+    # Only a non-operational reason is kept (a maintenance reason is not one).
+    keep = host.status_detail if host.status == S.NON_OPERATIONAL else ""
+    set_host_status(tx, host_id, S.CONNECTING, keep)
 
 
 def mark_non_responsive(tx: Tx, host_id: UUID) -> list[UUID]:
@@ -408,9 +410,10 @@ def check_hosts_networks(tx: Tx, cluster_id: UUID) -> None:
             set_host_status(tx, h.id, S.NON_OPERATIONAL, NETWORK_UNREACHABLE)
 
 
-def deactivate_host(tx: Tx, host_id: UUID) -> HostStatus:
+def deactivate_host(tx: Tx, host_id: UUID, *, reason: str = "") -> HostStatus:
     """Maintenance: straight to ``maintenance`` when no VMs remain, otherwise
-    ``preparing_for_maintenance`` until they are migrated away (``finish_maintenance``)."""
+    ``preparing_for_maintenance`` until they are migrated away (``finish_maintenance``);
+    ``reason`` (oVirt's maintenance reason) is the status detail."""
     host = tx.engine.get(Host, host_id)
     if host.status in (S.MAINTENANCE, S.PREPARING_FOR_MAINTENANCE):
         raise DomainError(
@@ -427,7 +430,7 @@ def deactivate_host(tx: Tx, host_id: UUID) -> HostStatus:
     target = S.PREPARING_FOR_MAINTENANCE if vms else S.MAINTENANCE
     if target not in HOST_TRANSITIONS[host.status]:
         raise DomainError(f"Cannot switch Host to Maintenance mode. Host is {host.status}.")
-    set_host_status(tx, host_id, target)
+    set_host_status(tx, host_id, target, reason)
     return target
 
 
@@ -442,7 +445,7 @@ def finish_maintenance(tx: Tx, host_id: UUID) -> None:
         raise DomainError(
             "Cannot switch Host to Maintenance mode. Host still has running VMs on it."
         )
-    set_host_status(tx, host_id, S.MAINTENANCE)
+    set_host_status(tx, host_id, S.MAINTENANCE, host.status_detail)  # the reason stays
 
 
 def maybe_finish_maintenance(tx: Tx, host_id: UUID | None) -> bool:

@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from domain.base import DomainError, Tx
-from domain.current import current_all, get_current
+from domain.base import DomainError, NotFound, Tx
+from domain.cluster import Cluster
+from domain.current import current, current_all, get_current
 from domain.datacenter import DataCenter
 from domain.disk import Disk
 from domain.host import Host
@@ -350,3 +351,26 @@ def _has_active_master(tx: Tx, dc_id: UUID) -> bool:
         o.master and o.status == SD.ACTIVE and o.data_center_id == dc_id
         for o in current_all(tx, StorageDomain)
     )
+
+
+def check_named_data_center(tx: Tx, sd_id: UUID, dc_id: UUID | None) -> None:
+    """``datacenters/{dc}/storagedomains/{sd}`` names a domain of that data center."""
+    sd = tx.engine.get(StorageDomain, sd_id)
+    if dc_id is not None and sd.data_center_id != dc_id:
+        raise NotFound(f"Entity not found: Storage Domain: id={sd_id}", field="data_center_id")
+
+
+def check_removing_host(tx: Tx, host_id: UUID, sd_id: UUID) -> None:
+    """The host a removal names must be up, and of the domain's data center when it is
+    attached, to reach the storage."""
+    h = tx.engine.get(Host, host_id, field="host")
+    if h.status != HostStatus.UP:
+        raise DomainError(f"Cannot remove Storage Domain. Host {h.name} is not up.", field="host")
+    dc_id = tx.engine.get(StorageDomain, sd_id).data_center_id
+    cluster = current(tx, Cluster, h.cluster_id)
+    if dc_id is not None and (cluster is None or cluster.data_center_id != dc_id):
+        raise DomainError(
+            f"Cannot remove Storage Domain. Host {h.name} is not in the Storage Domain's "
+            "Data Center.",
+            field="host",
+        )

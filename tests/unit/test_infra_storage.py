@@ -194,6 +194,19 @@ def test_remove_only_unattached_or_destroy_when_not_active() -> None:
     assert w.engine.find(StorageDomain, free) is None
 
 
+def test_the_data_center_and_host_a_request_names_are_the_domains() -> None:
+    w = World()
+    d, _c, hs, data = up_dc(w)
+    d2, _c2, hs2, _data2 = up_dc(w, name="dc2")
+    for cmd in (ActivateStorageDomain, DeactivateStorageDomain, DetachStorageDomain):
+        rejects(w, cmd(storage_domain_id=data, data_center_id=d2), "Entity not found")
+    w.run(DeactivateStorageDomain(storage_domain_id=data, data_center_id=d))
+    destroy = RemoveStorageDomain(storage_domain_id=data, force=True, host_id=hs2[0])
+    rejects(w, destroy, "not in the Storage Domain's Data Center", field="host")
+    w.run(RemoveStorageDomain(storage_domain_id=data, force=True, host_id=hs[0]))
+    assert w.engine.find(StorageDomain, data) is None
+
+
 def test_space_reports_and_update() -> None:
     w = World()
     sd = nfs(w)

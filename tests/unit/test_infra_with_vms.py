@@ -14,6 +14,7 @@ from commands.host import (
     MarkHostNonResponsive,
     RemoveHost,
     ReportHostConnectionLost,
+    ReportHostConnectionRestored,
 )
 from commands.network import AddNetwork, DetachNetworkFromCluster, RemoveNetwork
 from domain.host import Host
@@ -60,6 +61,23 @@ def test_maintenance_waits_for_vms_to_leave() -> None:
     decide(w, vm_run_rules.report_vm_status, vm, VmStatus.DOWN, h)
     w.run(FinishHostMaintenance(host_id=h))
     assert w.engine.get(Host, h).status == HostStatus.MAINTENANCE
+
+
+def test_the_maintenance_reason_stays_until_maintenance_and_is_no_non_operational_reason() -> None:
+    w, _d, c, hs = setup()
+    vm = new_vm(w, c, "vm1")
+    h = run_vm(w, vm, hs[0])
+    w.run(DeactivateHost(host_id=h, reason="kernel upgrade"))
+    obj = w.engine.get(Host, h)
+    assert (obj.status, obj.status_detail) == ("preparing_for_maintenance", "kernel upgrade")
+    w.run(ReportHostConnectionLost(host_id=h))
+    w.run(ReportHostConnectionRestored(host_id=h))
+    assert w.engine.get(Host, h).status == HostStatus.UP  # not non-operational "kernel upgrade"
+    w.run(DeactivateHost(host_id=h, reason="disk swap"))
+    decide(w, vm_run_rules.report_vm_status, vm, VmStatus.DOWN, h)
+    w.run(FinishHostMaintenance(host_id=h))
+    obj = w.engine.get(Host, h)
+    assert (obj.status, obj.status_detail) == ("maintenance", "disk swap")
 
 
 def test_non_responsive_host_makes_its_vms_unknown_and_confirm_reboot_downs_them() -> None:
