@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 import ssl
 import stat
 
 import pytest
 from cryptography import x509
 
-from commands.pki import ManagerPki, write_private
+from api.serving import listen_names
+from commands.pki import ManagerPki, subject_names, write_private
 
 pytestmark = pytest.mark.unit
 
@@ -119,3 +121,17 @@ def test_write_private_never_leaves_a_readable_file(tmp_path):
     assert target.read_bytes() == b"new"
     assert _mode(target) == 0o600
     assert [p.name for p in tmp_path.iterdir()] == ["secret"]
+
+
+def test_a_wildcard_listen_address_certifies_this_machines_names(tmp_path):
+    names = listen_names("0.0.0.0")
+    assert socket.gethostname() in names and "0.0.0.0" not in subject_names(names)
+    assert listen_names("192.0.2.9") == ["192.0.2.9"]
+    pki = ManagerPki.open(tmp_path / "pki")
+    san = (
+        pki.server_certificate(listen_names("::"))
+        .cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        .value
+    )
+    assert socket.gethostname() in san.get_values_for_type(x509.DNSName)
+    assert ipaddress.ip_address("::") not in san.get_values_for_type(x509.IPAddress)
