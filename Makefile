@@ -32,6 +32,8 @@ $(VENDOR_STAMP): $(PORTAL)/package.json $(PORTAL)/package-lock.json
 
 deps: system-deps $(STAMP) $(VENDOR_STAMP)
 
+# HTTPS with a certificate of the Manager's CA (made at the first start in data/pki);
+# serve prints the URL and the CA file clients pass as ca_file.
 run: deps
 	$(VENV)/bin/orrery serve --data-dir ./data --local-hosts 1
 

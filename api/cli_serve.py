@@ -1,9 +1,12 @@
 """Run the Manager: the command bus and the oVirt-compatible REST API in one process.
 
-Listens on 127.0.0.1:8443 by default, plain HTTP unless --tls-cert and --tls-key are
-given (then HTTPS). On first start it initializes the system (admin@internal, whose
-password comes from $ORRERY_ADMIN_PASSWORD or is generated and printed once; the
-Default data center and cluster; the Blank template).
+Listens on 127.0.0.1:8443 by default over HTTPS, with a certificate signed by the
+Manager's CA (made at the first start under DATA_DIR/pki; clients fetch it from
+/ovirt-engine/services/pki-resource?resource=ca-certificate&format=X509-PEM-CA), or with
+--tls-cert and --tls-key; --http serves plain HTTP (tests, or behind a proxy that does
+TLS). On first start it initializes the system (admin@internal, whose password comes
+from $ORRERY_ADMIN_PASSWORD or is generated and printed once; the Default data center
+and cluster; the Blank template).
 """
 
 from __future__ import annotations
@@ -32,8 +35,17 @@ def _events(text: str) -> int:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_store_arguments(p)
     p.add_argument("--listen", default="127.0.0.1:8443", help="HOST:PORT (default 127.0.0.1:8443)")
-    p.add_argument("--tls-cert", default=None, help="PEM certificate: serve HTTPS")
+    p.add_argument(
+        "--tls-cert",
+        default=None,
+        help="PEM certificate to serve HTTPS with instead of one from the Manager's CA",
+    )
     p.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
+    p.add_argument(
+        "--http",
+        action="store_true",
+        help="serve plain HTTP, not HTTPS (tests, or behind a proxy that does TLS)",
+    )
     p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     p.add_argument(
         "--local-hosts",
@@ -89,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.tls_cert) != bool(args.tls_key):
         print("--tls-cert and --tls-key go together")
         return 2
+    if args.http and args.tls_cert:
+        print("--http serves plain HTTP: it does not go with --tls-cert and --tls-key")
+        return 2
     from api.reads import open_reads
 
     t0 = time.perf_counter()
@@ -110,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
                 host.strip("[]"),
                 int(port),
                 ssl=ssl_context(args.tls_cert, args.tls_key),
+                http=args.http,
                 reads=reads,
                 data_dir=args.data_dir,
                 local_hosts=args.local_hosts,

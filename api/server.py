@@ -21,7 +21,7 @@ from uuid import UUID
 
 from aiohttp import web
 
-from api import authz, enrollment, extensions, jsonio, render, specials, sso_routes, xmlio
+from api import authz, enrollment, extensions, jsonio, pki, render, specials, sso_routes, xmlio
 from api.collections import RESOURCES
 from api.faults import ApiError, bad_request, from_domain, not_found, unauthorized
 from api.feed import Feed
@@ -82,6 +82,10 @@ class Api:
         self.prewarmed = False
         # The history warehouse behind /orrery/warehouse, when the Manager keeps one.
         self.warehouse: Any = None
+        # The Manager's CA (commands.pki.ManagerPki) and the certificate the API serves
+        # with, behind pki-resource, when serve has them.
+        self.pki: Any = None
+        self.server_cert: Any = None
 
     # -- the app -------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -152,6 +156,8 @@ class Api:
             return await sso_routes.token(self.auth, request)
         if path == "/ovirt-engine/services/sso-logout":
             return await sso_routes.logout(self.auth, request)
+        if path == pki.PATH:
+            return pki.resource(self.pki, self.server_cert, request)
         if path.startswith("/orrery/"):
             return await extensions.handle(self, request, path[len("/orrery/") :])
         raise not_found(f"No resource at {path}.")

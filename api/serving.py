@@ -1,7 +1,7 @@
-"""Running the Manager: ``serve`` (the API, the HostLink to every host's hostd, the
-history warehouse and its statistics feed, optionally local harness hosts) until a
-signal; ``initialize`` on first start; ``ServerThread``, the API on its own event loop in
-a thread (tests, benchmarks)."""
+"""Running the Manager: ``serve`` (the API over HTTPS with a certificate of the Manager's
+CA, the HostLink to every host's hostd, the history warehouse and its statistics feed,
+optionally local harness hosts) until a signal; ``initialize`` on first start;
+``ServerThread``, the API on its own event loop in a thread (tests, benchmarks)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import ssl
 import threading
 from pathlib import Path
@@ -22,6 +23,7 @@ from api.local_hosts import attach_local_storage, start_local_hosts
 from api.server import Api
 from api.telemetry import TelemetrySink
 from commands.hostlink import HostLink, HostSecrets
+from commands.pki import ManagerPki
 from commands.system import ADMIN_PASSWORD_ENV, ensure_initialized
 from history.runner import HistoryRunner
 from history.warehouse import Warehouse, path_in
@@ -40,8 +42,21 @@ def ssl_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
     if not cert:
         return None
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(cert, key)
     return ctx
+
+
+def listen_names(host: str) -> list[str]:
+    """The names a client may reach a server listening on ``host`` by: that address or
+    name; for a wildcard address also this machine's name and its addresses."""
+    if host not in ("", "0.0.0.0", "::"):
+        return [host]
+    names = [socket.gethostname(), socket.getfqdn()]
+    with contextlib.suppress(OSError):
+        for info in socket.getaddrinfo(socket.gethostname(), None):
+            names.append(str(info[4][0]))
+    return names
 
 
 class ServerThread:
@@ -98,6 +113,7 @@ async def serve(
     port: int,
     *,
     ssl: Any = None,
+    http: bool = False,
     reads: Any = None,
     data_dir: Any = None,
     hostlink_options: dict[str, Any] | None = None,
@@ -107,7 +123,10 @@ async def serve(
 ) -> None:
     """Runs the Manager until SIGTERM/SIGINT: the API; the HostLink that connects to
     every host's hostd and carries the log's decisions out to them; the history
-    warehouse fed from the log and the hosts' statistics. Whatever was started is
+    warehouse fed from the log and the hosts' statistics. The Manager's CA is made at
+    the first start under ``data_dir/pki``; the API speaks HTTPS with a certificate it
+    signs for ``host`` unless ``ssl`` (a context of the operator's certificate) or
+    ``http`` (plain, for tests or behind a proxy) is given. Whatever was started is
     stopped again, also when starting fails half-way."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -117,6 +136,12 @@ async def serve(
     data = Path(data_dir or "./data")
     secrets = HostSecrets(data / "host-secrets.json")
     options = dict(hostlink_options or {})
+    pki = ManagerPki.open(data / "pki")
+    server_cert = None
+    if ssl is None and not http:
+        issued = pki.server_certificate(listen_names(host))
+        ssl = ssl_context(str(issued.cert_path), str(issued.key_path))
+        server_cert = issued.cert
     warehouse = None
     async with contextlib.AsyncExitStack() as stack:
         if history and "telemetry" not in options:
@@ -145,6 +170,7 @@ async def serve(
         stack.callback(api.auth.close)  # records the failed logins still folded
         api.reads.telemetry = options["telemetry"]
         api.warehouse = warehouse
+        api.pki, api.server_cert = pki, server_cert
         runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=5.0)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
@@ -153,4 +179,5 @@ async def serve(
         loop.run_in_executor(None, api.prewarm)
         scheme = "https" if ssl else "http"
         print(f"Orrery API on {scheme}://{host}:{port}{BASE}", flush=True)
+        print(f"Manager CA certificate (clients' ca_file): {pki.ca_path}", flush=True)
         await stop.wait()

@@ -245,6 +245,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "-m",
             "api.cli",
             "serve",
+            "--http",
             "--data-dir",
             str(data_dir),
             "--listen",

@@ -210,7 +210,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         prepare_s = _prepare(data_dir, args.vms)
         port = _free_port()
         env = {**os.environ, "ORRERY_ADMIN_PASSWORD": PASSWORD, "PYTHONPATH": str(root)}
-        cmd = [sys.executable, "-m", "api.cli", "serve", "--data-dir", str(data_dir)]
+        cmd = [sys.executable, "-m", "api.cli", "serve", "--http", "--data-dir", str(data_dir)]
         cmd += ["--listen", f"127.0.0.1:{port}", "--log-level", "WARNING"]
         proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL)
         _wait_port(port, proc)

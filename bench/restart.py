@@ -191,6 +191,7 @@ def _start(url: str, data_dir: Path, timeout: float = 900) -> tuple[float, float
         "-m",
         "api.cli",
         "serve",
+        "--http",
         "--database-url",
         url,
         "--data-dir",

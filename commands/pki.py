@@ -1,0 +1,243 @@
+"""The Manager's PKI, as oVirt's engine has one: a certificate authority created at the
+first start under ``DATA_DIR/pki`` and the certificates it signs (today the API's server
+certificate; the hosts' certificates, from their CSRs, will go through ``ManagerPki.issue``
+too). Private keys are written atomically with mode 0600 from the start
+(``write_private``); nothing here is ever logged.
+
+Layout of ``DATA_DIR/pki`` (mode 0755; ``private/`` and ``keys/`` 0700)::
+
+    ca.pem            the CA certificate, public (served at pki-resource)
+    private/ca.key    the CA's private key
+    certs/engine.cer  the API's server certificate
+    keys/engine.key   its private key
+
+Rotating the CA: stop the Manager, move ``DATA_DIR/pki`` away, start it; a new CA and a
+new server certificate are made, and every client must fetch the new CA.
+
+Imports nothing of ours: the API serves with it, the host link will sign with it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+CA_DAYS = 3650  # oVirt's CA: ten years
+SERVER_DAYS = 398  # what browsers accept for a server certificate
+RENEW_BEFORE = dt.timedelta(days=30)  # a start this close to the end issues a new one
+CA_FILE = "ca.pem"
+CA_KEY = "private/ca.key"
+SERVER_CERT = "certs/engine.cer"
+SERVER_KEY = "keys/engine.key"
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Writes ``data`` to ``path`` atomically, the file mode 0600 from its creation (a
+    fresh temporary file beside it, then renamed over ``path``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_public(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _general_name(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name.strip("[]")))
+    except ValueError:
+        return x509.DNSName(name)
+
+
+def subject_names(names: Iterable[str]) -> list[str]:
+    """The names a server certificate covers: ``names`` (host names or addresses the
+    server listens on; the wildcard addresses left out) plus 127.0.0.1 and localhost."""
+    out: list[str] = []
+    for n in [*names, "127.0.0.1", "localhost"]:
+        n = n.strip().strip("[]")
+        if n and n not in ("0.0.0.0", "::") and n not in out:
+            out.append(n)
+    return out
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A certificate the CA signed and where it and its key are."""
+
+    cert: x509.Certificate
+    cert_path: Path
+    key_path: Path
+
+
+class ManagerPki:
+    """The Manager's CA in ``directory``: made at the first ``open``, loaded after."""
+
+    def __init__(self, directory: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey):
+        self.directory = directory
+        self.ca_cert = cert
+        self._key = key
+
+    @classmethod
+    def open(cls, directory: Path | str, *, common_name: str = "") -> ManagerPki:
+        """The CA under ``directory``, created (key first, mode 0600) when it has none."""
+        d = Path(directory)
+        d.mkdir(mode=0o755, parents=True, exist_ok=True)
+        for sub in ("private", "keys"):
+            (d / sub).mkdir(mode=0o700, exist_ok=True)
+        key_path, cert_path = d / CA_KEY, d / CA_FILE
+        if key_path.exists() and cert_path.exists():
+            key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+            if not isinstance(key, ec.EllipticCurvePrivateKey):
+                raise ValueError(f"{key_path}: not an EC private key")
+            return cls(d, x509.load_pem_x509_certificate(cert_path.read_bytes()), key)
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = dt.datetime.now(dt.UTC)
+        name = x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Orrery"),
+                x509.NameAttribute(
+                    NameOID.COMMON_NAME,
+                    f"{common_name or 'orrery'}.{secrets.token_hex(3)} Manager CA",
+                ),
+            ]
+        )
+        ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=CA_DAYS))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(ski, critical=False)
+            .sign(key, hashes.SHA256())
+        )
+        write_private(key_path, _key_pem(key))
+        _write_public(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+        return cls(d, cert, key)
+
+    @property
+    def ca_path(self) -> Path:
+        return self.directory / CA_FILE
+
+    @property
+    def ca_pem(self) -> bytes:
+        return self.ca_cert.public_bytes(serialization.Encoding.PEM)
+
+    def issue(
+        self,
+        public_key: ec.EllipticCurvePublicKey,
+        common_name: str,
+        names: Iterable[str],
+        *,
+        days: int,
+        server: bool,
+    ) -> x509.Certificate:
+        """A certificate for ``public_key`` signed by the CA: ``names`` as its subject
+        alternative names, for a TLS server (``server``) or client."""
+        now = dt.datetime.now(dt.UTC)
+        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+        b = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .issuer_name(self.ca_cert.subject)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1))
+            .not_valid_after(now + dt.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()),
+                critical=False,
+            )
+        )
+        sans = [_general_name(n) for n in names]
+        if sans:
+            b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        return b.sign(self._key, hashes.SHA256())
+
+    def server_certificate(self, names: Iterable[str]) -> Issued:
+        """The API's server certificate, covering ``subject_names(names)``: the one on
+        disk while it is this CA's, covers those names and is not near its end; else a
+        new one (new key, mode 0600)."""
+        wanted = subject_names(names)
+        cert_path, key_path = self.directory / SERVER_CERT, self.directory / SERVER_KEY
+        if cert_path.exists() and key_path.exists():
+            cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+            if self._still_good(cert, wanted):
+                return Issued(cert, cert_path, key_path)
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = self.issue(key.public_key(), wanted[0], wanted, days=SERVER_DAYS, server=True)
+        write_private(key_path, _key_pem(key))
+        _write_public(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+        return Issued(cert, cert_path, key_path)
+
+    def _still_good(self, cert: x509.Certificate, wanted: list[str]) -> bool:
+        if cert.issuer != self.ca_cert.subject:
+            return False
+        try:
+            cert.verify_directly_issued_by(self.ca_cert)
+        except (InvalidSignature, ValueError, TypeError):
+            return False
+        if cert.not_valid_after_utc - RENEW_BEFORE < dt.datetime.now(dt.UTC):
+            return False
+        try:
+            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except x509.ExtensionNotFound:
+            return False
+        have = set(san)
+        return all(_general_name(n) in have for n in wanted)
+
+
+__all__ = ["CA_FILE", "Issued", "ManagerPki", "subject_names", "write_private"]
