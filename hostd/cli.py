@@ -14,6 +14,7 @@ import logging
 import os
 import secrets
 import socket
+import sys
 from pathlib import Path
 
 from hostd import protocol as P
@@ -29,14 +30,29 @@ DESCRIPTION = (
 )
 
 
-def load_token(explicit: str | None, data_dir: Path) -> str:
-    """--token, else $ORRERY_HOSTD_TOKEN, else <data-dir>/token (created, mode 0600)."""
-    token = explicit or os.environ.get("ORRERY_HOSTD_TOKEN")
+class TokenError(ValueError):
+    """The enrollment secret cannot be read safely (its file is missing or too open)."""
+
+
+def load_token(explicit: str | None, data_dir: Path, token_file: str | Path | None = None) -> str:
+    """The enrollment secret: --token-file, else --token (which every local user can read
+    in the process list: a warning says so), else $ORRERY_HOSTD_TOKEN, else
+    <data-dir>/token (created, mode 0600). A secret file another user could read is
+    refused, as oVirt's installer refuses loose key files."""
+    if token_file:
+        return _read_secret(Path(token_file))
+    if explicit:
+        log.warning(
+            "the enrollment secret was given with --token: any local user can read it in "
+            "the process list; use --token-file or $ORRERY_HOSTD_TOKEN"
+        )
+        return explicit
+    token = os.environ.get("ORRERY_HOSTD_TOKEN")
     if token:
         return token
     f = data_dir / "token"
     if f.exists():
-        return f.read_text().strip()
+        return _read_secret(f)
     data_dir.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
     fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -46,11 +62,36 @@ def load_token(explicit: str | None, data_dir: Path) -> str:
     return token
 
 
+def _read_secret(f: Path) -> str:
+    try:
+        mode = f.stat().st_mode
+        text = f.read_text().strip()
+    except OSError as e:
+        raise TokenError(f"cannot read the enrollment secret from {f}: {e.strerror}") from None
+    if mode & 0o077:
+        raise TokenError(
+            f"{f} is readable by other users (mode {mode & 0o777:04o}): chmod 600 it first"
+        )
+    if not text:
+        raise TokenError(f"{f} holds no enrollment secret")
+    return text
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--listen", default=f"127.0.0.1:{P.DEFAULT_PORT}", help="ADDR:PORT")
     p.add_argument("--libvirt", default="qemu:///system", help="libvirt URI")
     p.add_argument("--data-dir", default="/var/lib/orrery-hostd", help="hooks, token, mounts")
-    p.add_argument("--token", default=None, help="enrollment secret (or $ORRERY_HOSTD_TOKEN)")
+    p.add_argument(
+        "--token-file",
+        default=None,
+        metavar="FILE",
+        help="file holding the enrollment secret (mode 0600); or $ORRERY_HOSTD_TOKEN",
+    )
+    p.add_argument(
+        "--token",
+        default=None,
+        help="the enrollment secret itself (visible in the process list: prefer --token-file)",
+    )
     p.add_argument("--host-id", default=None, help="host UUID (default: libvirt's host UUID)")
     p.add_argument("--stats-interval", type=float, default=15.0)
     p.add_argument("--heartbeat-interval", type=float, default=10.0)
@@ -86,7 +127,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
             getattr(args, "public_libvirt_uri", None), args.libvirt, host or "127.0.0.1"
         ),
         data_dir=str(data_dir),
-        token=load_token(args.token, data_dir),
+        token=load_token(args.token, data_dir, getattr(args, "token_file", None)),
         host_id=args.host_id,
         stats_interval=args.stats_interval,
         heartbeat_interval=args.heartbeat_interval,
@@ -99,7 +140,11 @@ def run(args: argparse.Namespace) -> int:
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    cfg = config_from_args(args)
+    try:
+        cfg = config_from_args(args)
+    except TokenError as e:
+        print(f"hostd: {e}", file=sys.stderr)
+        return 2
     asyncio.run(Hostd(cfg).serve_forever())
     return 0
 
