@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from api.resources import BASE
 from domain.engine import Engine
 from projections import feed as read_feed  # the read side's oVirt-style descriptions
 from projections.runner import Change
@@ -315,7 +316,6 @@ def _iso(t: datetime) -> str:
 
 def render_event(e: dict[str, Any]) -> dict[str, Any]:
     """The API form of a feed entry."""
-    from api.resources import BASE
 
     d: dict[str, Any] = {
         "href": f"{BASE}/events/{e['id']}",

@@ -14,6 +14,16 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from commands import host as host_cmds
+from commands import storage as sd_cmds
+from domain.base import DomainError
+from domain.cluster import Cluster
+from domain.datacenter import DataCenter
+from domain.host import Host
+from domain.statuses import HostStatus
+from domain.storage import StorageDomain, StorageType
+from hostd.harness import Cluster as Harness
+
 log = logging.getLogger("orrery.local_hosts")
 
 LOCAL_SD = "local-data"
@@ -25,7 +35,6 @@ def start_local_hosts(
     bus: Any, secrets: Any, data_dir: Path | str, n: int
 ) -> tuple[Any, dict[UUID, str]]:
     """Starts and registers the hosts; returns the harness cluster and host id -> libvirt URI."""
-    from hostd.harness import Cluster as Harness
 
     base = Path(data_dir).resolve()
     harness = Harness(n, base=base / "local-hosts")
@@ -43,9 +52,6 @@ def start_local_hosts(
 
 
 def _register(bus: Any, secrets: Any, harness: Any) -> dict[UUID, str]:
-    from commands import host as host_cmds
-    from domain.cluster import Cluster
-    from domain.host import Host
 
     uris: dict[UUID, str] = {}
     with bus.lock:
@@ -90,13 +96,6 @@ async def attach_local_storage(
     attaches it to Default, unless a domain of that name exists already."""
     import asyncio
     import time
-
-    from commands import storage as sd_cmds
-    from domain.base import DomainError
-    from domain.datacenter import DataCenter
-    from domain.host import Host
-    from domain.statuses import HostStatus
-    from domain.storage import StorageDomain, StorageType
 
     storage = Path(data_dir).resolve() / "storage"
     storage.mkdir(parents=True, exist_ok=True)

@@ -22,9 +22,11 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import domain.model  # noqa: F401  (fills the registry)
 from api.faults import ApiError, bad_request
 from domain.base import AGGREGATE_TYPES
 from domain.engine import Engine
+from projections.read import open_read_side
 from projections.timetravel import engine_at
 
 AS_OF_TIMEOUT = 5.0  # seconds an as-of read may take (waiting for the user's previous one too)
@@ -32,7 +34,6 @@ AS_OF_TIMEOUT = 5.0  # seconds an as-of read may take (waiting for the user's pr
 
 def aggregate_class(name: str) -> type | None:
     """An aggregate class by class name, or None while its area has not landed."""
-    import domain.model  # noqa: F401  (fills the registry)
 
     return AGGREGATE_TYPES.get(name)
 
@@ -287,7 +288,5 @@ def open_reads(bus: Any, kind: str = "engine", data_dir: Any = None) -> Any:
     """``engine``: the write side's Engine in memory (default); ``projections``: the read
     side's engine view, started here and following the bus."""
     if kind == "projections":
-        from projections.read import open_read_side
-
         return ProjectionReads(bus, open_read_side(bus=bus, data_dir=data_dir))
     return EngineReads(bus)

@@ -14,6 +14,20 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 import msgspec
 
+from domain.cluster import Cluster
+from domain.host import Host
+from domain.storage import StorageDomain
+from domain.vm import Vm
+from history.samples import (
+    DiskSample,
+    HostInterfaceSample,
+    HostSample,
+    NicSample,
+    StorageDomainSample,
+    VmSample,
+    host_interface_id,
+)
+
 log = logging.getLogger("orrery.telemetry")
 MiB = 1 << 20
 
@@ -174,18 +188,6 @@ class TelemetrySink:
             self._to_warehouse(host_id, fact)
 
     def _to_warehouse(self, host_id: UUID, fact: Any) -> None:
-        from domain.host import Host
-        from domain.storage import StorageDomain
-        from domain.vm import Vm
-        from history.samples import (
-            DiskSample,
-            HostInterfaceSample,
-            HostSample,
-            NicSample,
-            StorageDomainSample,
-            VmSample,
-            host_interface_id,
-        )
 
         when = datetime.fromtimestamp(fact.ts, UTC) if fact.ts else datetime.now(UTC)
         eng = self.bus.engine
@@ -290,8 +292,6 @@ class TelemetrySink:
                     )
                 )
         if host is not None:
-            from domain.cluster import Cluster
-
             cluster = eng.find(Cluster, host.cluster_id)
             for sd in eng.all(StorageDomain):
                 if cluster is not None and sd.data_center_id == cluster.data_center_id:
