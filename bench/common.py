@@ -126,6 +126,38 @@ class LatencyHistogram:
         return round(self.max_s * 1000, 3)  # pragma: no cover
 
 
+def datacenter_event(
+    oid: uuid.UUID,
+    version: int,
+    now: Any,
+    meta: Any,
+    *,
+    name: str,
+    description: str,
+    created_at: str = "",
+) -> Any:
+    """The benches' generated load: a data center's creation (version 1) or an update of
+    its description (any later version)."""
+    from domain.datacenter import DataCenterAdded, DataCenterUpdated
+
+    if version == 1:
+        return DataCenterAdded(
+            originator_id=oid,
+            originator_version=1,
+            timestamp=now,
+            meta=meta,
+            name=name,
+            created_at=created_at,
+        )
+    return DataCenterUpdated(
+        originator_id=oid,
+        originator_version=version,
+        timestamp=now,
+        meta=meta,
+        description=description,
+    )
+
+
 def format_table(name: str, result: dict[str, Any]) -> str:
     width = max((len(k) for k in result), default=0)
     lines = [f"bench {name}", "-" * (width + 24)]

@@ -49,8 +49,8 @@ def _url(explicit: str | None) -> str:
 
 
 def _generate(log: Any, n_events: int, n_objects: int, chunk: int = 10_000) -> float:
+    from bench.common import datacenter_event
     from domain.base import Meta
-    from domain.datacenter import DataCenterAdded, DataCenterUpdated
 
     mapper = log.mapper
     meta = Meta(actor="bench@internal", command="UpdateDataCenter")
@@ -64,23 +64,15 @@ def _generate(log: Any, n_events: int, n_objects: int, chunk: int = 10_000) -> f
         oid = ids[made % len(ids)]
         v = versions[oid] + 1
         versions[oid] = v
-        if v == 1:
-            ev: Any = DataCenterAdded(
-                originator_id=oid,
-                originator_version=1,
-                timestamp=now,
-                meta=meta,
-                name=f"dc-{made}",
-                created_at=now.isoformat(),
-            )
-        else:
-            ev = DataCenterUpdated(
-                originator_id=oid,
-                originator_version=v,
-                timestamp=now,
-                meta=meta,
-                description=f"revision {v} of {made}",
-            )
+        ev = datacenter_event(
+            oid,
+            v,
+            now,
+            meta,
+            name=f"dc-{made}",
+            description=f"revision {v} of {made}",
+            created_at=now.isoformat(),
+        )
         buf.append(mapper.to_stored_event(ev))
         made += 1
         if len(buf) >= chunk:
@@ -110,8 +102,8 @@ def _baseline(log: Any, batch: int) -> tuple[int, float]:
 
 def _lag(log: Any, runner: Any, rate: int, seconds: float, n_objects: int) -> list[float]:
     """Lags in ms between a write's commit and the view commit that includes it."""
+    from bench.common import datacenter_event
     from domain.base import Meta
-    from domain.datacenter import DataCenterAdded, DataCenterUpdated
 
     mapper = log.mapper
     meta = Meta(actor="bench@internal", command="UpdateDataCenter")
@@ -142,22 +134,7 @@ def _lag(log: Any, runner: Any, rate: int, seconds: float, n_objects: int) -> li
             v = versions[oid] + 1
             versions[oid] = v
             now = datetime.now(UTC)
-            if v == 1:
-                ev: Any = DataCenterAdded(
-                    originator_id=oid,
-                    originator_version=1,
-                    timestamp=now,
-                    meta=meta,
-                    name=f"live-{k}",
-                )
-            else:
-                ev = DataCenterUpdated(
-                    originator_id=oid,
-                    originator_version=v,
-                    timestamp=now,
-                    meta=meta,
-                    description=f"live {k}",
-                )
+            ev = datacenter_event(oid, v, now, meta, name=f"live-{k}", description=f"live {k}")
             batch.append(mapper.to_stored_event(ev))
         nids = log.append_stored(batch)
         t = time.perf_counter()

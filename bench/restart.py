@@ -75,13 +75,13 @@ def _sizes(text: str) -> list[int]:
 
 def _generate(url: str, n_events: int, n_objects: int, every: int, tail: int) -> dict[str, Any]:
     """The installation, then ``n_events`` events with checkpoint rows as they go."""
+    from bench.common import datacenter_event
     from commands.bootstrap import open_bus
     from commands.bus import CommandBus
     from commands.checkpoints import CheckpointWriter
     from commands.store import EventLog
     from commands.system import ensure_initialized
     from domain.base import Meta
-    from domain.datacenter import DataCenterAdded, DataCenterUpdated
 
     init = open_bus(url, checkpoint_every=0)
     try:
@@ -113,23 +113,15 @@ def _generate(url: str, n_events: int, n_objects: int, every: int, tail: int) ->
                 command="UpdateDataCenter" if v > 1 else "AddDataCenter",
                 command_id=f"gen-{made}",
             )
-            if v == 1:
-                ev: Any = DataCenterAdded(
-                    originator_id=oid,
-                    originator_version=1,
-                    timestamp=now,
-                    meta=meta,
-                    name=f"dc-{made}",
-                    created_at=now.isoformat(),
-                )
-            else:
-                ev = DataCenterUpdated(
-                    originator_id=oid,
-                    originator_version=v,
-                    timestamp=now,
-                    meta=meta,
-                    description=f"revision {v} of {made}",
-                )
+            ev = datacenter_event(
+                oid,
+                v,
+                now,
+                meta,
+                name=f"dc-{made}",
+                description=f"revision {v} of {made}",
+                created_at=now.isoformat(),
+            )
             buf.append(mapper.to_stored_event(ev))
             made += 1
         log.append_stored(buf)

@@ -127,3 +127,26 @@ def http(
         return resp.status, dict(resp.getheaders()), resp.read()
     finally:
         conn.close()
+
+
+def sso_token(
+    srv: Any, user: str, password: str, source: str = "127.0.0.1", to: str = "127.0.0.1"
+) -> tuple[int, dict[str, Any]]:
+    """oVirt's password grant at /ovirt-engine/sso/oauth/token: (status, JSON answer)."""
+    import json
+    import urllib.parse
+
+    body = urllib.parse.urlencode(
+        {"grant_type": "password", "scope": "ovirt-app-api", "username": user, "password": password}
+    ).encode()
+    status, _, answer = http(
+        srv,
+        "POST",
+        "/ovirt-engine/sso/oauth/token",
+        body,
+        user=None,
+        headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
+        to=to,
+        source=source,
+    )
+    return status, json.loads(answer)

@@ -9,7 +9,6 @@ import json
 import subprocess
 import sys
 import time
-import urllib.parse
 import xml.etree.ElementTree as ET
 
 import ovirtsdk4.types as types
@@ -19,7 +18,7 @@ from api.logins import LoginGuard, LoginPolicy
 from domain.system import UnknownUserLoginFailed
 from domain.user import LoginFailure, UserLocked, UserLoggedIn, UserLoginFailed
 from tests.conftest import REQUIRE
-from tests.e2e.api_server import ADMIN_PASSWORD, connection, http, running_server
+from tests.e2e.api_server import ADMIN_PASSWORD, connection, http, running_server, sso_token
 
 pytestmark = pytest.mark.e2e
 
@@ -69,23 +68,6 @@ def server(tmp_path_factory):
         yield srv
 
 
-def _token(srv, user: str, password: str, source: str = "127.0.0.1", to: str = "127.0.0.1"):
-    body = urllib.parse.urlencode(
-        {"grant_type": "password", "scope": "ovirt-app-api", "username": user, "password": password}
-    ).encode()
-    status, _, answer = http(
-        srv,
-        "POST",
-        "/ovirt-engine/sso/oauth/token",
-        body,
-        user=None,
-        headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
-        to=to,
-        source=source,
-    )
-    return status, json.loads(answer)
-
-
 def _detail(body: bytes) -> str:
     return ET.fromstring(body).findtext("detail") or ""
 
@@ -115,19 +97,19 @@ def test_user_without_permission_is_refused_and_recorded(server):
 
 def test_failures_are_throttled_per_user_and_source(server):
     for _ in range(2):
-        status, body = _token(server, "alice@internal", "wrong")
+        status, body = sso_token(server, "alice@internal", "wrong")
         assert status == 400 and "incorrect" in body["error"]
     # The right password, too soon after two failures from this address: not even checked.
-    status, body = _token(server, "alice@internal", PASSWORDS["alice"])
+    status, body = sso_token(server, "alice@internal", PASSWORDS["alice"])
     assert status == 400 and "try again in" in body["error"], body
     # From another address the same user is not held back; a UserRole user sees its VM.
-    status, body = _token(server, "alice@internal", PASSWORDS["alice"], source="127.0.0.2")
+    status, body = sso_token(server, "alice@internal", PASSWORDS["alice"], source="127.0.0.2")
     assert status == 200, body
     status, _, vms = http(server, "GET", "/ovirt-engine/api/vms", token=body["access_token"])
     assert status == 200
     assert [v.findtext("name") for v in ET.fromstring(vms).findall("vm")] == ["login-vm"]
     time.sleep(1.1)  # the delay after three failures: 1 s
-    status, body = _token(server, "alice@internal", PASSWORDS["alice"])
+    status, body = sso_token(server, "alice@internal", PASSWORDS["alice"])
     assert status == 200, body
 
 
@@ -144,7 +126,7 @@ def test_five_failures_lock_the_account_until_unlocked(server):
         server, "GET", "/ovirt-engine/api", user="carol", password=PASSWORDS["carol"]
     )
     assert status == 401 and "locked" in _detail(body)
-    status, answer = _token(server, "carol", PASSWORDS["carol"], source="127.0.2.1")
+    status, answer = sso_token(server, "carol", PASSWORDS["carol"], source="127.0.2.1")
     assert status == 400 and "locked" in answer["error"]
     out = subprocess.run(
         [
@@ -163,7 +145,7 @@ def test_five_failures_lock_the_account_until_unlocked(server):
     )
     assert out.returncode == 0, out.stderr
     assert "carol@internal unlocked" in out.stdout
-    status, answer = _token(server, "carol", PASSWORDS["carol"], source="127.0.2.2")
+    status, answer = sso_token(server, "carol", PASSWORDS["carol"], source="127.0.2.2")
     assert status == 200, answer
 
 
@@ -185,7 +167,7 @@ def test_admin_locked_from_outside_still_logs_in_on_the_managers_machine(server)
         guard.policy = POLICY
     status, _, _ = http(server, "GET", "/ovirt-engine/api")  # from 127.0.0.1
     assert status == 200
-    status, answer = _token(server, "admin@internal", ADMIN_PASSWORD, source="127.0.0.9")
+    status, answer = sso_token(server, "admin@internal", ADMIN_PASSWORD, source="127.0.0.9")
     assert status == 200, answer
     sources = {e.source for e in _log(server, UserLoginFailed, head)}
     assert sources == {outside}
@@ -194,10 +176,10 @@ def test_admin_locked_from_outside_still_logs_in_on_the_managers_machine(server)
 def test_a_flood_is_folded_and_shown_in_the_audit_feed(server):
     head = server.bus.log.head()
     for _ in range(20):  # one source, as fast as it goes: 2 checked, 18 throttled
-        status, _ = _token(server, "dave@internal", "flood-guess", source="127.0.3.1")
+        status, _ = sso_token(server, "dave@internal", "flood-guess", source="127.0.3.1")
         assert status == 400
     for _ in range(3):
-        _token(server, "nobody-here", "flood-guess", source="127.0.3.1")
+        sso_token(server, "nobody-here", "flood-guess", source="127.0.3.1")
     time.sleep(POLICY.fold_seconds + 1.5)  # the fold window ends
     failed = [e for e in _log(server, UserLoginFailed, head) if e.source == "127.0.3.1"]
     assert sum(e.count for e in failed) == 20

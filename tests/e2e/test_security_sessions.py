@@ -5,7 +5,6 @@ and logging out ends every token and remembered Basic credential of the user."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import pytest
 
 from api.sso import SYNC_SECONDS
 from domain.user import UserLoggedIn
-from tests.e2e.api_server import ADMIN_PASSWORD, connection, http, running_server
+from tests.e2e.api_server import ADMIN_PASSWORD, connection, http, running_server, sso_token
 
 pytestmark = pytest.mark.e2e
 
@@ -54,22 +53,6 @@ def _user(srv, name: str, password: str, *, role: bool = True) -> str:
     return u.id
 
 
-def _token(srv, user: str, password: str, source: str = "127.0.0.1") -> tuple[int, dict]:
-    body = urllib.parse.urlencode(
-        {"grant_type": "password", "scope": "ovirt-app-api", "username": user, "password": password}
-    ).encode()
-    status, _, answer = http(
-        srv,
-        "POST",
-        "/ovirt-engine/sso/oauth/token",
-        body,
-        user=None,
-        headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
-        source=source,
-    )
-    return status, json.loads(answer)
-
-
 def _vms(srv, **auth) -> tuple[int, list[str]]:
     status, _, body = http(srv, "GET", "/ovirt-engine/api/vms", **auth)
     if status != 200:
@@ -88,13 +71,13 @@ def test_anonymous_and_a_made_up_token_are_401(server):
 
 def test_user_without_permission_gets_no_token(server):
     _user(server, "nopriv", "pw-nopriv", role=False)
-    status, body = _token(server, "nopriv", "pw-nopriv")
+    status, body = sso_token(server, "nopriv", "pw-nopriv")
     assert status == 400 and body["error_code"] == "access_denied"
 
 
 def test_removing_a_user_ends_its_token_and_basic_credential(server):
     uid = _user(server, "gone", "pw-gone")
-    status, body = _token(server, "gone", "pw-gone")
+    status, body = sso_token(server, "gone", "pw-gone")
     assert status == 200
     token = body["access_token"]
     assert _vms(server, token=token) == (200, ["session-vm"])
@@ -108,7 +91,7 @@ def test_removing_a_user_ends_its_token_and_basic_credential(server):
 
 def test_removing_the_permission_ends_the_token(server):
     uid = _user(server, "perm", "pw-perm")
-    status, body = _token(server, "perm", "pw-perm")
+    status, body = sso_token(server, "perm", "pw-perm")
     assert status == 200
     token = body["access_token"]
     assert _vms(server, token=token)[0] == 200
@@ -121,18 +104,18 @@ def test_removing_the_permission_ends_the_token(server):
 
 def test_a_locked_account_loses_its_token(server):
     _user(server, "lockme", "pw-lockme")
-    status, body = _token(server, "lockme", "pw-lockme")
+    status, body = sso_token(server, "lockme", "pw-lockme")
     assert status == 200
     token = body["access_token"]
     assert _vms(server, token=token)[0] == 200
     for i in range(5):  # from five addresses: no throttling in the way
-        assert _token(server, "lockme", "wrong", source=f"127.0.4.{i}")[0] == 400
+        assert sso_token(server, "lockme", "wrong", source=f"127.0.4.{i}")[0] == 400
     assert _vms(server, token=token)[0] == 401
 
 
 def test_a_password_changed_by_another_process_ends_tokens_and_basic(server):
     _user(server, "erin", "pw-erin-old")
-    status, body = _token(server, "erin", "pw-erin-old")
+    status, body = sso_token(server, "erin", "pw-erin-old")
     assert status == 200
     token = body["access_token"]
     assert _vms(server, token=token)[0] == 200
@@ -169,7 +152,7 @@ def test_tokens_have_an_absolute_lifetime(server):
     old = auth.lifetime
     auth.lifetime = 1.5
     try:
-        status, body = _token(server, "busy", "pw-busy")
+        status, body = sso_token(server, "busy", "pw-busy")
     finally:
         auth.lifetime = old
     assert status == 200
@@ -185,10 +168,10 @@ def test_tokens_have_an_absolute_lifetime(server):
 
 def test_logout_ends_every_token_and_basic_credential_of_the_user(server):
     _user(server, "frank", "pw-frank")
-    one = _token(server, "frank", "pw-frank")[1]["access_token"]
-    two = _token(server, "frank", "pw-frank", source="127.0.0.5")[1]["access_token"]
+    one = sso_token(server, "frank", "pw-frank")[1]["access_token"]
+    two = sso_token(server, "frank", "pw-frank", source="127.0.0.5")[1]["access_token"]
     assert _vms(server, user="frank", password="pw-frank")[0] == 200
-    admin = _token(server, "admin@internal", ADMIN_PASSWORD)[1]["access_token"]
+    admin = sso_token(server, "admin@internal", ADMIN_PASSWORD)[1]["access_token"]
     status, _, _ = http(
         server,
         "POST",
