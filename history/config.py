@@ -6,7 +6,10 @@ status-independent configuration counts as a change (a VM starting is not a new
 configuration; a memory change is). Rows tile time: ``[valid_from, valid_to)``, the open
 row has ``valid_to`` NULL, the last row of a removed object is ``deleted``. Several
 changes of one object at the same instant update the row opened at that instant in
-place, so no zero-length versions appear and batch boundaries never change the result.
+place, so no zero-length versions appear and batch boundaries never change the result;
+when such a change brings the object back to the configuration of the row it closed,
+that row is reopened and the same-instant row is dropped (``dropped``), so two
+consecutive rows never hold one configuration.
 VM NICs (``Vm.nics``) are tracked as children of kind ``vm_interface``.
 
 Pure: no I/O. The warehouse persists ``touched`` rows after each batch.
@@ -168,6 +171,10 @@ class ConfigTracker:
     open: dict[UUID, Row] = field(default_factory=dict)
     engine: Engine = field(default_factory=Engine)
     touched: dict[int, Row] = field(default_factory=dict)
+    # the row each object's open row followed (closed at the open row's valid_from)
+    closed: dict[UUID, Row] = field(default_factory=dict)
+    # history_ids of rows that no longer exist (the warehouse deletes persisted ones)
+    dropped: set[int] = field(default_factory=set)
 
     def apply(self, event: Event, *, record: bool = True) -> None:
         oid = event.originator_id
@@ -203,12 +210,17 @@ class ConfigTracker:
             return
         parent_version = self._parent_version(kind, cols)
         if cur is not None and cur.valid_from >= ts:
+            prev = self.closed.get(oid)
+            if prev is not None and prev.valid_to == cur.valid_from and prev.config == config:
+                self._reopen(prev, cur, cols, parent_version)
+                return
             cur.cols, cur.config, cur.parent_version = cols, config, parent_version
             self.touched[cur.history_id] = cur
             return
         if cur is not None:
             cur.valid_to = ts
             self.touched[cur.history_id] = cur
+            self.closed[oid] = cur
         row = Row(
             history_id=self.next_id,
             kind=kind,
@@ -225,7 +237,18 @@ class ConfigTracker:
         self.open[oid] = row
         self.touched[row.history_id] = row
 
+    def _reopen(self, prev: Row, cur: Row, cols: dict[str, Any], parent: int | None) -> None:
+        """Drops ``cur`` (opened at the instant ``prev`` closed) and reopens ``prev``."""
+        del self.closed[prev.object_id]
+        self.touched.pop(cur.history_id, None)
+        if cur.persisted:
+            self.dropped.add(cur.history_id)
+        prev.valid_to, prev.cols, prev.parent_version = None, cols, parent
+        self.open[prev.object_id] = prev
+        self.touched[prev.history_id] = prev
+
     def _delete(self, oid: UUID, ts: datetime) -> None:
+        self.closed.pop(oid, None)
         cur = self.open.pop(oid, None)
         if cur is None:
             return
@@ -253,7 +276,11 @@ class ConfigTracker:
         rows = sorted(self.touched.values(), key=lambda r: r.history_id)
         return rows
 
+    def take_dropped(self) -> list[int]:
+        return sorted(self.dropped)
+
     def flushed(self) -> None:
         for r in self.touched.values():
             r.persisted = True
         self.touched.clear()
+        self.dropped.clear()

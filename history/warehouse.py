@@ -257,11 +257,20 @@ class Warehouse:
             "deleted",
             "parent_version",
         )
-        for r in rows:
-            d = dict(zip(CONFIG_COLUMN_NAMES, r, strict=True))
-            config = d.pop("config")
-            fixed = {k: d.pop(k) for k in base}
-            tracker.open[fixed["object_id"]] = Row(**fixed, cols=d, config=config, persisted=True)
+        # the row each open row followed: a same-instant change back to its
+        # configuration reopens it (ConfigTracker.closed)
+        before = self.con.execute(
+            f"SELECT {', '.join('p.' + c for c in CONFIG_COLUMN_NAMES)} "
+            "FROM config_history p JOIN config_history o ON o.object_id = p.object_id "
+            "AND o.valid_to IS NULL AND NOT o.deleted AND p.valid_to = o.valid_from "
+            "AND NOT p.deleted"
+        ).fetchall()
+        for into, found in ((tracker.open, rows), (tracker.closed, before)):
+            for r in found:
+                d = dict(zip(CONFIG_COLUMN_NAMES, r, strict=True))
+                config = d.pop("config")
+                fixed = {k: d.pop(k) for k in base}
+                into[fixed["object_id"]] = Row(**fixed, cols=d, config=config, persisted=True)
         return tracker
 
     def catch_up(self, read: ReadFn, *, batch: int = 1000, upto: int | None = None) -> int:
@@ -293,14 +302,15 @@ class Warehouse:
 
     def _flush_config(self, tracker: ConfigTracker, position: int) -> None:
         rows = tracker.take_touched()
+        gone = tracker.take_dropped()
         with self._tx() as con:
+            old = [r.history_id for r in rows if r.persisted] + gone
+            if old:
+                con.execute(
+                    "DELETE FROM config_history WHERE history_id IN (SELECT unnest(?))",
+                    [old],
+                )
             if rows:
-                old = [r.history_id for r in rows if r.persisted]
-                if old:
-                    con.execute(
-                        "DELETE FROM config_history WHERE history_id IN (SELECT unnest(?))",
-                        [old],
-                    )
                 vals = [r.values() for r in rows]
                 cols = [[v[c] for v in vals] for c in CONFIG_COLUMN_NAMES]
                 types = dict(schema.CONFIG_COLUMNS)

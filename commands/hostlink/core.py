@@ -8,6 +8,10 @@ reads that belong together), each of which holds ``bus.lock`` for the read only.
 hold it across an ``await``; the Engine's objects are immutable, so what was read stays
 valid (if possibly stale) after the lock is released.
 
+``cancel_all`` stops background tasks for good: on Python 3.11 ``asyncio.wait_for``
+can swallow a cancellation that arrives as its inner call completes (a host connection
+refused at that instant), so one ``cancel()`` is not always the end of a task.
+
 Also here, because more than one flow needs them: which host carries out a storage
 domain's operations (``storage_host``), the domains a host's data center has active
 (``dc_storage``), and connecting a session to a domain (``connect_storage``).
@@ -58,6 +62,22 @@ MONITORED = {
     HostStatus.MAINTENANCE,
     HostStatus.ERROR,
 }
+
+
+async def cancel_all(tasks: list[asyncio.Task[Any]], timeout: float = 10.0) -> list[str]:
+    """Cancels the tasks, again while any is still running, until all are done or
+    ``timeout`` passes; returns the names of those that would not stop."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    pending = {t for t in tasks if not t.done()}
+    while pending and loop.time() < deadline:
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.2)
+    for t in tasks:
+        if t.done() and not t.cancelled():
+            t.exception()  # retrieved: a task that failed while stopping is not logged twice
+    return sorted(t.get_name() for t in pending)
 
 
 class Session:

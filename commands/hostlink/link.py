@@ -14,7 +14,6 @@ imports it but the package's ``__init__``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +22,7 @@ from uuid import UUID
 from commands.bus import CommandBus
 from commands.credentials import HostSecrets
 from commands.hostlink.consoles import Consoles
-from commands.hostlink.core import Core
+from commands.hostlink.core import Core, cancel_all
 from commands.hostlink.dispatch import Flows, dispatch
 from commands.hostlink.images import Images
 from commands.hostlink.sessions import Monitor
@@ -146,13 +145,11 @@ class HostLink:
         self._loop = None  # committed events are no longer ours to carry out
         if self.policies is not None:
             await self.policies.stop()
-        for t in list(self.core.actions):
-            t.cancel()
-        for t in self._tasks + [s.task for s in self.sessions.values() if s.task]:
-            t.cancel()
-        for t in self._tasks + [s.task for s in self.sessions.values() if s.task]:
-            with contextlib.suppress(BaseException):
-                await t
+        tasks = [*self.core.actions, *self._tasks]
+        tasks += [s.task for s in self.sessions.values() if s.task]
+        stuck = await cancel_all(tasks)
+        if stuck:
+            log.error("host link: tasks still running after stop: %s", ", ".join(stuck))
         for s in self.sessions.values():
             if s.client is not None:
                 await s.client.close()

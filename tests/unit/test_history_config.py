@@ -137,13 +137,18 @@ def run_tracker(events: list, batches: list[int] | None = None) -> dict[int, Row
     for i, ev in enumerate(events):
         t.apply(ev)
         if batches and i % batches[i % len(batches)] == 0:
-            for r in t.take_touched():
-                stored[r.history_id] = Row(**{**r.__dict__, "cols": dict(r.cols)})
-            t.flushed()
+            flush(t, stored)
+    flush(t, stored)
+    return stored
+
+
+def flush(t: ConfigTracker, stored: dict[int, Row]) -> None:
+    """What the warehouse does with a batch: drop, then replace the touched rows."""
+    for hid in t.take_dropped():
+        del stored[hid]
     for r in t.take_touched():
         stored[r.history_id] = Row(**{**r.__dict__, "cols": dict(r.cols)})
     t.flushed()
-    return stored
 
 
 def check_tiling(rows: dict[int, Row], engine: Engine) -> None:
@@ -212,6 +217,39 @@ def test_same_instant_changes_update_the_row_in_place():
     assert len(rows) == 2
     assert '"description":"d1"' in rows[0].config and rows[0].valid_from == naive_utc(T0)
     assert rows[1].valid_from == naive_utc(T0 + timedelta(minutes=5))
+
+
+@pytest.mark.parametrize("batches", [None, [1]])
+def test_a_same_instant_change_back_reopens_the_row_it_closed(batches):
+    g = Gen(2)
+    g.step(0, 0, 0, 0)
+    g.step(1, 0, 1, 5)  # d1
+    g.step(1, 0, 2, 5)  # d2 closes the d1 row ...
+    g.step(1, 0, 1, 0)  # ... and, at the same instant, back to d1
+    rows = sorted(run_tracker(g.events, batches).values(), key=lambda r: r.history_id)
+    assert [('"description":"d1"' in r.config, r.valid_to) for r in rows] == [
+        (False, naive_utc(T0 + timedelta(minutes=5))),
+        (True, None),
+    ]
+    check_tiling({r.history_id: r for r in rows}, g.engine)
+
+
+def test_a_change_back_after_a_warehouse_restart_reopens_the_stored_row(tmp_path):
+    g = Gen(2)
+    for op in [(0, 0, 0, 0), (1, 0, 1, 5), (1, 0, 2, 5), (1, 0, 1, 0)]:
+        g.step(*op)
+    log = list(enumerate(g.events, 1))
+    read = lambda after, limit: [x for x in log if x[0] > after][:limit]  # noqa: E731
+    path = tmp_path / "h.duckdb"
+    with Warehouse(path) as w:
+        w.catch_up(read, upto=3)
+    with Warehouse(path) as w:  # a new process: the tracker is loaded from the rows
+        w.catch_up(read)
+        _, got = w.query(
+            "SELECT description, valid_to IS NULL FROM config_history "
+            "WHERE kind = 'data_center' ORDER BY history_id"
+        )
+    assert got == [("", False), ("d1", True)]
 
 
 def test_nics_are_children_of_their_vm():

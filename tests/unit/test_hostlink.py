@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 from commands import host as host_cmds
 from commands import vm as c
 from commands.credentials import CONSOLE_TICKETS, ConsoleTickets, new_console_password
+from commands.hostlink.core import cancel_all
 from commands.messages import Command
 from commands.policies import Policies
 from commands.store import decode_event
@@ -138,3 +140,40 @@ def test_maintenance_migrates_vms_away_then_finishes() -> None:
     asyncio.run(pol.run_once())
     assert isinstance(bus.commands[-1], host_cmds.FinishHostMaintenance)
     assert w.engine.get(host.Host, src).status == HostStatus.MAINTENANCE
+
+
+def test_cancel_all_stops_a_task_that_swallowed_the_first_cancel() -> None:
+    # What asyncio.wait_for on 3.11 can do to a host session: the cancel that arrives as
+    # the connection attempt fails is lost, and the session goes on retrying.
+    lost: list[int] = []
+
+    async def session() -> None:
+        while True:
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                if not lost:
+                    lost.append(1)
+                    continue
+                raise
+
+    release: list[int] = []
+
+    async def stubborn() -> None:  # ignores every cancel until released
+        while not release:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(0.01)
+
+    async def main() -> tuple[list[str], bool]:
+        t = asyncio.create_task(session(), name="host-h1")
+        stuck = asyncio.create_task(stubborn(), name="stubborn")
+        await asyncio.sleep(0.05)
+        left = await cancel_all([t, stuck], timeout=1.0)
+        done = t.cancelled()
+        release.append(1)
+        await stuck
+        return left, done
+
+    left, done = asyncio.run(main())
+    assert lost == [1] and done
+    assert left == ["stubborn"]

@@ -122,7 +122,15 @@ def test_every_engine_read_of_the_flows_holds_the_bus_lock(tmp_path: Path) -> No
         link.vm_spec(vm_id, w.hosts[0])
         await link.vms.vm_call(running, lambda i: P.DestroyVm(vm_id=i))
 
-    asyncio.run(drive())
+    async def drive_and_stop() -> None:
+        try:
+            await drive()
+        finally:
+            # The session tasks the flows started (each retrying its unreachable host)
+            # are stopped here, not left for asyncio.run to cancel once.
+            await link.stop()
+
+    asyncio.run(drive_and_stop())
     assert link.errors, "the flows ran (and found no host)"
     assert disk_id in link.core.volumes
     assert bus.engine.unlocked == []
