@@ -88,6 +88,20 @@ class Client:
         self.writer.write(P.encode_frame(msg))
 
 
+def confined(core: Core, path: str | os.PathLike[str], what: str = "image") -> str:
+    """``path`` if it lies, symlinks resolved, inside a storage domain this host has
+        connected (``<root>/<sd_id>/`` of ``Core.storage``) or in hostd's own snapshot
+    directory; else ``forbidden``. Image and
+        snapshot requests check every file they name with it before qemu-img or libvirt sees
+        it, so a request cannot read, overwrite or delete a file of the host's own."""
+    real = os.path.realpath(path)
+    bases = [os.path.join(root, sd_id) for sd_id, root in core.storage.items()]
+    bases.append(str(core.data_dir / "snapshots"))  # memory of a VM without disks
+    if any(real.startswith(os.path.realpath(b) + os.sep) for b in bases):
+        return str(path)
+    raise Fail("forbidden", f"{what} {path} is not on a storage domain connected to this host")
+
+
 class Core:
     """The state of one hostd and the plumbing its request handlers share."""
 

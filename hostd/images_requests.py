@@ -4,21 +4,34 @@ qemu-img, or live through libvirt's block resize when the VM runs), ``ImageInfo`
 work itself is ``hostd.images``; this module is the requests' side of it, and the one
 place image requests are handled.
 
+Every file an image request names (a volume, a copy's source, a backing file, a layer)
+must lie inside a storage domain this host has connected (``hostd.core.confined``).
+
 May import ``hostd.core``, ``hostd.protocol`` and the driver modules (images, domxml);
 no other request handler module.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import libvirt
 
 from hostd import domxml, images
 from hostd import protocol as P
-from hostd.core import Core, Fail
+from hostd.core import Core, Fail, confined
+
+
+def _volume(core: Core, ref: P.VolumeRef) -> Path:
+    path = images.volume_path(ref)
+    confined(core, path, "volume")
+    return path
 
 
 async def create_image(core: Core, req: P.CreateImage) -> P.ImageInfoResult:
-    path = images.volume_path(req.volume)
+    path = _volume(core, req.volume)
+    if req.backing is not None:
+        confined(core, req.backing, "backing file")
     return await core.run(
         images.create,
         path,
@@ -31,10 +44,12 @@ async def create_image(core: Core, req: P.CreateImage) -> P.ImageInfoResult:
 
 
 async def copy_image(core: Core, req: P.CopyImage) -> P.ImageInfoResult:
-    return await core.run(images.copy, req.source, images.volume_path(req.volume), req.format)
+    source = confined(core, req.source, "copy source")
+    return await core.run(images.copy, source, _volume(core, req.volume), req.format)
 
 
 async def resize_image(core: Core, req: P.ResizeImage) -> P.ImageInfoResult:
+    confined(core, req.path)
     if req.vm_id is not None:
         dom = await core.dom(req.vm_id)
         async with core.lock(req.vm_id):
@@ -56,13 +71,14 @@ def _resize_live(dom: libvirt.virDomain, req: P.ResizeImage) -> P.ImageInfoResul
 
 
 async def image_info(core: Core, req: P.ImageInfo) -> P.ImageInfoResult:
-    return await core.run(images.info, req.path)
+    return await core.run(images.info, confined(core, req.path))
 
 
 async def delete_image(core: Core, req: P.DeleteImage) -> P.Ok:
-    await core.run(images.delete, req.path)
+    await core.run(images.delete, confined(core, req.path))
     return P.Ok()
 
 
 async def merge_volume(core: Core, req: P.MergeVolume) -> P.ImageInfoResult:
-    return await core.run(images.merge_layer, req.leaf, req.layer)
+    leaf, layer = confined(core, req.leaf), confined(core, req.layer, "layer")
+    return await core.run(images.merge_layer, leaf, layer)

@@ -20,7 +20,7 @@ import libvirt
 
 from hostd import domxml, images, virt
 from hostd import protocol as P
-from hostd.core import Core, Fail
+from hostd.core import Core, Fail, confined
 
 
 def _snapshot_live(
@@ -96,6 +96,7 @@ async def snapshot_create(core: Core, req: P.SnapshotCreate) -> P.SnapshotResult
             if d is None:
                 raise Fail("not_found", f"VM {dom.name()} has no disk {w.target}")
             new = w.new_path or str(Path(d.path).parent / str(uuid.uuid4()))
+            confined(core, new, "snapshot volume")
             if os.path.exists(new):
                 raise Fail("image", f"snapshot volume {new} already exists")
             plan.append(P.DiskChange(target=d.target, old_path=d.path, new_path=new))
@@ -105,6 +106,8 @@ async def snapshot_create(core: Core, req: P.SnapshotCreate) -> P.SnapshotResult
             base = Path(plan[0].old_path).parent if plan else core.data_dir / "snapshots"
             base.mkdir(parents=True, exist_ok=True)
             mem = req.memory_path or str(base / f"{req.snapshot_id}.mem")
+            if req.memory_path:
+                confined(core, mem, "memory volume")
         await core.run(core.hooks.run, "before_vm_snapshot", xml, domxml.custom_properties(xml))
         if active:
             await core.run(_snapshot_live, core, dom, req, plan, mem)
@@ -189,6 +192,8 @@ def _merge(
 
 
 async def snapshot_delete(core: Core, req: P.SnapshotDelete) -> P.DiskChanges:
+    if req.memory_path:
+        confined(core, req.memory_path, "memory volume")
     dom = await core.dom(req.vm_id)
     async with core.lock(req.vm_id):
         return P.DiskChanges(changes=await core.run(_merge, core, dom, req))
@@ -234,7 +239,14 @@ def _undo(core: Core, dom: libvirt.virDomain, changes: list[P.DiskChange]) -> No
             os.unlink(c.new_path)
 
 
+def _confine_changes(core: Core, changes: list[P.DiskChange]) -> None:
+    for c in changes:
+        confined(core, c.old_path, "volume")
+        confined(core, c.new_path, "volume")
+
+
 async def snapshot_undo(core: Core, req: P.SnapshotUndo) -> P.Ok:
+    _confine_changes(core, req.changes)
     dom = await core.dom(req.vm_id)
     async with core.lock(req.vm_id):
         await core.run(_undo, core, dom, req.changes)
@@ -242,6 +254,7 @@ async def snapshot_undo(core: Core, req: P.SnapshotUndo) -> P.Ok:
 
 
 async def snapshot_commit(core: Core, req: P.SnapshotCommit) -> P.Ok:
+    _confine_changes(core, req.changes)
     dom = await core.dom(req.vm_id)
     async with core.lock(req.vm_id):
         inuse = {d.path for d in domxml.disks(await core.run(dom.XMLDesc, 0))}

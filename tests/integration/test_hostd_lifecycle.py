@@ -303,9 +303,65 @@ def test_errors_become_clear_replies(cluster, sd_path) -> None:
         with pytest.raises(P.HostdError) as e:
             await c.call(P.PauseVm(vm_id=str(uuid.uuid4())))
         assert e.value.code == "not_found"
+        await c.call(P.ConnectStorage(sd_id=SD_ID, kind="posixfs", path=str(sd_path)))
         with pytest.raises(P.HostdError) as e:
-            await c.call(P.ImageInfo(path=f"{sd_path}/missing"))
+            await c.call(P.ImageInfo(path=f"{sd_path}/{SD_ID}/images/missing"))
         assert e.value.code == "image"
+        await c.close()
+
+    run(go())
+
+
+def test_image_requests_touch_only_connected_storage_domains(cluster, sd_path, tmp_path) -> None:
+    """A request naming a file outside the domains the host has connected is refused
+    before qemu-img or libvirt sees it, and the file is left as it was."""
+    own = tmp_path / "hosts-own-file"
+    own.write_text("not a volume")
+    outside = tmp_path / "other-sd"
+    (outside / SD_ID / "images").mkdir(parents=True)
+
+    async def go() -> None:
+        c = await client_of(cluster, 0)
+        vol = await _disk(c, str(sd_path), 1 << 20)  # connects SD_ID at sd_path
+        images = sd_path / SD_ID / "images"
+        escape = images / "escape"
+        escape.symlink_to(own)  # inside the domain by name, outside once resolved
+        ref = P.VolumeRef(sd_path=str(outside), sd_id=SD_ID, disk_id="d", volume_id="v")
+        refused = [
+            P.ImageInfo(path="/etc/hostname"),
+            P.ImageInfo(path=str(escape)),
+            P.ImageInfo(path=f"{images}/../../../{own.name}"),
+            P.DeleteImage(path=str(own)),
+            P.DeleteImage(path=str(escape)),
+            P.ResizeImage(path=str(own), size_bytes=1 << 20),
+            P.CopyImage(source=str(own), volume=ref),
+            P.CopyImage(
+                source=str(own),
+                volume=P.VolumeRef(sd_path=str(sd_path), sd_id=SD_ID, disk_id="d", volume_id="v"),
+            ),
+            P.CreateImage(volume=ref, size_bytes=1 << 20),
+            P.CreateImage(
+                volume=P.VolumeRef(sd_path=str(sd_path), sd_id=SD_ID, disk_id="d", volume_id="w"),
+                size_bytes=0,
+                backing=str(own),
+            ),
+            P.MergeVolume(leaf=vol.path, layer=str(own)),
+            P.SnapshotCommit(
+                vm_id=str(uuid.uuid4()),
+                changes=[P.DiskChange(target="vda", old_path=str(own), new_path=vol.path)],
+            ),
+            P.SnapshotDelete(vm_id=str(uuid.uuid4()), memory_path=str(own)),
+        ]
+        for req in refused:
+            with pytest.raises(P.HostdError) as e:
+                await c.call(req)
+            assert e.value.code == "forbidden", (req, e.value)
+            assert "not on a storage domain connected to this host" in e.value.message
+        assert own.read_text() == "not a volume"
+        assert not (outside / SD_ID / "images" / "d").exists()
+        assert not (images / "d").exists()
+        # inside the connected domain: carried out
+        assert (await c.call(P.ImageInfo(path=vol.path))).virtual_size == 1 << 20
         await c.close()
 
     run(go())
