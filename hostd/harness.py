@@ -8,6 +8,13 @@ Every host gets a private mount namespace (``unshare -m --propagation private``)
 virtlogd (guest stdio goes straight to ``/var/log/libvirt/qemu``), so nothing beyond the
 libvirtd process has to be started. Display and migration port ranges are disjoint per host.
 
+A *stock* host (``Cluster(stock=True)``) is a host as a distribution installs it: its
+``qemu.conf`` holds only the per-host port ranges, so libvirt's own defaults apply (QEMU
+runs as ``libvirt-qemu`` under the DAC security driver with dynamic ownership, cgroups,
+a private ``/dev`` per domain, QEMU's seccomp sandbox, guest output through ``virtlogd``,
+which is started in the namespace), and its hostd runs in the host's mount namespace
+talking to ``qemu:///system`` over libvirt's Unix socket.
+
 The hostd of each host is a separate process (``python -m hostd``) talking to its libvirtd
 over ``qemu+tcp://127.0.0.1:PORT/system``. ``Cluster.stop()`` destroys every domain,
 stops hostd and libvirtd (by pid), kills any leftover QEMU by the pid files of that host,
@@ -109,6 +116,7 @@ class Host:
     hostd: subprocess.Popen | None = None
     hostd_args: list[str] = field(default_factory=list)
     shared_cache: Path | None = SHARED_CACHE
+    stock: bool = False  # libvirt's default qemu.conf (see the module's docstring)
 
     @property
     def name(self) -> str:
@@ -155,6 +163,15 @@ class Host:
             "max_anonymous_clients = 256\n"
         )
         disp = 5900 + 100 * self.index
+        ports = (
+            f"remote_display_port_min = {disp}\nremote_display_port_max = {disp + 99}\n"
+            f"migration_port_min = {self.migration_port_min}\n"
+            f"migration_port_max = {self.migration_port_min + 63}\n"
+        )
+        if self.stock:
+            (etc / "qemu.conf").write_text(ports)
+            (etc / "libvirt.conf").write_text("")
+            return
         (etc / "qemu.conf").write_text(
             'user = "root"\ngroup = "root"\n'
             "dynamic_ownership = 0\nremember_owner = 0\n"
@@ -167,9 +184,7 @@ class Host:
             "seccomp_sandbox = 0\n"
             'stdio_handler = "file"\n'
             'vnc_listen = "127.0.0.1"\nspice_listen = "127.0.0.1"\n'
-            f"remote_display_port_min = {disp}\nremote_display_port_max = {disp + 99}\n"
-            f"migration_port_min = {self.migration_port_min}\n"
-            f"migration_port_max = {self.migration_port_min + 63}\n"
+            f"{ports}"
             "set_process_name = 1\n"
         )
         (etc / "libvirt.conf").write_text("")
@@ -188,8 +203,9 @@ class Host:
             f"mkdir -p {target} && mount --bind {sources[sub]} {target}"
             for sub, target in LIBVIRT_DIRS.items()
         )
+        logd = "{ virtlogd -d -p /run/libvirt/virtlogd.pid || true; } && " if self.stock else ""
         script = (
-            f"{mounts} && exec libvirtd --listen -p /run/libvirt/libvirtd.pid "
+            f"{mounts} && {logd}exec libvirtd --listen -p /run/libvirt/libvirtd.pid "
             "-f /etc/libvirt/libvirtd.conf"
         )
         log = open(self.base / "libvirtd.stderr", "ab")  # noqa: SIM115
@@ -234,14 +250,19 @@ class Host:
         if not self.hostd_port:
             self.hostd_port = free_port()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # A stock host's hostd lives in the host's mount namespace, on libvirt's socket.
+        enter = []
+        if self.stock and self.libvirtd is not None:
+            enter = ["nsenter", f"--mount=/proc/{self.libvirtd.pid}/ns/mnt", "--"]
         args = [
+            *enter,
             sys.executable,
             "-m",
             "hostd",
             "--listen",
             f"127.0.0.1:{self.hostd_port}",
             "--libvirt",
-            self.uri,
+            "qemu:///system" if enter else self.uri,
             "--public-libvirt-uri",
             self.uri,
             "--data-dir",
@@ -333,6 +354,9 @@ class Host:
                 p.wait()
         if keep_domains:
             return
+        logd = self.base / "run" / "virtlogd.pid"
+        with contextlib.suppress(ValueError, OSError):
+            os.kill(int(logd.read_text().strip()), signal.SIGTERM)
         for pid in self.qemu_pids():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -375,13 +399,20 @@ class Cluster:
         token: str | None = None,
         bridges: tuple[str, ...] = (),
         hostd_args: list[str] | None = None,
+        stock: bool = False,
     ) -> None:
         self._own_base = base is None
         self.base = Path(base or tempfile.mkdtemp(prefix="orrery-hosts-"))
         self.token = token or uuid.uuid4().hex
         self.bridges = tuple(bridges)
         self.hosts = [
-            Host(i, self.base / f"host{i}", self.token, hostd_args=list(hostd_args or []))
+            Host(
+                i,
+                self.base / f"host{i}",
+                self.token,
+                hostd_args=list(hostd_args or []),
+                stock=stock,
+            )
             for i in range(n)
         ]
 

@@ -3,16 +3,27 @@ mounts under its data directory; the domain's ``images``/``dom_md`` directories 
 ``StorageSpace`` (statvfs of a connected domain) and ``DisconnectStorage`` (unmounts what
 hostd mounted). The connected domains are ``Core.storage`` / ``Core.storage_kind``.
 
-May import ``hostd.core`` and ``hostd.protocol``; no other request handler module.
+When libvirt runs QEMU under its DAC driver as an unprivileged user (a stock
+``qemu:///system``: ``libvirt-qemu``), a domain whose directory that user cannot reach is
+refused at connection, naming the directory that stops it, rather than at the first VM
+start that needs one of its volumes.
+
+May import ``hostd.core``, ``hostd.protocol`` and the driver module ``virt``; no other
+request handler module.
 """
 
 from __future__ import annotations
 
+import contextlib
+import grp
 import os
+import pwd
+import stat
 import subprocess
 from pathlib import Path
 
 from hostd import protocol as P
+from hostd import virt
 from hostd.core import Core, Fail
 
 
@@ -41,6 +52,11 @@ async def connect_storage(core: Core, req: P.ConnectStorage) -> P.StorageConnect
             raise Fail("storage", f"storage path {path} is not writable")
     Path(path, req.sd_id, "images").mkdir(parents=True, exist_ok=True)
     Path(path, req.sd_id, "dom_md").mkdir(parents=True, exist_ok=True)
+    ids = (await core.run(virt.host_caps, core.c()))["qemu_ids"]
+    if ids is not None:
+        blocked = unreachable(Path(path, req.sd_id, "images"), *ids)
+        if blocked:
+            raise Fail("storage", f"storage path {path} is not usable by QEMU: {blocked}")
     core.storage[req.sd_id] = path
     core.storage_kind[req.sd_id] = req.kind
     return P.StorageConnected(sd_id=req.sd_id, path=path)
@@ -67,3 +83,27 @@ async def disconnect_storage(core: Core, req: P.DisconnectStorage) -> P.Ok:
     if path.startswith(str(core.data_dir / "mnt")) and os.path.ismount(path):
         await core.run(lambda: subprocess.run(["umount", "-l", path], capture_output=True))
     return P.Ok()
+
+
+def unreachable(path: Path, uid: int, gid: int) -> str:
+    """Why a process with ``uid``/``gid`` (and that user's groups) cannot reach ``path``:
+    the first directory on the way it may not search, or "" when it can."""
+    if uid == 0:
+        return ""
+    gids = {gid}
+    with contextlib.suppress(KeyError):  # a uid without a name has only its gid
+        gids |= {g.gr_gid for g in grp.getgrall() if pwd.getpwuid(uid).pw_name in g.gr_mem}
+    for d in [*reversed(path.parents), path]:
+        st = d.stat()
+        if st.st_uid == uid:
+            ok = st.st_mode & stat.S_IXUSR
+        elif st.st_gid in gids:
+            ok = st.st_mode & stat.S_IXGRP
+        else:
+            ok = st.st_mode & stat.S_IXOTH
+        if not ok:
+            return (
+                f"uid {uid} may not enter {d} (mode {stat.S_IMODE(st.st_mode):04o}, "
+                f"owner {st.st_uid}:{st.st_gid})"
+            )
+    return ""

@@ -176,7 +176,21 @@ def host_caps(conn: libvirt.virConnect) -> dict:
         "threads": int(topo.get("threads", 1)) if topo is not None else 1,
         "machines": sorted(machines),
         "kvm_domain": kvm,
+        "qemu_ids": qemu_ids(caps),
     }
+
+
+def qemu_ids(caps: ET.Element) -> tuple[int, int] | None:
+    """The uid and gid QEMU runs as under libvirt's DAC driver (its base label for KVM
+    guests, e.g. ``+999:+994``); None when no DAC driver confines QEMU."""
+    for model in caps.findall("./host/secmodel"):
+        if model.findtext("model") != "dac":
+            continue
+        for label in model.findall("baselabel"):
+            if label.get("type") == "kvm" and label.text and ":" in label.text:
+                uid, gid = label.text.split(":", 1)
+                return int(uid.lstrip("+")), int(gid.lstrip("+"))
+    return None
 
 
 def version_str(v: int) -> str:

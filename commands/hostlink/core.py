@@ -222,7 +222,10 @@ class Core:
                 )
             )
 
-    @staticmethod
-    def root(s: Session, sd: StorageDomain) -> str:
-        """The domain's root as the session's host sees it (else as recorded)."""
+    async def root(self, s: Session, sd: StorageDomain) -> str:
+        """The domain's root as the session's host sees it (else as recorded), connecting
+        the host to the domain first if it is not yet: hostd touches only files of the
+        domains it has connected."""
+        if str(sd.id) not in s.storage:
+            await self.connect_storage(s, sd)
         return s.storage.get(str(sd.id)) or sd.path

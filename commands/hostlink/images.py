@@ -182,14 +182,16 @@ class Images:
             return
         try:
             host_id, s, sd = self._image_host(disk.storage_domain_id)
-            root = self.core.root(s, sd)
+            root = await self.core.root(s, sd)
             base = self.core.find(Disk, disk.base_disk_id) if disk.base_disk_id else None
             if disk.base_disk_id is not None and base is None:
                 raise LookupError(f"the base disk {disk.base_disk_id} is gone")
             backing = None
             if base is not None:
                 base_sd = self.core.get(StorageDomain, base.storage_domain_id)
-                backing = volume_path(self.core.root(s, base_sd), base.storage_domain_id, base.id)
+                backing = volume_path(
+                    await self.core.root(s, base_sd), base.storage_domain_id, base.id
+                )
             info: P.ImageInfoResult = await self._call_new_volume(
                 host_id,
                 P.CreateImage(
@@ -217,13 +219,15 @@ class Images:
             source, vm = self._copy_source(disk)
             host_id, s, sd = self._image_host(disk.storage_domain_id)
             src_sd = self.core.get(StorageDomain, source.storage_domain_id)
-            src_root = self.core.root(s, src_sd)
+            src_root = await self.core.root(s, src_sd)
             src_path = (
                 disk_leaf(vm, source, src_root)
                 if vm is not None
                 else volume_path(src_root, source.storage_domain_id, source.id)
             )
-            info = await self._copy_to_volume(host_id, src_path, self.core.root(s, sd), sd.id, disk)
+            info = await self._copy_to_volume(
+                host_id, src_path, await self.core.root(s, sd), sd.id, disk
+            )
         except _FAILURES as e:
             await self._report(disk_id, "copy image", e)
             return
@@ -251,7 +255,7 @@ class Images:
             info: P.ImageInfoResult = await self.core.call(
                 host_id,
                 P.ResizeImage(
-                    path=self._leaf_of(disk, self.core.root(s, sd)),
+                    path=self._leaf_of(disk, await self.core.root(s, sd)),
                     size_bytes=disk.provisioned_size,
                     vm_id=str(vm.id) if live and vm is not None else None,
                 ),
@@ -279,8 +283,8 @@ class Images:
                 await self.core.connect_storage(s, target)
             info = await self._copy_to_volume(
                 host_id,
-                self._leaf_of(disk, self.core.root(s, sd)),
-                self.core.root(s, target),
+                self._leaf_of(disk, await self.core.root(s, sd)),
+                await self.core.root(s, target),
                 target.id,
                 disk,
             )
@@ -299,7 +303,7 @@ class Images:
             return
         try:
             host_id, s, sd = self._image_host(disk.storage_domain_id)
-            images = f"{self.core.root(s, sd)}/{sd.id}/images/{disk_id}"
+            images = f"{await self.core.root(s, sd)}/{sd.id}/images/{disk_id}"
             # The volumes the event names, and any this link knows of besides (a committed
             # preview's layer is no longer derivable from the snapshot list).
             known = self.core.volumes.get(disk_id, (sd.id, []))[1]
@@ -323,7 +327,7 @@ class Images:
         except LookupError as e:
             self.core.note(f"delete image {disk_id}: {e}")
             return
-        root = self.core.root(s, sd)
+        root = await self.core.root(s, sd)
         for vol in reversed(volumes):
             path = f"{root}/{sd_id}/images/{disk_id}/{vol}"
             try:

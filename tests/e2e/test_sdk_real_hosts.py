@@ -25,9 +25,13 @@ pytestmark = pytest.mark.e2e
 MiB = 1024 * 1024
 
 
-@pytest.fixture(scope="module")
-def hosts() -> Iterator[HostCluster]:
-    with running_hosts(2, ["--stats-interval", "1", "--heartbeat-interval", "0.5"]) as c:
+@pytest.fixture(scope="module", params=["root-harness", "stock-qemu-system"])
+def hosts(request: pytest.FixtureRequest) -> Iterator[HostCluster]:
+    """The harness's hosts (QEMU as root, no confinement) and stock hosts (libvirt's
+    default configuration: QEMU as libvirt-qemu under DAC, seccomp, qemu:///system)."""
+    stock = request.param == "stock-qemu-system"
+    args = ["--stats-interval", "1", "--heartbeat-interval", "0.5"]
+    with running_hosts(2, args, stock=stock) as c:
         yield c
 
 

@@ -35,12 +35,13 @@ def need_libvirt() -> None:
 
 @contextmanager
 def running_hosts(
-    n: int, hostd_args: list[str], bridges: tuple[str, ...] = ()
+    n: int, hostd_args: list[str], bridges: tuple[str, ...] = (), stock: bool = False
 ) -> Iterator[Cluster]:
     """N harness hosts for a test module: a machine that cannot start them fails the
-    run under ORRERY_REQUIRE_SERVICES=1 and skips it elsewhere; they stop afterwards."""
+    run under ORRERY_REQUIRE_SERVICES=1 and skips it elsewhere; they stop afterwards.
+    ``stock``: hosts on libvirt's default QEMU configuration (``Cluster(stock=True)``)."""
     need_libvirt()
-    c = Cluster(n, bridges=bridges, hostd_args=hostd_args)
+    c = Cluster(n, bridges=bridges, hostd_args=hostd_args, stock=stock)
     try:
         c.start()
     except HarnessError as e:
