@@ -72,6 +72,7 @@ async def stream(api: Any, request: web.Request, env: Any) -> web.StreamResponse
             after = int(start)
         except ValueError:
             raise bad_request("Invalid value of 'from': expected an integer.", "from") from None
+    await api.feed.until_ready()  # a stream from its start, or a 503
     q = api.feed.subscribe(asyncio.get_running_loop())
     resp = web.StreamResponse(
         headers={

@@ -2,9 +2,15 @@
 
 Each committed domain event becomes an oVirt-style event (id = log position, code,
 severity, description, time, and links to the objects it concerns). The feed keeps the
-most recent entries in memory, filled from the log tail at start and from the bus as
-batches commit; subscribers (the SSE stream) get each new entry. An ``EventHidden``
+most recent entries in memory, filled from the log tail and from the bus as batches
+commit; subscribers (the SSE stream) get each new entry. An ``EventHidden``
 (DELETE /events/N) takes entry N out of the list for good.
+
+Describing the last ``keep`` entries takes seconds, so it is not done on the Manager's
+way to serving: a thread fills the feed after the API is up, and the batches that commit
+meanwhile are queued and described after it, in log order. Until the feed is filled, a
+reader of it waits (``until_ready``, bounded by ``READY_WAIT``) and then gets the
+complete answer, or a 503 naming what it waited for: never a partial list.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from api.faults import ApiError
 from api.resources import BASE
 from domain.engine import Engine
 from projections import feed as read_feed  # the read side's oVirt-style descriptions
@@ -29,6 +36,8 @@ from projections.timetravel import engine_at
 log = logging.getLogger("orrery.api.feed")
 
 KEEP = 50_000
+# How long a reader of the feed waits for its fill at start before a 503.
+READY_WAIT = 15.0
 
 # oVirt audit codes for the facts whose codes clients know.
 CODES = {
@@ -73,8 +82,10 @@ def code_of(topic: str) -> int:
 
 
 class Feed:
-    def __init__(self, bus: Any = None, keep: int = KEEP) -> None:
+    def __init__(self, bus: Any = None, keep: int = KEEP, *, fill: bool = True) -> None:
+        """``fill``: start filling from the log now (else ``start_fill`` does)."""
         self.bus = bus
+        self.keep = keep
         self.entries: deque[dict[str, Any]] = deque(maxlen=keep)
         self.lock = threading.Lock()
         self._subs: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue[dict[str, Any]]]] = []
@@ -84,15 +95,67 @@ class Feed:
         # after its event (the read side's describe() needs both). It starts from the
         # nearest checkpoint before the entries kept (bounded, whatever the log's length).
         self.shadow = Engine()
-        if bus is not None:
-            head = bus.log.head()
-            first = max(0, head - keep)
-            self.shadow = engine_at(bus.log, first)
-            for nid, ev in bus.log.iter_all(self.shadow.position):
+        self.ready = threading.Event()  # set when the fill from the log is done
+        self.failed: str | None = None  # why the fill failed, if it did
+        self._pending: list[list[tuple[int, Any]]] = []  # batches committed during the fill
+        self._queue_lock = threading.Lock()
+        self._target = 0  # the log's head when the fill began
+        self._thread: threading.Thread | None = None
+        if bus is None:
+            self.ready.set()
+            return
+        bus.subscribe(self._on_batch)  # before reading the head: no batch falls between
+        self._target = bus.log.head()
+        if fill:
+            self.start_fill()
+
+    def start_fill(self) -> None:
+        """Fills the feed from the log in a thread (once)."""
+        if self._thread is None and not self.ready.is_set():
+            self._thread = threading.Thread(target=self._fill, name="feed-fill", daemon=True)
+            self._thread.start()
+
+    def _fill(self) -> None:
+        """The last ``keep`` entries up to the log's head, then the batches that committed
+        meanwhile (those already read are skipped); then the bus's batches go straight
+        to ``_apply_batch``."""
+        try:
+            first = max(0, self._target - self.keep)
+            self.shadow = engine_at(self.bus.log, first)
+            for nid, ev in self.bus.log.iter_all(self.shadow.position):
                 e = self._step(nid, ev, describe=nid > first)
                 if e is not None:
                     self.entries.append(e)
-            bus.subscribe(self._on_batch)
+            while True:
+                with self._queue_lock:
+                    if not self._pending:
+                        self.ready.set()
+                        break
+                    pairs = self._pending.pop(0)
+                self._apply_batch(pairs)
+        except Exception as e:  # the readers are told, not left waiting or misled
+            log.exception("feed: could not fill from the log")
+            self.failed = f"{type(e).__name__}: {e}"
+            self.ready.set()
+
+    async def until_ready(self, timeout: float | None = None) -> None:
+        """Returns once the feed is filled; a 503 after ``timeout`` (``READY_WAIT``)."""
+        if not self.ready.is_set():
+            wait = READY_WAIT if timeout is None else timeout
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, self.ready.wait, wait)
+        self._check_ready()
+
+    def _check_ready(self) -> None:
+        if self.failed is not None:
+            raise ApiError(503, "Service Unavailable", f"The event feed failed: {self.failed}.")
+        if not self.ready.is_set():
+            raise ApiError(
+                503,
+                "Service Unavailable",
+                f"The event feed is still reading the last {self.keep} entries of the log "
+                f"(at position {self.shadow.position} of {self._target}); retry shortly.",
+            )
 
     # -- filling -------------------------------------------------------------------
     def entry(self, nid: int, ev: Any, engine: Any) -> dict[str, Any]:
@@ -196,6 +259,13 @@ class Feed:
                     break
 
     def _on_batch(self, pairs: list[tuple[int, Any]]) -> None:
+        with self._queue_lock:
+            if not self.ready.is_set():  # the fill describes it after the log's entries
+                self._pending.append(list(pairs))
+                return
+        self._apply_batch(pairs)
+
+    def _apply_batch(self, pairs: list[tuple[int, Any]]) -> None:
         new = []
         for nid, ev in pairs:
             if nid <= self.shadow.position:
@@ -229,8 +299,12 @@ class Feed:
 
     async def wait_for(self, position: int, timeout: float = 2.0) -> None:
         """Until the feed has seen the log up to ``position`` (the bus resolves a command
-        just before it tells its listeners)."""
+        just before it tells its listeners). While the feed fills, at once: its readers
+        wait for the fill, which describes the position before they read."""
         import time as _time
+
+        if not self.ready.is_set():
+            return
 
         deadline = _time.monotonic() + timeout
         while self.shadow.position < position and _time.monotonic() < deadline:
@@ -256,7 +330,11 @@ class Feed:
 
     # -- reading -------------------------------------------------------------------
     def list(self, after: int | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-        """Newest first, as oVirt lists them; ``after`` keeps ids greater than it."""
+        """Newest first, as oVirt lists them; ``after`` keeps ids greater than it. Waits
+        for the fill (a 503 after ``READY_WAIT``): callers on the event loop await
+        ``until_ready`` first."""
+        self.ready.wait(READY_WAIT)
+        self._check_ready()
         with self.lock:
             items: Iterable[dict[str, Any]] = reversed(self.entries)
             out = []
@@ -271,6 +349,8 @@ class Feed:
         return out if limit is None else out[:limit]
 
     def get(self, event_id: int) -> dict[str, Any] | None:
+        self.ready.wait(READY_WAIT)
+        self._check_ready()
         with self.lock:
             if event_id in self.hidden:
                 return None

@@ -63,6 +63,7 @@ def _event_values(e: dict[str, Any], key: str) -> list[str]:
 async def events(api: Any, request: web.Request, env: Any, rest: list[str]) -> web.Response:
     method = request.method
     q = env.query
+    await api.feed.until_ready()  # the whole answer or a 503, never a part of it
     if not rest:
         if method in ("GET", "HEAD"):
             after = None

@@ -297,6 +297,7 @@ class Portal:
         elif tab == "permissions":
             ctx["permissions"] = views.permissions_of(oid, reads)
         elif tab == "events":
+            await self.api.feed.until_ready()
             ctx["events"] = views.events_of(self.api, env, res.tag, str(oid))
         elif tab == "history":
             ctx["history"] = views.history_of(self.api, env, path, oid)
@@ -306,6 +307,7 @@ class Portal:
 
     async def admin_events(self, request: web.Request) -> web.Response:
         session, env = self.user(request, admin=True)
+        await self.api.feed.until_ready()
         ctx = {
             **self.base(session, "admin", "events"),
             "title": "Events",
@@ -409,6 +411,10 @@ class Portal:
             session.user_id, session.user_name, {"filter": request.query.get("filter", "")}
         )
         feed = self.api.feed
+        try:
+            await feed.until_ready()
+        except ApiError as e:
+            return _json_fault(e.status, e.reason, e.detail)
         q = feed.subscribe(asyncio.get_running_loop())
         resp = web.StreamResponse(
             headers={
