@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,6 +110,14 @@ class Host:
     hostd: subprocess.Popen | None = None
     hostd_args: list[str] = field(default_factory=list)
     shared_cache: Path | None = SHARED_CACHE
+    # The Manager's enrollment, as its installer would do it: writes this host's TLS
+    # directory (hostd.tls) given the host's name, address and the directory. None: the
+    # hostd serves plain TCP (--plain).
+    enroll: Callable[[str, str, Path], None] | None = None
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.base / "tls"
 
     @property
     def name(self) -> str:
@@ -234,6 +243,11 @@ class Host:
         if not self.hostd_port:
             self.hostd_port = free_port()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.enroll is not None and not (self.tls_dir / "host.crt").exists():
+            # Enrolled under a name unique on this machine (its directory), so enrolling
+            # another harness's host0 does not revoke this one's certificate.
+            self.enroll(f"{self.name} {self.base}", "127.0.0.1", self.tls_dir)
+        tls = ["--tls-dir", str(self.tls_dir)] if self.enroll is not None else ["--plain"]
         args = [
             sys.executable,
             "-m",
@@ -250,6 +264,7 @@ class Host:
             self.host_uuid,
             "--migration-port-min",
             str(self.migration_port_min),
+            *tls,
             *self.hostd_args,
             *(extra or []),
         ]
@@ -375,13 +390,20 @@ class Cluster:
         token: str | None = None,
         bridges: tuple[str, ...] = (),
         hostd_args: list[str] | None = None,
+        enroll: Callable[[str, str, Path], None] | None = None,
     ) -> None:
         self._own_base = base is None
         self.base = Path(base or tempfile.mkdtemp(prefix="orrery-hosts-"))
         self.token = token or uuid.uuid4().hex
         self.bridges = tuple(bridges)
         self.hosts = [
-            Host(i, self.base / f"host{i}", self.token, hostd_args=list(hostd_args or []))
+            Host(
+                i,
+                self.base / f"host{i}",
+                self.token,
+                hostd_args=list(hostd_args or []),
+                enroll=enroll,
+            )
             for i in range(n)
         ]
 
