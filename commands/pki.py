@@ -14,6 +14,7 @@ Layout of ``DATA_DIR/pki`` (mode 0755; ``private/`` and ``keys/`` 0700)::
     keys/engine.key   its private key
     certs/manager.cer the Manager's client certificate for the host link
     keys/manager.key  its private key
+    hosts/<host id>/  a host's TLS directory (hostd.tls), issued when it is added
     enrolled.json     serials issued per enrolled host (by name) and seen per host id
     revoked           revoked serial numbers, hex, one a line (hostd.tls.read_revoked)
 
@@ -30,6 +31,7 @@ import ipaddress
 import json
 import os
 import secrets
+import shutil
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -283,14 +285,20 @@ class ManagerPki:
                 seen.append(f"{serial:x}")
                 self._save(book)
 
+    def host_dir(self, host_id: object) -> Path:
+        """Where the TLS directory the Manager issued to the host ``host_id`` is."""
+        return self.directory / "hosts" / str(host_id)
+
     def revoke_host(self, host_id: object) -> int:
-        """Revokes every certificate the host ``host_id`` presented (it was removed);
-        how many."""
+        """Revokes every certificate issued to (enrolled under its id) or presented by
+        the host ``host_id`` (it was removed) and deletes its TLS directory; how many."""
         with self._lock:
             book = self._enrolled()
-            serials = book["seen"].pop(str(host_id), [])
+            serials = set(book["seen"].pop(str(host_id), []))
+            serials |= set(book["names"].pop(str(host_id), []))
             self._revoke(serials)
             self._save(book)
+        shutil.rmtree(self.host_dir(host_id), ignore_errors=True)
         return len(serials)
 
     def is_revoked(self, serial: int) -> bool:

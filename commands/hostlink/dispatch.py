@@ -122,7 +122,7 @@ HANDLERS: dict[type[Event], Callable[[Flows, Any], None]] = {
     # storage (storage.py)
     StorageDomainStatusChanged: lambda f, ev: f.storage.status_changed(ev),
     # sessions (sessions.py)
-    HostAdded: lambda f, ev: f.monitor.host_changed(ev),
+    HostAdded: lambda f, ev: f.monitor.host_added(ev),
     HostStatusChanged: lambda f, ev: f.monitor.host_changed(ev),
     HostRemoved: lambda f, ev: f.monitor.host_removed(ev),
 }

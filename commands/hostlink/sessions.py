@@ -159,9 +159,19 @@ class Monitor:
                 await self._connection_failed(s, host, "connection lost")
             await asyncio.sleep(self.reconnect_every)
 
+    def host_added(self, ev: Event) -> None:
+        """A host added: the Manager CA issues its certificate for its address, in
+        ``DATA_DIR/pki/hosts/<host id>/`` (hostd's ``--tls-dir``, to be installed on the
+        host); then its session starts."""
+        host = self.core.find(Host, ev.originator_id)
+        if self.core.pki is not None and host is not None:
+            self.core.pki.enroll_host(str(host.id), host.address, self.core.pki.host_dir(host.id))
+        self.host_changed(ev)
+
     def host_removed(self, ev: Event) -> None:
-        """A removed host: its session ends and the certificates it presented are
-        revoked, so a host that comes back with one is refused."""
+        """A removed host: its session ends and the certificates issued to it or that
+        it presented are revoked (its TLS directory deleted), so a host that comes back
+        with one is refused."""
         self.reconcile_sessions()
         if self.core.pki is not None:
             n = self.core.pki.revoke_host(ev.originator_id)

@@ -12,13 +12,21 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from cryptography import x509
 
+from commands import host as host_cmds
 from commands.pki import ManagerPki
+from domain.cluster import Cluster
+from domain.host import Host
+from domain.statuses import HostStatus
 from hostd import protocol as P
 from hostd import tls
 from hostd.cli import main as hostd_main
+from tests.integration.hostd_fixtures import harness_pki
+from tests.integration.test_manager_hosts import Manager
 
 pytestmark = pytest.mark.integration
 ROOT = str(Path(__file__).resolve().parents[2])
@@ -215,3 +223,65 @@ def test_hostd_refuses_to_start_with_a_loose_key_or_without_tls(tmp_path, pki, c
     assert "tls" in capsys.readouterr().err
     with pytest.raises(tls.TlsError):
         tls.server_context(tls_dir)
+
+
+def _as_harness_host(d: Daemon, name: str) -> SimpleNamespace:
+    return SimpleNamespace(
+        name=name, hostd_port=d.port, uri="test:///default", log_tail=lambda: d.log.read_text()
+    )
+
+
+def test_the_link_marks_a_host_with_a_mismatched_certificate_at_once(tmp_path) -> None:
+    tls_dir = tmp_path / "host" / "tls"
+    harness_pki().enroll_host(f"elsewhere {tmp_path}", "192.0.2.7", tls_dir)
+    m = Manager(tmp_path / "m")
+    try:
+        with Daemon(tls_dir) as d:
+            cluster = next(c for c in m.bus.engine.all(Cluster) if c.name == "Default")
+            hid = m.add_host(_as_harness_host(d, "wrongname"), "s3cret", cluster.id)
+            t0 = time.monotonic()
+            m.wait(lambda: m.get(Host, hid).status == HostStatus.INSTALL_FAILED, 20, "failed")
+            assert time.monotonic() - t0 < 10
+            detail = m.get(Host, hid).status_detail
+            assert "cannot be trusted" in detail and "mismatch" in detail, detail
+    finally:
+        m.close()
+
+
+def test_a_removed_hosts_certificate_is_revoked_and_refused_when_added_again(
+    tmp_path,
+) -> None:
+    tls_dir = tmp_path / "host" / "tls"
+    pki = harness_pki()
+    cert = pki.enroll_host(f"h {tmp_path}", "127.0.0.1", tls_dir)
+    m = Manager(tmp_path / "m")
+    try:
+        with Daemon(tls_dir) as d:
+            cluster = next(c for c in m.bus.engine.all(Cluster) if c.name == "Default")
+            host = _as_harness_host(d, "h1")
+            hid = m.add_host(host, "s3cret", cluster.id)
+            m.wait(
+                lambda: (
+                    m.get(Host, hid).status
+                    not in (HostStatus.INSTALLING, HostStatus.INSTALL_FAILED)
+                ),
+                30,
+                "installed",
+            )
+            assert not pki.is_revoked(cert.serial_number)
+            # The Manager issued the host a certificate for its address when it was added.
+            issued = x509.load_pem_x509_certificate((pki.host_dir(hid) / "host.crt").read_bytes())
+            san = issued.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+            assert [str(a) for a in san.value.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+            assert (pki.host_dir(hid) / "host.key").stat().st_mode & 0o777 == 0o600
+            m.run(host_cmds.DeactivateHost(host_id=hid, actor="admin@internal"))
+            m.wait(lambda: m.get(Host, hid).status == HostStatus.MAINTENANCE, 30, "maintenance")
+            m.run(host_cmds.RemoveHost(host_id=hid, actor="admin@internal"))
+            m.wait(lambda: pki.is_revoked(cert.serial_number), 10, "revoked")
+            assert pki.is_revoked(issued.serial_number) and not pki.host_dir(hid).exists()
+            again = m.add_host(host, "s3cret", cluster.id)
+            m.wait(lambda: m.get(Host, again).status == HostStatus.INSTALL_FAILED, 20, "failed")
+            detail = m.get(Host, again).status_detail
+            assert "revoked" in detail and f"{cert.serial_number:x}" in detail, detail
+    finally:
+        m.close()
