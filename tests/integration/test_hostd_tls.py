@@ -22,8 +22,8 @@ from commands.pki import ManagerPki
 from domain.cluster import Cluster
 from domain.host import Host
 from domain.statuses import HostStatus
+from hostd import network, tls
 from hostd import protocol as P
-from hostd import tls
 from hostd.cli import main as hostd_main
 from tests.integration.hostd_fixtures import harness_pki
 from tests.integration.test_manager_hosts import Manager
@@ -49,6 +49,7 @@ class Daemon:
     def __init__(self, tls_dir: Path, token: str = "s3cret") -> None:
         self.port = _port()
         self.log = tls_dir.parent / "hostd.log"
+        self.data_dir = tls_dir.parent / "data"
         args = [
             sys.executable,
             "-m",
@@ -58,7 +59,7 @@ class Daemon:
             "--libvirt",
             "test:///default",
             "--data-dir",
-            str(tls_dir.parent / "data"),
+            str(self.data_dir),
             "--tls-dir",
             str(tls_dir),
             "--host-id",
@@ -79,6 +80,9 @@ class Daemon:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(10)
+        # The bridges the Manager's handshake had it make (ovirtmgmt) go with it.
+        if self.data_dir.is_dir():
+            network.remove_created(self.data_dir)
 
     def __enter__(self) -> Daemon:
         return self
