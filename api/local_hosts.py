@@ -32,12 +32,16 @@ LIBVIRT_PORT = 16600
 
 
 def start_local_hosts(
-    bus: Any, secrets: Any, data_dir: Path | str, n: int
+    bus: Any, secrets: Any, data_dir: Path | str, n: int, pki: Any = None
 ) -> tuple[Any, dict[UUID, str]]:
-    """Starts and registers the hosts; returns the harness cluster and host id -> libvirt URI."""
+    """Starts and registers the hosts; returns the harness cluster and host id -> libvirt URI.
+    With the Manager's ``pki`` each host is enrolled (its TLS directory written) before
+    its hostd starts, and serves mutual TLS; without, plain TCP."""
 
     base = Path(data_dir).resolve()
-    harness = Harness(n, base=base / "local-hosts")
+    harness = Harness(
+        n, base=base / "local-hosts", enroll=pki.enroll_host if pki is not None else None
+    )
     # Stable ports, so a restart finds each host where the log says it is: hostd on
     # VDSM's 54321 (then 54322...), its libvirtd on 16600 (then 16601...).
     for i, h in enumerate(harness.hosts):

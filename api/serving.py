@@ -156,10 +156,11 @@ async def serve(
         uris: dict[UUID, str] = {}
         if local_hosts:
             harness, uris = await loop.run_in_executor(
-                None, start_local_hosts, bus, secrets, data, local_hosts
+                None, start_local_hosts, bus, secrets, data, local_hosts, pki
             )
             stack.push_async_callback(loop.run_in_executor, None, harness.stop)
             options["libvirt_uris"] = {**options.get("libvirt_uris", {}), **uris}
+        options.setdefault("pki", pki)  # hosts over mutual TLS with the Manager CA
         link = await HostLink(bus, secrets, **options).start()
         stack.push_async_callback(link.stop)
         if uris:

@@ -1,8 +1,10 @@
 """The Manager's PKI, as oVirt's engine has one: a certificate authority created at the
 first start under ``DATA_DIR/pki`` and the certificates it signs (today the API's server
-certificate; the hosts' certificates, from their CSRs, will go through ``ManagerPki.issue``
-too). Private keys are written atomically with mode 0600 from the start
-(``write_private``); nothing here is ever logged.
+certificate, the Manager's client certificate for the host link, and each host's
+certificate at its enrollment, ``enroll_host``), and the revocation of a host's
+certificates (when it is removed or enrolled again). Private keys are written
+atomically with mode 0600 from the start (``write_private``); nothing here is ever
+logged.
 
 Layout of ``DATA_DIR/pki`` (mode 0755; ``private/`` and ``keys/`` 0700)::
 
@@ -10,6 +12,11 @@ Layout of ``DATA_DIR/pki`` (mode 0755; ``private/`` and ``keys/`` 0700)::
     private/ca.key    the CA's private key
     certs/engine.cer  the API's server certificate
     keys/engine.key   its private key
+    certs/manager.cer the Manager's client certificate for the host link
+    keys/manager.key  its private key
+    hosts/<host id>/  a host's TLS directory (hostd.tls), issued when it is added
+    enrolled.json     serials issued per enrolled host (by name) and seen per host id
+    revoked           revoked serial numbers, hex, one a line (hostd.tls.read_revoked)
 
 Rotating the CA: stop the Manager, move ``DATA_DIR/pki`` away, start it; a new CA and a
 new server certificate are made, and every client must fetch the new CA.
@@ -21,8 +28,11 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 import os
 import secrets
+import shutil
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +50,11 @@ CA_FILE = "ca.pem"
 CA_KEY = "private/ca.key"
 SERVER_CERT = "certs/engine.cer"
 SERVER_KEY = "keys/engine.key"
+CLIENT_CERT = "certs/manager.cer"
+CLIENT_KEY = "keys/manager.key"
+ENROLLED = "enrolled.json"
+REVOKED = "revoked"
+HOST_DAYS = 1825  # oVirt signs hosts' certificates for five years
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -110,6 +125,7 @@ class ManagerPki:
         self.directory = directory
         self.ca_cert = cert
         self._key = key
+        self._lock = threading.Lock()
 
     @classmethod
     def open(cls, directory: Path | str, *, common_name: str = "") -> ManagerPki:
@@ -222,6 +238,99 @@ class ManagerPki:
         write_private(key_path, _key_pem(key))
         _write_public(cert_path, cert.public_bytes(serialization.Encoding.PEM))
         return Issued(cert, cert_path, key_path)
+
+    def client_certificate(self) -> Issued:
+        """The Manager's client certificate for the host link (hostd requires one from
+        this CA): the one on disk while good, else a new one."""
+        names = ["orrery-manager"]
+        cert_path, key_path = self.directory / CLIENT_CERT, self.directory / CLIENT_KEY
+        if cert_path.exists() and key_path.exists():
+            cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+            if self._still_good(cert, names) and not self.is_revoked(cert.serial_number):
+                return Issued(cert, cert_path, key_path)
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = self.issue(key.public_key(), names[0], names, days=SERVER_DAYS, server=False)
+        write_private(key_path, _key_pem(key))
+        _write_public(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+        return Issued(cert, cert_path, key_path)
+
+    # -- hosts ----------------------------------------------------------------------------
+    def enroll_host(self, name: str, address: str, directory: Path | str) -> x509.Certificate:
+        """Enrolls the host ``name``: a new key and a certificate for ``address`` (its CN
+        and subject alternative name), written with the CA certificate and the revoked
+        list into ``directory`` (hostd's ``--tls-dir``: host.key mode 0600, host.crt,
+        ca.crt, revoked). The certificates enrolled before under ``name`` are revoked."""
+        d = Path(directory)
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = self.issue(key.public_key(), address, [address], days=HOST_DAYS, server=True)
+        with self._lock:
+            book = self._enrolled()
+            self._revoke(book["names"].pop(name, []))
+            book["names"][name] = [f"{cert.serial_number:x}"]
+            self._save(book)
+        write_private(d / "host.key", _key_pem(key))
+        _write_public(d / "host.crt", cert.public_bytes(serialization.Encoding.PEM))
+        _write_public(d / "ca.crt", self.ca_pem)
+        _write_public(d / REVOKED, self._revoked_text())
+        return cert
+
+    def host_seen(self, host_id: object, serial: int) -> None:
+        """Records the serial of the certificate the host ``host_id`` presented, so that
+        removing the host revokes it."""
+        with self._lock:
+            book = self._enrolled()
+            seen = book["seen"].setdefault(str(host_id), [])
+            if f"{serial:x}" not in seen:
+                seen.append(f"{serial:x}")
+                self._save(book)
+
+    def host_dir(self, host_id: object) -> Path:
+        """Where the TLS directory the Manager issued to the host ``host_id`` is."""
+        return self.directory / "hosts" / str(host_id)
+
+    def revoke_host(self, host_id: object) -> int:
+        """Revokes every certificate issued to (enrolled under its id) or presented by
+        the host ``host_id`` (it was removed) and deletes its TLS directory; how many."""
+        with self._lock:
+            book = self._enrolled()
+            serials = set(book["seen"].pop(str(host_id), []))
+            serials |= set(book["names"].pop(str(host_id), []))
+            self._revoke(serials)
+            self._save(book)
+        shutil.rmtree(self.host_dir(host_id), ignore_errors=True)
+        return len(serials)
+
+    def is_revoked(self, serial: int) -> bool:
+        return f"{serial:x}" in self._revoked_set()
+
+    def _enrolled(self) -> dict:
+        try:
+            book = json.loads((self.directory / ENROLLED).read_text())
+        except FileNotFoundError:
+            book = {}
+        book.setdefault("names", {})
+        book.setdefault("seen", {})
+        return book
+
+    def _save(self, book: dict) -> None:
+        _write_public(self.directory / ENROLLED, json.dumps(book, sort_keys=True).encode())
+
+    def _revoked_set(self) -> set[str]:
+        try:
+            return set((self.directory / REVOKED).read_text().split())
+        except FileNotFoundError:
+            return set()
+
+    def _revoked_text(self) -> bytes:
+        return "".join(f"{s}\n" for s in sorted(self._revoked_set())).encode()
+
+    def _revoke(self, serials: Iterable[str]) -> None:
+        have = self._revoked_set()
+        new = [s for s in serials if s not in have]
+        if new:
+            text = "".join(f"{s}\n" for s in sorted(have | set(new)))
+            _write_public(self.directory / REVOKED, text.encode())
 
     def _still_good(self, cert: x509.Certificate, wanted: list[str]) -> bool:
         if cert.issuer != self.ca_cert.subject:

@@ -1,6 +1,7 @@
 """hostd's command line: ``python -m hostd`` / ``orrery hostd``. Parses the options into a
 ``Config`` (the enrollment token from --token, $ORRERY_HOSTD_TOKEN or the data
-directory's token file, made on first start), sets up logging and runs ``Hostd`` until
+directory's token file, made on first start; the TLS directory the Manager enrolled the
+host with, --tls-dir or <data-dir>/tls, unless --plain), sets up logging and runs ``Hostd`` until
 SIGTERM/SIGINT.
 
 May import ``hostd.daemon``, ``hostd.core`` and ``hostd.protocol``.
@@ -18,6 +19,7 @@ import sys
 from pathlib import Path
 
 from hostd import protocol as P
+from hostd import tls
 from hostd.core import Config
 from hostd.daemon import Hostd
 
@@ -92,6 +94,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="the enrollment secret itself (visible in the process list: prefer --token-file)",
     )
+    p.add_argument(
+        "--tls-dir",
+        default=None,
+        metavar="DIR",
+        help="host.key (mode 0600), host.crt and ca.crt from the Manager's enrollment "
+        "(default: <data-dir>/tls)",
+    )
+    p.add_argument(
+        "--plain",
+        action="store_true",
+        help="serve plain TCP without TLS (tests only: the link is then unauthenticated "
+        "but for the token)",
+    )
     p.add_argument("--host-id", default=None, help="host UUID (default: libvirt's host UUID)")
     p.add_argument("--stats-interval", type=float, default=15.0)
     p.add_argument("--heartbeat-interval", type=float, default=10.0)
@@ -116,6 +131,17 @@ def public_libvirt_uri(explicit: str | None, libvirt_uri: str, listen_host: str)
     return f"qemu+tcp://{host}/system"
 
 
+def tls_dir_of(args: argparse.Namespace, data_dir: Path) -> str:
+    """The TLS directory hostd serves with ('' with --plain); refused when it cannot be
+    used (missing, or its key readable by others)."""
+    if getattr(args, "plain", False):
+        log.warning("serving plain TCP (--plain): the host link is not encrypted")
+        return ""
+    d = Path(getattr(args, "tls_dir", None) or data_dir / "tls")
+    tls.server_context(d)  # raises TlsError naming the file at fault
+    return str(d)
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     host, _, port = args.listen.rpartition(":")
     data_dir = Path(args.data_dir)
@@ -128,6 +154,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         ),
         data_dir=str(data_dir),
         token=load_token(args.token, data_dir, getattr(args, "token_file", None)),
+        tls_dir=tls_dir_of(args, data_dir),
         host_id=args.host_id,
         stats_interval=args.stats_interval,
         heartbeat_interval=args.heartbeat_interval,
@@ -142,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         cfg = config_from_args(args)
-    except TokenError as e:
+    except (TokenError, tls.TlsError) as e:
         print(f"hostd: {e}", file=sys.stderr)
         return 2
     asyncio.run(Hostd(cfg).serve_forever())

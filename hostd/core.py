@@ -54,6 +54,7 @@ class Config(msgspec.Struct, kw_only=True):
     public_libvirt_uri: str = ""  # reported in Capabilities for migrations to this host
     data_dir: str = "/var/lib/orrery-hostd"
     token: str = ""
+    tls_dir: str = ""  # hostd.tls's directory; empty: plain TCP (tests, --plain)
     host_id: str | None = None
     stats_interval: float = 15.0
     heartbeat_interval: float = 10.0

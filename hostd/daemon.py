@@ -3,12 +3,15 @@ and streams facts (VM status from libvirt lifecycle events, statistics, heartbea
 migration progress) back. Keeps no state of its own: after a restart it re-reads libvirt.
 
 Owns ``Hostd``: starting and stopping the daemon (the libvirt connection, the TCP server,
-the periodic facts), a Manager's connection (the ``Hello``/``Welcome`` handshake, then
+the periodic facts), a Manager's connection (with a TLS directory: the mutual TLS
+handshake, a client certificate of the Manager CA not revoked; then the
+``Hello``/``Welcome`` handshake, its frames bounded by ``PREAUTH_MAX_FRAME`` and both
+steps by ``HELLO_TIMEOUT``; refused attempts are counted and logged without secrets; then
 its calls, each answered by ``hostd.dispatch``) and the heartbeat and statistics loops.
 The state it runs on is a ``hostd.core.Core``; the requests are the ``*_requests``
 modules, reached only through ``hostd.dispatch``.
 
-May import ``hostd.core``, ``hostd.connection``, ``hostd.dispatch`` and
+May import ``hostd.core``, ``hostd.connection``, ``hostd.dispatch``, ``hostd.tls`` and
 ``hostd.protocol``; no request handler module directly.
 """
 
@@ -19,13 +22,15 @@ import contextlib
 import hmac
 import logging
 import signal
+import ssl
 import threading
+from pathlib import Path
 
 import libvirt
 import libvirtaio
 import msgspec
 
-from hostd import connection, dispatch
+from hostd import connection, dispatch, tls
 from hostd import protocol as P
 from hostd.core import VERSION, Client, Config, Core, Fail
 
@@ -39,6 +44,9 @@ class Hostd:
         self.cfg = cfg
         self.core = Core(cfg)
         self.server: asyncio.Server | None = None
+        # Raises tls.TlsError for a TLS directory that cannot be used (a loose key).
+        self.tls = tls.server_context(cfg.tls_dir) if cfg.tls_dir else None
+        self.refused = 0  # connections refused before authentication
 
     async def start(self) -> None:
         core = self.core
@@ -52,8 +60,8 @@ class Hostd:
         except libvirt.libvirtError as e:
             log.error("cannot connect to %s: %s (retrying)", self.cfg.libvirt_uri, e)
             core.spawn(connection.reconnect(core))
-        self.server = await asyncio.start_server(
-            self._handle, self.cfg.listen_host, self.cfg.listen_port, limit=P.MAX_FRAME
+        self.server = await core.loop.create_server(
+            lambda: _Accept(self), self.cfg.listen_host, self.cfg.listen_port
         )
         core.spawn(self._stats_loop())
         core.spawn(self._heartbeat_loop())
@@ -89,18 +97,46 @@ class Hostd:
 
     # -- a Manager's connection -----------------------------------------------------------
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def accept(self, transport: asyncio.Transport) -> None:
+        """A new connection (reading paused since it was made): the TLS handshake when
+        hostd has a TLS directory, then the Manager's session over streams."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=P.MAX_FRAME)
+        proto = asyncio.StreamReaderProtocol(reader)
+        peer = transport.get_extra_info("peername")
+        if self.tls is None:
+            transport.set_protocol(proto)
+            proto.connection_made(transport)
+            transport.resume_reading()
+        else:
+            tls_transport, why = await self._tls_handshake(loop, transport, proto)
+            if tls_transport is None:
+                transport.abort()
+                self._refuse(peer, why)
+                return
+            transport = tls_transport
+        await self._handle(reader, asyncio.StreamWriter(transport, proto, reader, loop), peer)
+
+    async def _handle(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: object
+    ) -> None:
         core = self.core
         client: Client | None = None
         try:
             try:
-                hello = await asyncio.wait_for(P.read_frame(reader), P.HELLO_TIMEOUT)
-            except (TimeoutError, asyncio.IncompleteReadError, ValueError, msgspec.DecodeError):
+                hello = await asyncio.wait_for(
+                    P.read_frame(reader, P.PREAUTH_MAX_FRAME), P.HELLO_TIMEOUT
+                )
+            except TimeoutError:
+                self._refuse(peer, "no Hello in time")
+                return
+            except (asyncio.IncompleteReadError, ValueError, msgspec.DecodeError) as e:
+                self._refuse(peer, f"bad first frame ({type(e).__name__})")
                 return
             if not isinstance(hello, P.Hello) or not hmac.compare_digest(
                 hello.token.encode(), self.cfg.token.encode()
             ):
-                log.warning("refused an unauthenticated connection")
+                self._refuse(peer, "wrong or missing enrollment secret")
                 return
             client = Client(writer, hello.facts)
             client.send(
@@ -130,6 +166,53 @@ class Hostd:
                 core.clients.discard(client)
             with contextlib.suppress(Exception):
                 writer.close()
+
+    async def _tls_handshake(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        transport: asyncio.Transport,
+        proto: asyncio.BaseProtocol,
+    ) -> tuple[asyncio.Transport | None, str]:
+        """The mutual TLS handshake: the TLS transport, or None and why not (no secret)."""
+        assert self.tls is not None
+        try:
+            new = await asyncio.wait_for(
+                loop.start_tls(
+                    transport,
+                    proto,
+                    self.tls,
+                    server_side=True,
+                    ssl_handshake_timeout=P.HELLO_TIMEOUT,
+                ),
+                P.HELLO_TIMEOUT + 1,
+            )
+        except (TimeoutError, ConnectionAbortedError):
+            return None, "TLS handshake too slow"
+        except ssl.SSLError as e:
+            return None, f"TLS handshake failed: {e.reason or type(e).__name__}"
+        except (ConnectionError, OSError) as e:
+            return None, f"TLS handshake failed: {type(e).__name__}"
+        if new is None:
+            return None, "TLS handshake failed"
+        serial = tls.peer_serial(new.get_extra_info("ssl_object"))
+        why = ""
+        if serial is None:
+            why = "no client certificate"
+        elif serial in tls.read_revoked(Path(self.cfg.tls_dir) / tls.REVOKED):
+            why = f"revoked client certificate (serial {serial:x})"
+        if why:
+            new.abort()
+            return None, why
+        return new, ""
+
+    def _refuse(self, peer: object, why: str) -> None:
+        self.refused += 1
+        log.warning(
+            "refused a connection from %s before authentication: %s (%d refused)",
+            peer,
+            why,
+            self.refused,
+        )
 
     async def _call(self, client: Client, call: P.Call) -> None:
         client.send(await dispatch.answer(self.core, call))
@@ -161,3 +244,16 @@ class Hostd:
                 self.core.emit(await self.core.sample())
             except (libvirt.libvirtError, Fail, OSError) as e:
                 log.warning("stats sample failed: %s", e)
+
+
+class _Accept(asyncio.Protocol):
+    """A connection just accepted: reading paused at once (so the peer's first bytes,
+    a TLS ClientHello, wait for the TLS layer), then ``Hostd.accept`` takes it over."""
+
+    def __init__(self, hostd: Hostd) -> None:
+        self.hostd = hostd
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.pause_reading()
+        self.hostd.core.spawn(self.hostd.accept(transport))

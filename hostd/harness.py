@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,6 +118,14 @@ class Host:
     hostd_args: list[str] = field(default_factory=list)
     shared_cache: Path | None = SHARED_CACHE
     stock: bool = False  # libvirt's default qemu.conf (see the module's docstring)
+    # The Manager's enrollment, as its installer would do it: writes this host's TLS
+    # directory (hostd.tls) given the host's name, address and the directory. None: the
+    # hostd serves plain TCP (--plain).
+    enroll: Callable[[str, str, Path], None] | None = None
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.base / "tls"
 
     @property
     def name(self) -> str:
@@ -254,6 +263,11 @@ class Host:
         enter = []
         if self.stock and self.libvirtd is not None:
             enter = ["nsenter", f"--mount=/proc/{self.libvirtd.pid}/ns/mnt", "--"]
+        if self.enroll is not None and not (self.tls_dir / "host.crt").exists():
+            # Enrolled under a name unique on this machine (its directory), so enrolling
+            # another harness's host0 does not revoke this one's certificate.
+            self.enroll(f"{self.name} {self.base}", "127.0.0.1", self.tls_dir)
+        tls = ["--tls-dir", str(self.tls_dir)] if self.enroll is not None else ["--plain"]
         args = [
             *enter,
             sys.executable,
@@ -271,6 +285,7 @@ class Host:
             self.host_uuid,
             "--migration-port-min",
             str(self.migration_port_min),
+            *tls,
             *self.hostd_args,
             *(extra or []),
         ]
@@ -400,6 +415,7 @@ class Cluster:
         bridges: tuple[str, ...] = (),
         hostd_args: list[str] | None = None,
         stock: bool = False,
+        enroll: Callable[[str, str, Path], None] | None = None,
     ) -> None:
         self._own_base = base is None
         self.base = Path(base or tempfile.mkdtemp(prefix="orrery-hosts-"))
@@ -412,6 +428,7 @@ class Cluster:
                 self.token,
                 hostd_args=list(hostd_args or []),
                 stock=stock,
+                enroll=enroll,
             )
             for i in range(n)
         ]

@@ -1,12 +1,17 @@
 """The host protocol: the messages between the Manager and hostd, and a small client.
 
-This is the only hostd module the Manager imports. It depends on msgspec and asyncio only.
+This is the hostd module the Manager imports (with ``hostd.tls``, the TLS contexts of
+both ends). It depends on msgspec, asyncio and ``hostd.tls`` only.
 
 Wire format
 -----------
 One TCP connection (default 127.0.0.1:54321) carries frames: a 4-byte big-endian length
 followed by that many bytes of msgspec JSON of one ``Frame`` (a tagged union, tag field
-``"t"``). Frames larger than ``MAX_FRAME`` close the connection.
+``"t"``). Frames larger than ``MAX_FRAME`` close the connection; before the Hello is
+accepted the bound is ``PREAUTH_MAX_FRAME``. With TLS (``hostd.tls``) the connection is
+mutually authenticated first: hostd requires a client certificate from the Manager CA and
+the Manager verifies hostd's against the CA and the host's address (``ssl`` and
+``server_hostname`` of ``HostClient.connect``).
 
 1. The client sends ``Hello(token=...)`` first. hostd compares the token with the host's
    enrollment secret in constant time; on mismatch (or anything but a Hello within
@@ -34,16 +39,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import ssl as ssl_
 import struct
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal, cast
 
 import msgspec
 
+from hostd import tls
+
 PROTOCOL_VERSION = 1
 DEFAULT_PORT = 54321
 MAX_FRAME = 64 * 1024 * 1024
-HELLO_TIMEOUT = 10.0
+PREAUTH_MAX_FRAME = 64 * 1024  # a Hello is a few hundred bytes
+HELLO_TIMEOUT = 5.0  # the TLS handshake, then the Hello, each within this
 _LEN = struct.Struct(">I")
 
 
@@ -735,10 +744,10 @@ def decode_frame(body: bytes) -> Any:
     return _decoder.decode(body)
 
 
-async def read_frame(reader: asyncio.StreamReader) -> Any:
+async def read_frame(reader: asyncio.StreamReader, limit: int = MAX_FRAME) -> Any:
     head = await reader.readexactly(_LEN.size)
     (n,) = _LEN.unpack(head)
-    if n > MAX_FRAME:
+    if n > limit:
         raise ValueError(f"frame of {n} bytes is too large")
     return decode_frame(await reader.readexactly(n))
 
@@ -768,6 +777,7 @@ class HostClient:
         self.listeners: list[Callable[[Any], None]] = []
         self._task: asyncio.Task | None = None
         self.closed = asyncio.Event()
+        self.peer_serial: int | None = None  # of hostd's verified certificate (TLS)
 
     @classmethod
     async def connect(
@@ -777,11 +787,24 @@ class HostClient:
         token: str = "",
         facts: bool = True,
         timeout: float = 10.0,
+        ssl: ssl_.SSLContext | None = None,
+        server_hostname: str | None = None,
     ) -> HostClient:
+        """``ssl``: the Manager's client context (``hostd.tls.client_context``); hostd's
+        certificate must then name ``server_hostname`` (default ``host``)."""
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, limit=MAX_FRAME), timeout
+            asyncio.open_connection(
+                host,
+                port,
+                limit=MAX_FRAME,
+                ssl=ssl,
+                server_hostname=(server_hostname or host) if ssl is not None else None,
+                ssl_handshake_timeout=timeout if ssl is not None else None,
+            ),
+            timeout,
         )
         self = cls(reader, writer)
+        self.peer_serial = tls.peer_serial(writer.get_extra_info("ssl_object"))
         writer.write(encode_frame(Hello(token=token, facts=facts)))
         await writer.drain()
         try:

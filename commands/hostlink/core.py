@@ -33,6 +33,7 @@ from commands import host as host_cmds
 from commands.bus import CommandBus
 from commands.credentials import HostSecrets
 from commands.messages import Command
+from commands.pki import ManagerPki
 from domain.base import Aggregate, DomainError
 from domain.cluster import Cluster
 from domain.datacenter import DataCenter
@@ -43,6 +44,7 @@ from domain.statuses import HostStatus, StorageDomainStatus
 from domain.storage import StorageDomain
 from domain.vm import Vm, disk_layers
 from hostd import protocol as P
+from hostd import tls
 
 log = logging.getLogger("orrery.hostlink")
 
@@ -98,9 +100,18 @@ class Session:
 
 
 class Core:
-    def __init__(self, bus: CommandBus, secrets: HostSecrets) -> None:
+    def __init__(
+        self, bus: CommandBus, secrets: HostSecrets, pki: ManagerPki | None = None
+    ) -> None:
         self.bus = bus
         self.secrets = secrets
+        # The Manager CA: hosts are reached over mutual TLS with its client certificate
+        # (None: plain TCP, for tests of hosts started with --plain).
+        self.pki = pki
+        self.tls = None
+        if pki is not None:
+            mine = pki.client_certificate()
+            self.tls = tls.client_context(mine.cert_path, mine.key_path, pki.ca_path)
         self.sessions: dict[UUID, Session] = {}
         self.errors: list[str] = []  # recent action failures, for tests and status pages
         # Where each disk's volumes live, so a removed disk's files can still be found:

@@ -30,7 +30,7 @@ from domain.disk import (
     DiskOperationCompleted,
     DiskRemoved,
 )
-from domain.host import HostAdded, HostStatusChanged
+from domain.host import HostAdded, HostRemoved, HostStatusChanged
 from domain.statuses import VmStatus
 from domain.storage import StorageDomainStatusChanged
 from domain.vm import (
@@ -122,8 +122,9 @@ HANDLERS: dict[type[Event], Callable[[Flows, Any], None]] = {
     # storage (storage.py)
     StorageDomainStatusChanged: lambda f, ev: f.storage.status_changed(ev),
     # sessions (sessions.py)
-    HostAdded: lambda f, ev: f.monitor.host_changed(ev),
+    HostAdded: lambda f, ev: f.monitor.host_added(ev),
     HostStatusChanged: lambda f, ev: f.monitor.host_changed(ev),
+    HostRemoved: lambda f, ev: f.monitor.host_removed(ev),
 }
 
 

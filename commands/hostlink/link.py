@@ -30,6 +30,7 @@ from commands.hostlink.snapshots import Snapshots
 from commands.hostlink.storage import Storage
 from commands.hostlink.vms import VmRuns
 from commands.messages import Command
+from commands.pki import ManagerPki
 from commands.policies import Policies
 from domain.base import Event
 from hostd import protocol as P
@@ -85,10 +86,11 @@ class HostLink:
         policies: Any = True,
         launch_concurrency: int = 0,
         network_retry_every: float = 10.0,
+        pki: ManagerPki | None = None,
     ) -> None:
         self.bus = bus
         self.secrets = secrets
-        self.core = Core(bus, secrets)
+        self.core = Core(bus, secrets, pki)
         self.sessions = self.core.sessions
         self.errors = self.core.errors
         self.monitor = Monitor(

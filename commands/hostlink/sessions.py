@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -123,10 +124,20 @@ class Monitor:
             secret = await self.core.secrets.wait_for(host_id, wait)
             try:
                 client = await P.HostClient.connect(
-                    host.address, host.port, secret or "", timeout=5.0
+                    host.address, host.port, secret or "", timeout=5.0, ssl=self.core.tls
                 )
+            except ssl.SSLCertVerificationError as e:
+                await self._untrusted(host, f"certificate refused: {e.verify_message}")
+                await asyncio.sleep(self.reconnect_every)
+                continue
             except (TimeoutError, OSError, P.HostdError) as e:
                 await self._connection_failed(s, host, str(e))
+                await asyncio.sleep(self.reconnect_every)
+                continue
+            why = self._revoked(host, client)
+            if why:
+                await client.close()
+                await self._untrusted(host, why)
                 await asyncio.sleep(self.reconnect_every)
                 continue
             s.client = client
@@ -147,6 +158,54 @@ class Monitor:
             if host is not None:
                 await self._connection_failed(s, host, "connection lost")
             await asyncio.sleep(self.reconnect_every)
+
+    def host_added(self, ev: Event) -> None:
+        """A host added: the Manager CA issues its certificate for its address, in
+        ``DATA_DIR/pki/hosts/<host id>/`` (hostd's ``--tls-dir``, to be installed on the
+        host); then its session starts."""
+        host = self.core.find(Host, ev.originator_id)
+        if self.core.pki is not None and host is not None:
+            self.core.pki.enroll_host(str(host.id), host.address, self.core.pki.host_dir(host.id))
+        self.host_changed(ev)
+
+    def host_removed(self, ev: Event) -> None:
+        """A removed host: its session ends and the certificates issued to it or that
+        it presented are revoked (its TLS directory deleted), so a host that comes back
+        with one is refused."""
+        self.reconcile_sessions()
+        if self.core.pki is not None:
+            n = self.core.pki.revoke_host(ev.originator_id)
+            log.info("host %s removed: %d certificate(s) revoked", ev.originator_id, n)
+
+    def _revoked(self, host: Host, client: P.HostClient) -> str:
+        """Why hostd's (verified) certificate is not accepted: revoked; '' if it is."""
+        pki = self.core.pki
+        if pki is None:
+            return ""
+        serial = client.peer_serial
+        if serial is None:
+            return "hostd presented no certificate"
+        if pki.is_revoked(serial):
+            return f"certificate refused: serial {serial:x} is revoked"
+        pki.host_seen(host.id, serial)
+        return ""
+
+    async def _untrusted(self, host: Host, why: str) -> None:
+        """hostd answered with a certificate the Manager refuses: not a transient fault,
+        so the host says why at once (installation failed, or non operational) instead
+        of retrying silently."""
+        why = f"Host {host.name} ({host.address}) cannot be trusted: {why}"[:900]
+        log.warning("%s", why)
+        if host.status == HostStatus.INSTALLING:
+            await self.core.run_command(
+                host_cmds.ReportHostInstalled(
+                    host_id=host.id, success=False, message=why, actor=ACTOR
+                )
+            )
+        elif host.status_detail != why:
+            await self.core.run_command(
+                host_cmds.SetHostNonOperational(host_id=host.id, reason=why, actor=ACTOR)
+            )
 
     async def _connection_failed(self, s: Session, host: Host, why: str) -> None:
         if host.status == HostStatus.INSTALLING:

@@ -33,6 +33,7 @@ def running_server(
     from api.serving import ServerThread, initialize
     from commands.bootstrap import open_bus
     from commands.hostlink import HostLink, HostSecrets
+    from tests.integration.hostd_fixtures import harness_pki
 
     bus = open_bus(database_url, data_dir)
     old = os.environ.get("ORRERY_ADMIN_PASSWORD")
@@ -68,7 +69,10 @@ def running_server(
     link = None
     if hostlink_options is not None:
         link = asyncio.run_coroutine_threadsafe(
-            HostLink(bus, secrets, telemetry=sink, **hostlink_options).start(), srv._loop
+            HostLink(
+                bus, secrets, telemetry=sink, **{"pki": harness_pki(), **hostlink_options}
+            ).start(),
+            srv._loop,
         ).result(10)
     srv.link = link  # type: ignore[attr-defined]
     try:

@@ -29,7 +29,7 @@ from api.resources import RESOURCES
 from domain.base import AGGREGATE_TYPES
 from hostd import protocol as P
 from tests.e2e.api_server import ADMIN_PASSWORD, running_server
-from tests.integration.hostd_fixtures import running_hosts
+from tests.integration.hostd_fixtures import running_hosts, tls_of
 
 pytestmark = pytest.mark.e2e
 
@@ -301,7 +301,10 @@ def test_adding_a_host_with_an_existing_id_leaves_its_secret(one_host, tmp_path)
         # The stored secret still opens the host's hostd ...
         async def hello() -> None:
             client = await P.HostClient.connect(
-                "127.0.0.1", h.hostd_port, token=json.loads(secrets_file.read_text())[hid]
+                "127.0.0.1",
+                h.hostd_port,
+                token=json.loads(secrets_file.read_text())[hid],
+                ssl=tls_of(),
             )
             await client.close()
 

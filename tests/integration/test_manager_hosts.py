@@ -36,7 +36,7 @@ from domain.statuses import DiskStatus, HostStatus, StorageDomainStatus, VmStatu
 from domain.storage import StorageDomain
 from domain.vm import Vm
 from hostd.harness import Cluster as HostCluster
-from tests.integration.hostd_fixtures import running_hosts
+from tests.integration.hostd_fixtures import harness_pki, running_hosts
 
 pytestmark = pytest.mark.integration
 
@@ -77,6 +77,7 @@ class Manager:
         self.link = HostLink(
             self.bus,
             self.secrets,
+            pki=harness_pki(),
             # A few seconds of silence on a loaded 2-core CI machine are not a dead host.
             heartbeat_timeout=5.0,
             non_responsive_after=2.0,

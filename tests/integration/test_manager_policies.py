@@ -38,7 +38,7 @@ from domain.template import Template
 from domain.vm import Vm, VmConsoleTicketSet, VmStartRequested, VmStatusReported
 from domain.vmpool import VmPool
 from hostd.harness import Cluster as HostCluster
-from tests.integration.hostd_fixtures import running_hosts
+from tests.integration.hostd_fixtures import harness_pki, running_hosts
 from tests.integration.test_manager_hosts import Manager
 
 pytestmark = pytest.mark.integration
@@ -364,6 +364,7 @@ def test_an_image_operation_left_by_a_stopped_hostlink_is_resumed(world: World) 
     m.link = HostLink(
         m.bus,
         m.secrets,
+        pki=harness_pki(),
         heartbeat_timeout=5.0,
         non_responsive_after=2.0,
         reconnect_every=0.5,
@@ -566,6 +567,7 @@ def test_an_automatic_pool_reverts_a_returned_vm_and_a_manual_pool_keeps_it(
         m.link = HostLink(
             m.bus,
             m.secrets,
+            pki=harness_pki(),
             heartbeat_timeout=5.0,
             non_responsive_after=2.0,
             reconnect_every=0.5,

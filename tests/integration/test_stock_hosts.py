@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from hostd import protocol as P
-from hostd.harness import Cluster, HarnessError
-from tests.integration.hostd_fixtures import REQUIRE, client_of, need_libvirt, run, tiny_spec
+from hostd.harness import Cluster
+from tests.integration.hostd_fixtures import client_of, run, running_hosts, tiny_spec
 
 pytestmark = pytest.mark.integration
 
@@ -28,18 +28,8 @@ SD_ID = str(uuid.uuid4())
 
 @pytest.fixture(scope="module")
 def stock() -> Iterator[Cluster]:
-    need_libvirt()
-    c = Cluster(2, stock=True)
-    try:
-        c.start()
-    except HarnessError as e:
-        if REQUIRE:
-            pytest.fail(f"cannot start stock hosts: {e}")
-        pytest.skip(f"cannot start stock hosts: {e}")
-    try:
+    with running_hosts(2, [], stock=True) as c:
         yield c
-    finally:
-        c.stop()
 
 
 @pytest.fixture(scope="module")
