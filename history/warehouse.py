@@ -29,7 +29,7 @@ from uuid import UUID
 import duckdb
 
 from domain.base import Event
-from history import schema
+from history import pgdialect, schema
 from history.config import ConfigTracker, Row, naive_utc
 from history.readonly import (
     QueryBusy,
@@ -523,6 +523,10 @@ def open_read_only(
     try:
         con = duckdb.connect(str(p), read_only=True)
         lock_down(con, allowed_paths)
+        if not _scalar(
+            con, "SELECT count(*) FROM duckdb_functions() WHERE function_name = 'to_char'"
+        ):
+            pgdialect.register_temp(con)  # a file written before the macros existed
         return con
     except duckdb.IOException as e:
         if "lock" in str(e).lower():
