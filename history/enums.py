@@ -59,3 +59,36 @@ ENUM_VALUES: tuple[tuple[str, int, str], ...] = tuple(
     (t, code, value) for t, codes in _TYPES.items() for code, value in codes.items()
 )
 ENUM_TYPES = tuple(_TYPES)
+
+# Orrery's text -> oVirt's code, for the enum-coded columns of the v4_4 configuration
+# views (the text stays in the orrery_configuration_history_* views). A value oVirt has
+# no code for is NULL there.
+_OS_CODES = {
+    "other": 0,
+    "windows_xp": 1,
+    "windows_2003": 3,
+    "windows_2008": 4,
+    "other_linux": 5,
+    "rhel_5": 7,
+    "rhel_4": 8,
+    "rhel_3": 9,
+    "windows_2003x64": 10,
+    "windows_7": 11,
+    "windows_7x64": 12,
+    "rhel_5x64": 13,
+    "rhel_4x64": 14,
+    "rhel_3x64": 15,
+    "windows_2008x64": 16,
+    "windows_2008r2x64": 17,
+    "rhel_6": 18,
+    "rhel_6x64": 19,
+}
+CODED_COLUMNS: dict[str, dict[str, int]] = {
+    "operating_system": _OS_CODES,
+    "vm_type": {"desktop": 0, "server": 1},
+    "storage_type": {"nfs": 1, "fcp": 2, "iscsi": 3, "localfs": 4},
+    "storage_domain_type": {"data": 1, "iso": 2, "export": 3},
+    "vm_disk_format": {"cow": 4, "raw": 5},
+    "vm_interface_type": {"rtl8139": 1, "e1000": 2, "virtio": 3},
+    "usb_policy": {"enabled": 0, "enabled_native": 0, "enabled_legacy": 0, "disabled": 1},
+}

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from history import pgdialect, views44
-from history.enums import DEFAULT_LANGUAGE, ENUM_VALUES
+from history.enums import CODED_COLUMNS, DEFAULT_LANGUAGE, ENUM_VALUES
 
 # -- status buckets ----------------------------------------------------------------------
 VM_BUCKET_CODES = {"Down": 0, "Up": 1, "Paused": 2, "Problematic": 3}
@@ -397,6 +397,16 @@ _CONFIG_VIEWS: dict[str, tuple[str, list[str]]] = {
 CONFIG_VIEW_KINDS = tuple(_CONFIG_VIEWS)
 
 
+def _coded(expr: str) -> str:
+    """``expr`` (``<text> AS <alias>``) as oVirt's smallint code if the alias is coded."""
+    text, _, alias = expr.rpartition(" AS ")
+    codes = CODED_COLUMNS.get(alias)
+    if not codes:
+        return expr
+    arms = " ".join(f"WHEN '{k}' THEN {v}" for k, v in codes.items())
+    return f"CAST(CASE lower({text}) {arms} END AS SMALLINT) AS {alias}"
+
+
 def views_ddl() -> list[str]:
     out = [
         "CREATE OR REPLACE VIEW v4_4_enum_translator AS "
@@ -404,22 +414,27 @@ def views_ddl() -> list[str]:
         "JOIN history_configuration c ON c.var_name = 'default_language' "
         "AND e.language_code = c.var_value"
     ]
-    for kind, (family, exprs) in _CONFIG_VIEWS.items():
-        cols = ",\n  ".join(exprs)
-        common = (
-            "history_id,\n  " + cols + ",\n  create_date,\n  valid_from AS update_date,\n  "
-            "valid_from,\n  valid_to"
-        )
-        out.append(
-            f"CREATE OR REPLACE VIEW v4_4_configuration_history_{family} AS\n"
-            f"SELECT {common},\n  CASE WHEN deleted THEN valid_to END AS delete_date\n"
-            f"FROM config_history WHERE kind = '{kind}'"
-        )
-        out.append(
-            f"CREATE OR REPLACE VIEW v4_4_latest_configuration_{family} AS\n"
-            f"SELECT {common}\n"
-            f"FROM config_history WHERE kind = '{kind}' AND valid_to IS NULL AND NOT deleted"
-        )
+    for kind, (family, text_exprs) in _CONFIG_VIEWS.items():
+        for prefix, exprs in (
+            ("v4_4", [_coded(e) for e in text_exprs]),
+            ("orrery", text_exprs),  # Orrery's own text for the enum-coded columns
+        ):
+            cols = ",\n  ".join(exprs)
+            common = (
+                "history_id,\n  " + cols + ",\n  create_date,\n  "
+                "CASE WHEN valid_from > create_date THEN valid_from END AS update_date,\n  "
+                "valid_from,\n  valid_to"
+            )
+            out.append(
+                f"CREATE OR REPLACE VIEW {prefix}_configuration_history_{family} AS\n"
+                f"SELECT {common},\n  CASE WHEN deleted THEN valid_to END AS delete_date\n"
+                f"FROM config_history WHERE kind = '{kind}'"
+            )
+            out.append(
+                f"CREATE OR REPLACE VIEW {prefix}_latest_configuration_{family} AS\n"
+                f"SELECT {common}\nFROM config_history "
+                f"WHERE kind = '{kind}' AND valid_to IS NULL AND NOT deleted"
+            )
     for spec in STATS:
         sel = [f"s.{c}" for c, _ in spec.sample_columns()]
         if spec.status:

@@ -238,6 +238,20 @@ def test_every_ovirt_view_has_its_columns(tmp_path):
         assert w.query(
             "SELECT value FROM v4_4_enum_translator WHERE enum_type = 'OS_TYPE' AND enum_key = 5"
         )[1] == [("Other Linux",)]
+        # enum-coded configuration columns are oVirt's smallint codes; our text is in
+        # orrery_* views; update_date is NULL until the first update
+        got = w.query(
+            "SELECT c.vm_type, t.value, c.operating_system, o.value, c.update_date,"
+            " r.vm_type, r.operating_system"
+            " FROM v4_4_configuration_history_vms c JOIN orrery_configuration_history_vms r"
+            " USING (history_id)"
+            " JOIN v4_4_enum_translator t ON t.enum_type = 'VM_TYPE' AND t.enum_key = c.vm_type"
+            " JOIN v4_4_enum_translator o ON o.enum_type = 'OS_TYPE'"
+            " AND o.enum_key = c.operating_system"
+            " WHERE c.vm_id = ? ORDER BY c.history_id LIMIT 1",
+            [vm.id],
+        )
+        assert got[1] == [(1, "Server", 0, "Unknown", None, "server", "other")]
         # users and tags come from the log; a user's password hash never does
         got = w.query("SELECT user_id, username, first_name FROM v4_4_latest_users_details")
         assert got[1] == [(user, "ann", "Ann")]
