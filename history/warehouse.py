@@ -516,7 +516,9 @@ def open_read_only(
     path: Path | str, allowed_paths: Sequence[str] = ()
 ) -> duckdb.DuckDBPyConnection:
     """A connection that cannot write (DuckDB refuses every change on it), locked down
-    like the Manager's but for ``allowed_paths``."""
+    like the Manager's but for ``allowed_paths``. The PostgreSQL macros
+    (``history.pgdialect``) are in the file once a Manager of this version opened it; on
+    an older file they are created for this connection only (not for its cursors)."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"no history warehouse at {p} (run `orrery history rebuild`)")
