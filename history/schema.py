@@ -397,6 +397,17 @@ _CONFIG_VIEWS: dict[str, tuple[str, list[str]]] = {
 CONFIG_VIEW_KINDS = tuple(_CONFIG_VIEWS)
 
 
+# Our columns that oVirt's view of that family does not have and another view it is
+# joined with does (an oVirt query naming it unqualified would be ambiguous): they are
+# in the orrery_* views only.
+_NOT_IN_V4_4 = {"storage_domains": {"datacenter_id"}, "vms_interfaces": {"vm_id"}}
+_STATS_NOT_IN_V4_4 = {"vm": {"memory_size_mb"}, "host": {"memory_size_mb"}}
+
+
+def _omitted(family: str, expr: str) -> bool:
+    return expr.rpartition(" AS ")[2] in _NOT_IN_V4_4.get(family, ())
+
+
 def _coded(expr: str) -> str:
     """``expr`` (``<text> AS <alias>``) as oVirt's smallint code if the alias is coded."""
     text, _, alias = expr.rpartition(" AS ")
@@ -416,7 +427,7 @@ def views_ddl() -> list[str]:
     ]
     for kind, (family, text_exprs) in _CONFIG_VIEWS.items():
         for prefix, exprs in (
-            ("v4_4", [_coded(e) for e in text_exprs]),
+            ("v4_4", [_coded(e) for e in text_exprs if not _omitted(family, e)]),
             ("orrery", text_exprs),  # Orrery's own text for the enum-coded columns
         ):
             cols = ",\n  ".join(exprs)
@@ -436,7 +447,8 @@ def views_ddl() -> list[str]:
                 f"WHERE kind = '{kind}' AND valid_to IS NULL AND NOT deleted"
             )
     for spec in STATS:
-        sel = [f"s.{c}" for c, _ in spec.sample_columns()]
+        omit = _STATS_NOT_IN_V4_4.get(spec.base, set())
+        sel = [f"s.{c}" for c, _ in spec.sample_columns() if c not in omit]
         if spec.status:
             i = sel.index("s.seconds_in_status") + 1
             sel.insert(i, "CAST(s.seconds_in_status AS DOUBLE) / 60 AS minutes_in_status")
@@ -446,7 +458,7 @@ def views_ddl() -> list[str]:
             f"SELECT {', '.join(sel)} FROM {spec.samples} AS s{_SAMPLE_JOINS.get(spec.base, '')}"
         )
         for period, table in (("hourly", spec.hourly), ("daily", spec.daily)):
-            rcols = [c for c, _ in spec.rollup_columns()]
+            rcols = [c for c, _ in spec.rollup_columns() if c not in omit]
             if spec.status:
                 i = rcols.index("minutes_in_status")
                 rcols.insert(

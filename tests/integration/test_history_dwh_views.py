@@ -224,6 +224,14 @@ def test_every_ovirt_view_has_its_columns(tmp_path):
             assert len(cols) == len(set(cols)), view  # no ambiguous names
             missing = set(COLUMNS.get(view, "").split()) - set(cols)
             assert not missing, (view, missing)
+        # names oVirt's view lacks and a view it joins has would make its queries ambiguous
+        for view, name in (
+            ("configuration_history_storage_domains", "datacenter_id"),
+            ("configuration_history_vms_interfaces", "vm_id"),
+            ("statistics_vms_resources_usage_samples", "memory_size_mb"),
+            ("statistics_hosts_resources_usage_hourly", "memory_size_mb"),
+        ):
+            assert name not in w.query(f"SELECT * FROM v4_4_{view} LIMIT 0")[0], view
         # a VM that went down has rows with oVirt's Down code, which translates
         rows = w.query(
             "SELECT s.vm_status, e.value, count(*)"
