@@ -28,7 +28,7 @@ from domain.base import Aggregate, Event
 from domain.engine import Engine
 
 TRACKED_KINDS = frozenset(
-    {"data_center", "cluster", "host", "storage_domain", "network", "vm", "disk"}
+    {"data_center", "cluster", "host", "storage_domain", "network", "vm", "disk", "user", "tag"}
 )
 CHILD_KIND = "vm_interface"
 
@@ -51,6 +51,12 @@ VOLATILE_FIELDS = frozenset(
         "exit_status",
         "operation",
         "move_target_id",
+        # a user's credentials and login state are not its configuration
+        "password_hash",
+        "password_changed_at",
+        "failed_logins",
+        "locked_until",
+        "group_ids",
     }
 )
 VOLATILE_PREFIXES = ("guest_", "last_", "stat_")
@@ -119,10 +125,11 @@ def _str(v: Any) -> str | None:
 def config_of(obj: Any) -> dict[str, Any]:
     """The object's status-independent configuration as plain JSON-able data."""
     data = msgspec.to_builtins(obj)
+    secret = getattr(obj, "SECRET_FIELDS", frozenset())
     return {
         k: v
         for k, v in data.items()
-        if k not in VOLATILE_FIELDS and not k.startswith(VOLATILE_PREFIXES)
+        if k not in VOLATILE_FIELDS and k not in secret and not k.startswith(VOLATILE_PREFIXES)
     }
 
 

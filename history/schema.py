@@ -10,16 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from history import pgdialect, views44
+from history.enums import CODED_COLUMNS, DEFAULT_LANGUAGE, ENUM_VALUES
+
 # -- status buckets ----------------------------------------------------------------------
 VM_BUCKET_CODES = {"Down": 0, "Up": 1, "Paused": 2, "Problematic": 3}
 HOST_BUCKET_CODES = {"Up": 1, "Maintenance": 2, "Problematic": 3}
-STORAGE_DOMAIN_BUCKET_CODES = {"Active": 1, "Inactive": 2, "Maintenance": 3}
-
-ENUMS = (
-    [("VM_STATUS", code, name) for name, code in VM_BUCKET_CODES.items()]
-    + [("HOST_STATUS", code, name) for name, code in HOST_BUCKET_CODES.items()]
-    + [("STORAGE_DOMAIN_STATUS", code, name) for name, code in STORAGE_DOMAIN_BUCKET_CODES.items()]
-)
+# oVirt's STORAGE_DOMAIN_STATUS has no maintenance code: a domain in maintenance is InActive
+STORAGE_DOMAIN_BUCKET_CODES = {"Active": 1, "Inactive": 2, "Maintenance": 2}
 
 
 # -- statistics tables: one spec drives samples, hourly, daily and their views -----------
@@ -237,6 +235,8 @@ def tables_ddl() -> list[str]:
         "CREATE TABLE IF NOT EXISTS history_settings (name VARCHAR PRIMARY KEY, value VARCHAR)",
         "CREATE TABLE IF NOT EXISTS enum_translator "
         "(enum_type VARCHAR, enum_key SMALLINT, value VARCHAR, language_code VARCHAR)",
+        "CREATE TABLE IF NOT EXISTS history_configuration "
+        "(var_name VARCHAR PRIMARY KEY, var_value VARCHAR, var_datetime TIMESTAMP)",
         _ddl_table("config_history", CONFIG_COLUMNS),
         "CREATE SEQUENCE IF NOT EXISTS rollup_history_id",
     ]
@@ -374,6 +374,8 @@ _CONFIG_VIEWS: dict[str, tuple[str, list[str]]] = {
             _j("sparse", "is_sparse", "BOOLEAN"),
             _j("shareable", "is_shared", "BOOLEAN"),
             _j("bootable", "is_bootable", "BOOLEAN"),
+            "CAST(CASE WHEN CAST(json_extract_string(config, '$.bootable') AS BOOLEAN)"
+            " THEN 1 ELSE 2 END AS SMALLINT) AS vm_disk_type",
             "parent_version AS storage_domain_configuration_version",
         ],
     ),
@@ -395,58 +397,142 @@ _CONFIG_VIEWS: dict[str, tuple[str, list[str]]] = {
 CONFIG_VIEW_KINDS = tuple(_CONFIG_VIEWS)
 
 
+# Our columns that oVirt's view of that family does not have and another view it is
+# joined with does (an oVirt query naming it unqualified would be ambiguous): they are
+# in the orrery_* views only.
+_NOT_IN_V4_4 = {"storage_domains": {"datacenter_id"}, "vms_interfaces": {"vm_id"}}
+_STATS_NOT_IN_V4_4 = {"vm": {"memory_size_mb"}, "host": {"memory_size_mb"}}
+
+
+def _omitted(family: str, expr: str) -> bool:
+    return expr.rpartition(" AS ")[2] in _NOT_IN_V4_4.get(family, ())
+
+
+def _coded(expr: str) -> str:
+    """``expr`` (``<text> AS <alias>``) as oVirt's smallint code if the alias is coded."""
+    text, _, alias = expr.rpartition(" AS ")
+    codes = CODED_COLUMNS.get(alias)
+    if not codes:
+        return expr
+    arms = " ".join(f"WHEN '{k}' THEN {v}" for k, v in codes.items())
+    return f"CAST(CASE lower({text}) {arms} END AS SMALLINT) AS {alias}"
+
+
 def views_ddl() -> list[str]:
     out = [
         "CREATE OR REPLACE VIEW v4_4_enum_translator AS "
-        "SELECT enum_type, enum_key, value FROM enum_translator"
+        "SELECT e.enum_type, e.enum_key, e.value FROM enum_translator e "
+        "JOIN history_configuration c ON c.var_name = 'default_language' "
+        "AND e.language_code = c.var_value"
     ]
-    for kind, (family, exprs) in _CONFIG_VIEWS.items():
-        cols = ",\n  ".join(exprs)
-        common = (
-            "history_id,\n  " + cols + ",\n  create_date,\n  valid_from AS update_date,\n  "
-            "valid_from,\n  valid_to"
-        )
-        out.append(
-            f"CREATE OR REPLACE VIEW v4_4_configuration_history_{family} AS\n"
-            f"SELECT {common},\n  CASE WHEN deleted THEN valid_to END AS delete_date\n"
-            f"FROM config_history WHERE kind = '{kind}'"
-        )
-        out.append(
-            f"CREATE OR REPLACE VIEW v4_4_latest_configuration_{family} AS\n"
-            f"SELECT {common}\n"
-            f"FROM config_history WHERE kind = '{kind}' AND valid_to IS NULL AND NOT deleted"
-        )
+    for kind, (family, text_exprs) in _CONFIG_VIEWS.items():
+        for prefix, exprs in (
+            ("v4_4", [_coded(e) for e in text_exprs if not _omitted(family, e)]),
+            ("orrery", text_exprs),  # Orrery's own text for the enum-coded columns
+        ):
+            cols = ",\n  ".join(exprs)
+            common = (
+                "history_id,\n  " + cols + ",\n  create_date,\n  "
+                "CASE WHEN valid_from > create_date THEN valid_from END AS update_date,\n  "
+                "valid_from,\n  valid_to"
+            )
+            out.append(
+                f"CREATE OR REPLACE VIEW {prefix}_configuration_history_{family} AS\n"
+                f"SELECT {common},\n  CASE WHEN deleted THEN valid_to END AS delete_date\n"
+                f"FROM config_history WHERE kind = '{kind}'"
+            )
+            out.append(
+                f"CREATE OR REPLACE VIEW {prefix}_latest_configuration_{family} AS\n"
+                f"SELECT {common}\nFROM config_history "
+                f"WHERE kind = '{kind}' AND valid_to IS NULL AND NOT deleted"
+            )
     for spec in STATS:
-        samples = [c for c, _ in spec.sample_columns()]
-        sel = list(samples)
+        omit = _STATS_NOT_IN_V4_4.get(spec.base, set())
+        sel = [f"s.{c}" for c, _ in spec.sample_columns() if c not in omit]
         if spec.status:
-            i = sel.index("seconds_in_status") + 1
-            sel.insert(i, "CAST(seconds_in_status AS DOUBLE) / 60 AS minutes_in_status")
+            i = sel.index("s.seconds_in_status") + 1
+            sel.insert(i, "CAST(s.seconds_in_status AS DOUBLE) / 60 AS minutes_in_status")
+        sel += _EXTRA_SAMPLE_COLUMNS.get(spec.base, [])
         out.append(
             f"CREATE OR REPLACE VIEW v4_4_statistics_{spec.view}_resources_usage_samples AS\n"
-            f"SELECT {', '.join(sel)} FROM {spec.samples}"
+            f"SELECT {', '.join(sel)} FROM {spec.samples} AS s{_SAMPLE_JOINS.get(spec.base, '')}"
         )
         for period, table in (("hourly", spec.hourly), ("daily", spec.daily)):
-            rcols = [c for c, _ in spec.rollup_columns()]
+            rcols = [c for c, _ in spec.rollup_columns() if c not in omit]
             if spec.status:
                 i = rcols.index("minutes_in_status")
                 rcols.insert(
                     i, "CAST(round(minutes_in_status * 60) AS INTEGER) AS seconds_in_status"
                 )
+            rcols += _EXTRA_ROLLUP_COLUMNS.get(spec.base, [])
             out.append(
                 f"CREATE OR REPLACE VIEW v4_4_statistics_{spec.view}_resources_usage_{period} AS\n"
                 f"SELECT {', '.join(rcols)} FROM {table}"
             )
-    return out
+    return out + views44.views_ddl()
+
+
+# oVirt's columns that Orrery's sampler has no source for (no guest agent sessions, no
+# per-disk guest usage): present, typed, NULL. See docs/history.md.
+_GUEST_NULLS = [
+    "CAST(NULL AS VARCHAR) AS vm_client_ip",
+    "CAST(NULL AS UUID) AS current_user_id",
+    "CAST(NULL AS BOOLEAN) AS user_logged_in_to_guest",
+    "CAST(NULL AS VARCHAR) AS disks_usage",
+]
+# A disk is sampled while its VM runs: its status is OK (1) for the VM's time in status.
+_DISK_ROLLUP = [
+    "CAST(1 AS SMALLINT) AS vm_disk_status",
+    "CAST(round(sample_count * 60) AS INTEGER) AS seconds_in_status",
+    "CAST(sample_count AS DOUBLE) AS minutes_in_status",
+    "CAST(NULL AS INTEGER) AS read_ops_per_second",
+    "CAST(NULL AS INTEGER) AS max_read_ops_per_second",
+    "CAST(NULL AS INTEGER) AS write_ops_per_second",
+    "CAST(NULL AS INTEGER) AS max_write_ops_per_second",
+]
+_OPS = (
+    "CAST(CASE WHEN epoch(s.history_datetime) > epoch(lag(s.history_datetime) OVER w)"
+    " THEN greatest(s.{c}_ops_total_count - lag(s.{c}_ops_total_count) OVER w, 0)"
+    " / (epoch(s.history_datetime) - epoch(lag(s.history_datetime) OVER w)) END AS INTEGER)"
+    " AS {c}_ops_per_second"
+)
+_EXTRA_SAMPLE_COLUMNS: dict[str, list[str]] = {
+    "vm": _GUEST_NULLS,
+    "vm_disk": [
+        "CAST(1 AS SMALLINT) AS vm_disk_status",
+        "v.seconds_in_status AS seconds_in_status",
+        "CAST(v.seconds_in_status AS DOUBLE) / 60 AS minutes_in_status",
+        _OPS.format(c="read"),
+        _OPS.format(c="write"),
+    ],
+}
+_SAMPLE_JOINS = {
+    "vm_disk": " LEFT JOIN vm_samples_history AS v ON v.vm_id = s.vm_id"
+    " AND v.history_datetime = s.history_datetime"
+    " WINDOW w AS (PARTITION BY s.vm_disk_id ORDER BY s.history_datetime)",
+}
+_EXTRA_ROLLUP_COLUMNS: dict[str, list[str]] = {"vm": _GUEST_NULLS, "vm_disk": _DISK_ROLLUP}
 
 
 def create_all(con: Any) -> None:
     """Creates missing tables and (re)creates the views; idempotent."""
     for stmt in tables_ddl():
         con.execute(stmt)
-    if con.execute("SELECT count(*) FROM enum_translator").fetchall()[0][0] == 0:
+    have = set(con.execute("SELECT enum_type, enum_key, value FROM enum_translator").fetchall())
+    missing = [[t, k, v, DEFAULT_LANGUAGE] for t, k, v in ENUM_VALUES if (t, k, v) not in have]
+    stale = [r for r in have if r not in set(ENUM_VALUES)]
+    if stale:  # codes an older Orrery wrote that oVirt gives another meaning
         con.executemany(
-            "INSERT INTO enum_translator VALUES (?, ?, ?, 'en_US')", [list(e) for e in ENUMS]
+            "DELETE FROM enum_translator WHERE enum_type = ? AND enum_key = ? AND value = ?",
+            [list(r) for r in stale],
         )
+    if missing:
+        con.executemany("INSERT INTO enum_translator VALUES (?, ?, ?, ?)", missing)
+    con.execute(
+        "INSERT INTO history_configuration VALUES ('default_language', ?, now()) "
+        "ON CONFLICT DO NOTHING",
+        [DEFAULT_LANGUAGE],
+    )
+    pgdialect.register(con)
     for stmt in views_ddl():
         con.execute(stmt)

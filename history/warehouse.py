@@ -29,7 +29,7 @@ from uuid import UUID
 import duckdb
 
 from domain.base import Event
-from history import schema
+from history import pgdialect, schema
 from history.config import ConfigTracker, Row, naive_utc
 from history.readonly import (
     QueryBusy,
@@ -516,13 +516,19 @@ def open_read_only(
     path: Path | str, allowed_paths: Sequence[str] = ()
 ) -> duckdb.DuckDBPyConnection:
     """A connection that cannot write (DuckDB refuses every change on it), locked down
-    like the Manager's but for ``allowed_paths``."""
+    like the Manager's but for ``allowed_paths``. The PostgreSQL macros
+    (``history.pgdialect``) are in the file once a Manager of this version opened it; on
+    an older file they are created for this connection only (not for its cursors)."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"no history warehouse at {p} (run `orrery history rebuild`)")
     try:
         con = duckdb.connect(str(p), read_only=True)
         lock_down(con, allowed_paths)
+        if not _scalar(
+            con, "SELECT count(*) FROM duckdb_functions() WHERE function_name = 'to_char'"
+        ):
+            pgdialect.register_temp(con)  # a file written before the macros existed
         return con
     except duckdb.IOException as e:
         if "lock" in str(e).lower():
