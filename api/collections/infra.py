@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from api.collections.common import dc_of_cluster, ref_name, statistics_sub
 from api.schema import (
-    NOOP,
     Input,
     Resource,
     Sub,
@@ -33,10 +32,12 @@ from commands.datacenter import AddDataCenter, RemoveDataCenter, UpdateDataCente
 from commands.host import (
     ActivateHost,
     AddHost,
+    CheckHostUpgrade,
     ConfirmHostRebooted,
     DeactivateHost,
     FenceHost,
     InstallHost,
+    RefreshHost,
     RemoveHost,
     UpdateHost,
 )
@@ -241,9 +242,8 @@ HOST = Resource(
         "activate": Input(ActivateHost, id_field="host_id"),
         "deactivate": Input(DeactivateHost, {"reason": text("reason")}, id_field="host_id"),
         "install": Input(InstallHost, id_field="host_id"),
-        # Capabilities arrive from hostd on their own; upgrades are not managed here.
-        "refresh": Input(NOOP),
-        "upgradecheck": Input(NOOP),
+        "refresh": Input(RefreshHost, id_field="host_id"),
+        "upgradecheck": Input(CheckHostUpgrade, id_field="host_id"),
         # Only manual fencing ("confirm the host has been rebooted") exists so far.
         "fence": Input(
             ConfirmHostRebooted,

@@ -30,7 +30,7 @@ from domain.disk import (
     DiskOperationCompleted,
     DiskRemoved,
 )
-from domain.host import HostAdded, HostStatusChanged
+from domain.host import HostAdded, HostRefreshRequested, HostStatusChanged
 from domain.statuses import VmStatus
 from domain.storage import StorageDomainStatusChanged
 from domain.vm import (
@@ -124,6 +124,7 @@ HANDLERS: dict[type[Event], Callable[[Flows, Any], None]] = {
     # sessions (sessions.py)
     HostAdded: lambda f, ev: f.monitor.host_changed(ev),
     HostStatusChanged: lambda f, ev: f.monitor.host_changed(ev),
+    HostRefreshRequested: lambda f, ev: f.core.spawn(f.monitor.refresh(ev.originator_id)),
 }
 
 
