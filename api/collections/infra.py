@@ -3,7 +3,7 @@ vNIC profiles, quotas and affinity groups."""
 
 from __future__ import annotations
 
-from api.collections.common import dc_of_cluster, ref_name, statistics_sub
+from api.collections.common import dc_of_cluster, ref_name, statistics_sub, tag_names, tags_sub
 from api.schema import (
     Input,
     Resource,
@@ -255,10 +255,11 @@ HOST = Resource(
             ),
         ),
     },
-    search={"cluster": ref_name("cluster_id"), "datacenter": dc_of_cluster},
+    search={"cluster": ref_name("cluster_id"), "datacenter": dc_of_cluster, "tag": tag_names},
     subs=[
         Sub("nics", "embedded", tag="host_nic", items=host_nic_items, fields=HOST_NIC_FIELDS),
         statistics_sub(),
+        tags_sub(),
         child("permissions", "object_id"),
     ],
 )
