@@ -92,6 +92,8 @@ SUB_PERMITS = {
     ("vms", "cdroms"): "change_vm_cd",
     ("datacenters", "storagedomains"): "manipulate_storage_domain",
     ("networks", "vnicprofiles"): "create_network_vnic_profile",
+    ("vms", "tags"): "tag_management",
+    ("hosts", "tags"): "tag_management",
 }
 _WHAT = {"create": 0, "edit": 1, "delete": 2, "action": 3}
 # Command fields naming where a new object goes, in the permission hierarchy's terms.
@@ -190,6 +192,11 @@ def _decider(env: Any) -> tuple[Any, Any]:
     return getattr(reads, "engine", None), getattr(reads, "lock", None)
 
 
+# Kinds every logged-in user sees (oVirt shows all tags to everyone; what a tag is attached
+# to shows only on the objects the user sees).
+SEEN_BY_ALL = frozenset({"tag"})
+
+
 class Viewer:
     """What one user may see in one state of the deciding Engine: administrators
     everything unless they ask ``filter=true``; everyone else what
@@ -207,7 +214,9 @@ class Viewer:
     def sees(self, kind: str, obj: Any) -> bool:
         """THE visibility rule: whether the user may see the object (an aggregate, or
         only its id) of ``kind``."""
-        return self.everything or (self.sight is not None and self.sight.sees(kind, obj))
+        return self.everything or (
+            self.sight is not None and (kind in SEEN_BY_ALL or self.sight.sees(kind, obj))
+        )
 
 
 _NOTHING = Viewer(False, None)

@@ -129,6 +129,19 @@ class FenceHost(Command, frozen=True, kw_only=True):
     fence_type: Annotated[str, msgspec.Meta(max_length=20)] = "restart"
 
 
+class RefreshHost(Command, frozen=True, kw_only=True):
+    host_id: UUID
+
+
+class ReportHostRefreshed(Command, frozen=True, kw_only=True):
+    host_id: UUID
+    reason: Fact = ""
+
+
+class CheckHostUpgrade(Command, frozen=True, kw_only=True):
+    host_id: UUID
+
+
 @handles(AddHost)
 def _add(tx: Tx, c: AddHost) -> UUID:
     refuse_unless_default(c, "activate", "leaving a new host in maintenance")
@@ -241,3 +254,18 @@ def _confirm_rebooted(tx: Tx, c: ConfirmHostRebooted) -> dict[str, Any]:
 @handles(FenceHost)
 def _fence(tx: Tx, c: FenceHost) -> None:
     host.fence_host(tx, c.host_id, c.fence_type)
+
+
+@handles(RefreshHost)
+def _refresh(tx: Tx, c: RefreshHost) -> None:
+    host.request_refresh(tx, c.host_id)
+
+
+@handles(ReportHostRefreshed)
+def _refreshed(tx: Tx, c: ReportHostRefreshed) -> None:
+    host.report_refreshed(tx, c.host_id, c.reason)
+
+
+@handles(CheckHostUpgrade)
+def _upgrade_check(tx: Tx, c: CheckHostUpgrade) -> None:
+    host.check_upgrade(tx, c.host_id)

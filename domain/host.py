@@ -167,6 +167,26 @@ class HostRemoved(Event, frozen=True, kw_only=True):
     DELETES = True
 
 
+class _HostFact(Event, frozen=True, kw_only=True):
+    """An event for the host link or the audit feed that changes no field of the host."""
+
+    def evolve(self, agg: Any) -> Any:
+        return msgspec.structs.replace(agg, version=self.originator_version)
+
+
+class HostRefreshRequested(_HostFact, frozen=True, kw_only=True):
+    """The administrator asked for the host's capabilities again (the host link re-reads
+    them with GetCapabilities)."""
+
+
+class HostCapabilitiesRefreshed(_HostFact, frozen=True, kw_only=True):
+    """The host link re-read the capabilities the refresh asked for."""
+
+
+class HostRefreshFailed(_HostFact, frozen=True, kw_only=True):
+    reason: str = ""
+
+
 # -- reading ---------------------------------------------------------------------------------
 
 
@@ -197,12 +217,54 @@ def fence_host(tx: Tx, host_id: UUID, fence_type: str) -> None:
     )
 
 
+# -- refresh and upgrade check -----------------------------------------------------------------
+
+REFRESHABLE = frozenset({S.UP, S.NON_OPERATIONAL})
+
+
+def request_refresh(tx: Tx, host_id: UUID) -> None:
+    """oVirt's RefreshHostCapabilities: only a host the Manager monitors can be asked."""
+    host = tx.engine.get(Host, host_id)
+    if host.status not in REFRESHABLE:
+        raise DomainError(
+            "Cannot refresh Host capabilities. Host status must be Up or NonOperational "
+            f"(Host {host.name} is {host.status})."
+        )
+    tx.emit(HostRefreshRequested, host_id)
+
+
+def report_refreshed(tx: Tx, host_id: UUID, reason: str = "") -> None:
+    """The host link's answer to ``request_refresh``: done, or why not."""
+    tx.engine.get(Host, host_id)
+    if reason:
+        tx.emit(HostRefreshFailed, host_id, reason=reason)
+    else:
+        tx.emit(HostCapabilitiesRefreshed, host_id)
+
+
+def check_upgrade(tx: Tx, host_id: UUID) -> None:
+    """oVirt asks the host's package manager for updates. An Orrery host has no package
+    upgrade channel the Manager could query, so the check is refused rather than answered
+    with an invented "no updates"."""
+    host = tx.engine.get(Host, host_id)
+    raise DomainError(
+        f"Cannot check for upgrades of Host {host.name}. Orrery hosts have no package "
+        "upgrade channel: hostd is upgraded with the Manager's own release."
+    )
+
+
 __all__ = [
     "HOST_TRANSITIONS",
     "Host",
     "HostAdded",
+    "HostCapabilitiesRefreshed",
     "HostCapabilitiesReported",
+    "HostRefreshFailed",
+    "HostRefreshRequested",
     "HostRemoved",
     "HostStatusChanged",
     "HostUpdated",
+    "check_upgrade",
+    "report_refreshed",
+    "request_refresh",
 ]

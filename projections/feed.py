@@ -149,6 +149,12 @@ TOPIC_RULES: dict[str, Rule] = {
         "Host {host} does not comply with the cluster {cluster} networks, the following "
         "networks are missing on host: '{networks}' (hostd: {reason}).",
     ),  # VDS_SET_NONOPERATIONAL_NETWORK
+    "HostCapabilitiesRefreshed": Rule(
+        606, "normal", "Successfully refreshed the capabilities of host {host}."
+    ),  # HOST_REFRESHED_CAPABILITIES
+    "HostRefreshFailed": Rule(
+        607, "error", "Failed to refresh the capabilities of host {host} ({reason})."
+    ),  # HOST_REFRESH_CAPABILITIES_FAILED
     "VmHostLost": Rule(142, "warning", "VM {vm} was set to the Unknown status."),
     "VmMarkedDown": Rule(
         143, "warning", "Vm {vm} was shut down due to {host} host reboot or manual fence."

@@ -231,7 +231,13 @@ TAG = Resource(
         },
     ),
     update=Input(
-        UpdateTag, {"name": text("name"), "description": text("description")}, id_field="tag_id"
+        UpdateTag,
+        {
+            "name": text("name"),
+            "description": text("description"),
+            "parent_id": ref("parent", "tags"),
+        },
+        id_field="tag_id",
     ),
     remove=Input(RemoveTag, id_field="tag_id"),
     searchable=False,

@@ -1,14 +1,17 @@
 """What several areas' collection tables share: the Blank template's id, search keys
-that name a referenced object, the first storage domain of a body, statistics."""
+that name a referenced object, the first storage domain of a body, statistics, the tags
+sub-collection of taggable objects."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from api.schema import MISSING, Sub, dig, ref
+from api.schema import MISSING, Input, Sub, child, dig, ref
 from api.telemetry import STATISTIC_FIELDS, statistics_items
+from commands.tag import AttachTag, DetachTag
 from domain.datacenter import DataCenter
+from domain.tag import Tag
 
 BLANK_TEMPLATE_ID = "00000000-0000-0000-0000-000000000000"
 
@@ -57,3 +60,19 @@ def statistics_sub() -> Sub:
         items=statistics_items,
         fields=STATISTIC_FIELDS,
     )
+
+
+def tags_sub() -> Sub:
+    """``{object}/tags``: the tags attached to the object; adding one (by id or name)
+    attaches it, removing it detaches it (the tag itself stays)."""
+    return child(
+        "tags",
+        "object_ids",
+        add=Input(AttachTag, {"tag_id": ref("", "tags")}, parent_field="object_id"),
+        remove=Input(DetachTag, parent_field="object_id", item_field="tag_id"),
+    )
+
+
+def tag_names(o: Any, reads: Any) -> list[str]:
+    """The ``tag`` search key of a taggable object: the names of the tags attached to it."""
+    return [t.name for t in reads.list(Tag.__name__) if o.id in t.object_ids]

@@ -8,7 +8,14 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid5
 
-from api.collections.common import dc_of_cluster, first_sd, ref_name, statistics_sub
+from api.collections.common import (
+    dc_of_cluster,
+    first_sd,
+    ref_name,
+    statistics_sub,
+    tag_names,
+    tags_sub,
+)
 from api.http import BASE
 from api.schema import (
     MISSING,
@@ -309,6 +316,7 @@ VM = Resource(
         "host": ref_name("run_on_host_id"),
         "template": ref_name("template_id"),
         "datacenter": dc_of_cluster,
+        "tag": tag_names,
     },
     subs=[
         VM_DISK_ATTACHMENTS,
@@ -333,6 +341,7 @@ VM = Resource(
         Sub("numanodes", "empty", tag="vm_numa_node", tags="vm_numa_nodes"),
         Sub("watchdogs", "empty", tag="watchdog"),
         statistics_sub(),
+        tags_sub(),
         child("permissions", "object_id"),
     ],
 )

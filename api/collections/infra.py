@@ -3,9 +3,13 @@ vNIC profiles, quotas and affinity groups."""
 
 from __future__ import annotations
 
-from api.collections.common import dc_of_cluster, ref_name, statistics_sub
+from typing import Any
+
+from api.collections.common import dc_of_cluster, ref_name, statistics_sub, tag_names, tags_sub
+from api.faults import bad_request
+from api.http import BASE
 from api.schema import (
-    NOOP,
+    MISSING,
     Input,
     Resource,
     Sub,
@@ -28,15 +32,18 @@ from api.schema import (
     version_of,
 )
 from api.telemetry import HOST_NIC_FIELDS, host_nic_items
+from commands.affinity import AddAffinityGroup, RemoveAffinityGroup, UpdateAffinityGroup
 from commands.cluster import AddCluster, RemoveCluster, UpdateCluster
 from commands.datacenter import AddDataCenter, RemoveDataCenter, UpdateDataCenter
 from commands.host import (
     ActivateHost,
     AddHost,
+    CheckHostUpgrade,
     ConfirmHostRebooted,
     DeactivateHost,
     FenceHost,
     InstallHost,
+    RefreshHost,
     RemoveHost,
     UpdateHost,
 )
@@ -134,6 +141,92 @@ _CLUSTER_SETTINGS = {
     "version": version_in("version"),
 }
 
+
+def _rule_flag(rule: str, name: str, legacy: str | None) -> Any:
+    """``<rule><name>`` (oVirt 4.4's vms_rule / hosts_rule), else the legacy element.
+    An Orrery group always applies both rules: ``enabled`` false is refused."""
+    inner, outer = flag(f"{rule}.{name}"), flag(legacy) if legacy else None
+    enabled = flag(f"{rule}.enabled")
+
+    def get(body: Any, env: Any) -> Any:
+        if enabled(body, env) is False:
+            raise bad_request(
+                f"Orrery affinity groups always apply their {rule}; "
+                f"'{rule}.enabled' false is not supported.",
+                f"{rule}.enabled",
+            )
+        v = inner(body, env)
+        return v if v is not MISSING or outer is None else outer(body, env)
+
+    return get
+
+
+def _members(path: str, item: str, labels: str) -> Any:
+    """The ``<vms>``/``<hosts>`` of a group (by id or name); affinity labels are refused."""
+    one = ref("", path)  # reads the element under the key "": each item wrapped so
+    read = listed(path, item, lambda v, env: one({"": v}, env))
+
+    def get(body: Any, env: Any) -> Any:
+        if dig(body, labels) not in (MISSING, None, "", {}):
+            raise bad_request(f"Affinity labels ('{labels}') are not supported.", labels)
+        v = read(body, env)
+        return v if v is MISSING else tuple(v)
+
+    return get
+
+
+def _links(resource: str, item: str, name: str) -> Any:
+    def get(o: Any) -> Any:
+        return {item: [{"href": f"{BASE}/{resource}/{i}", "id": str(i)} for i in getattr(o, name)]}
+
+    return get
+
+
+_AFFINITY_FIELDS = {
+    **texts("name", "description"),
+    "positive": _rule_flag("vms_rule", "positive", "positive"),
+    "enforcing": _rule_flag("vms_rule", "enforcing", "enforcing"),
+    "hosts_positive": _rule_flag("hosts_rule", "positive", None),
+    "hosts_enforcing": _rule_flag("hosts_rule", "enforcing", None),
+    "vm_ids": _members("vms", "vm", "vm_labels"),
+    "host_ids": _members("hosts", "host", "host_labels"),
+}
+
+AFFINITY_GROUP = Resource(
+    "affinitygroups",
+    "affinity_group",
+    AffinityGroup,
+    [
+        *attrs("name", "description"),
+        ("cluster", link_to("clusters", "cluster_id")),
+        *attrs("positive", "enforcing"),
+        (
+            "vms_rule",
+            nested(enabled=fixed(True), positive=attr("positive"), enforcing=attr("enforcing")),
+        ),
+        (
+            "hosts_rule",
+            nested(
+                enabled=fixed(True),
+                positive=attr("hosts_positive"),
+                enforcing=attr("hosts_enforcing"),
+            ),
+        ),
+        ("vms", _links("vms", "vm", "vm_ids")),
+        ("hosts", _links("hosts", "host", "host_ids")),
+    ],
+    label="Affinity Group",
+    add=Input(AddAffinityGroup, {**_AFFINITY_FIELDS, "cluster_id": ref("cluster", "clusters")}),
+    update=Input(UpdateAffinityGroup, _AFFINITY_FIELDS, id_field="affinity_group_id"),
+    remove=Input(RemoveAffinityGroup, id_field="affinity_group_id"),
+    searchable=False,
+)
+
+# /clusters/{id}/affinitygroups: where oVirt adds (the cluster from the path), edits and
+# removes a cluster's groups.
+AFFINITY_GROUPS_OF_CLUSTER = child("affinitygroups", "cluster_id")
+
+
 CLUSTER = Resource(
     "clusters",
     "cluster",
@@ -184,7 +277,7 @@ CLUSTER = Resource(
                 DetachNetworkFromCluster, parent_field="cluster_id", item_field="network_id"
             ),
         ),
-        child("affinitygroups", "cluster_id"),
+        AFFINITY_GROUPS_OF_CLUSTER,
         child("permissions", "object_id"),
     ],
 )
@@ -241,9 +334,8 @@ HOST = Resource(
         "activate": Input(ActivateHost, id_field="host_id"),
         "deactivate": Input(DeactivateHost, {"reason": text("reason")}, id_field="host_id"),
         "install": Input(InstallHost, id_field="host_id"),
-        # Capabilities arrive from hostd on their own; upgrades are not managed here.
-        "refresh": Input(NOOP),
-        "upgradecheck": Input(NOOP),
+        "refresh": Input(RefreshHost, id_field="host_id"),
+        "upgradecheck": Input(CheckHostUpgrade, id_field="host_id"),
         # Only manual fencing ("confirm the host has been rebooted") exists so far.
         "fence": Input(
             ConfirmHostRebooted,
@@ -255,10 +347,11 @@ HOST = Resource(
             ),
         ),
     },
-    search={"cluster": ref_name("cluster_id"), "datacenter": dc_of_cluster},
+    search={"cluster": ref_name("cluster_id"), "datacenter": dc_of_cluster, "tag": tag_names},
     subs=[
         Sub("nics", "embedded", tag="host_nic", items=host_nic_items, fields=HOST_NIC_FIELDS),
         statistics_sub(),
+        tags_sub(),
         child("permissions", "object_id"),
     ],
 )
@@ -354,18 +447,5 @@ QUOTA = Resource(
         ("cluster_soft_limit_pct", attr("threshold")),
     ],
     label="Quota",
-    searchable=False,
-)
-
-AFFINITY_GROUP = Resource(
-    "affinitygroups",
-    "affinity_group",
-    AffinityGroup,
-    [
-        *attrs("name", "description"),
-        ("cluster", link_to("clusters", "cluster_id")),
-        *attrs("positive", "enforcing"),
-    ],
-    label="Affinity Group",
     searchable=False,
 )

@@ -30,7 +30,7 @@ from domain.disk import (
     DiskOperationCompleted,
     DiskRemoved,
 )
-from domain.host import HostAdded, HostRemoved, HostStatusChanged
+from domain.host import HostAdded, HostRefreshRequested, HostRemoved, HostStatusChanged
 from domain.statuses import VmStatus
 from domain.storage import StorageDomainStatusChanged
 from domain.vm import (
@@ -125,6 +125,7 @@ HANDLERS: dict[type[Event], Callable[[Flows, Any], None]] = {
     HostAdded: lambda f, ev: f.monitor.host_added(ev),
     HostStatusChanged: lambda f, ev: f.monitor.host_changed(ev),
     HostRemoved: lambda f, ev: f.monitor.host_removed(ev),
+    HostRefreshRequested: lambda f, ev: f.core.spawn(f.monitor.refresh(ev.originator_id)),
 }
 
 

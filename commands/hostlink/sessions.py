@@ -331,6 +331,24 @@ class Monitor:
         except P.HostdError as e:
             self.core.note(f"host {s.host_id}: {e}")
 
+    async def refresh(self, host_id: UUID) -> None:
+        """The administrator's refresh: the handshake once more (GetCapabilities and its
+        report), then the outcome as an event ("refreshed" or why not)."""
+        s = self.core.sessions.get(host_id)
+        reason = ""
+        if s is None or s.client is None:
+            reason = "the host is not connected"
+        else:
+            while s.handshaking:  # one under way may predate the request: read afresh after it
+                await asyncio.sleep(0.05)
+            try:
+                await self.handshake(s)
+            except P.HostdError as e:
+                reason = str(e) or "the host did not answer"
+        await self.core.run_command(
+            host_cmds.ReportHostRefreshed(host_id=host_id, reason=reason[:1000], actor=ACTOR)
+        )
+
     async def _adopt_vms(self, s: Session) -> None:
         """Reports what runs on the host, so a restart of either side loses nothing."""
         assert s.client is not None

@@ -309,6 +309,7 @@ SCENARIOS: dict[type[Command], Callable[[ComputeWorld], Command]] = {
         name="h3", address="10.0.0.3", cluster_id=w.cluster
     ),
     storage_cmd.AttachStorageDomain: _attach_storage,
+    host_cmd.RefreshHost: lambda w: host_cmd.RefreshHost(host_id=w.hosts[0]),
 }
 
 
