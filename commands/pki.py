@@ -293,12 +293,14 @@ class ManagerPki:
         """Revokes every certificate issued to (enrolled under its id) or presented by
         the host ``host_id`` (it was removed) and deletes its TLS directory; how many."""
         with self._lock:
+            # The directory goes first: once a serial reads as revoked, nothing of the
+            # host's enrollment is left to be handed out again.
+            shutil.rmtree(self.host_dir(host_id), ignore_errors=True)
             book = self._enrolled()
             serials = set(book["seen"].pop(str(host_id), []))
             serials |= set(book["names"].pop(str(host_id), []))
             self._revoke(serials)
             self._save(book)
-        shutil.rmtree(self.host_dir(host_id), ignore_errors=True)
         return len(serials)
 
     def is_revoked(self, serial: int) -> bool:
