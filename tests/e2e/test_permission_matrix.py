@@ -55,7 +55,7 @@ pytestmark = pytest.mark.e2e
 
 API = "/ovirt-engine/api"
 METHODS = ("GET", "POST", "PUT", "DELETE")  # tried on every path behind the catch-all
-CALLERS = ("anonymous", "nop", "alice", "admin")
+CALLERS = ("anonymous", "nop", "alice", "carol", "admin")
 
 # -- the policy -------------------------------------------------------------------------
 #
@@ -96,16 +96,31 @@ ORRERY = {
     "/orrery/warehouse/reports/{name}": "read",
 }
 # What each caller may see of the world's objects (a GET of one: 200, else 404).
+# An administrative role (carol's ClusterAdmin on the Default cluster) sees everything
+# unless it asks filter=true, as oVirt's unfiltered administrator queries; what it may
+# change stays its cluster: VM D, in the other cluster, is outside (``OUTSIDE``).
+# (alice's permission on A is not said either way.)
+_D = {"vm_d", "disk_d", "event_d"}  # VM D, its disk and an event about it
+_ALL = {"vm_a", "vm_b", "disk_a", "disk_b", "perm_a", "perm_b", "event_a", "event_b"} | _D
 SEES = {
     "nop": set(),
-    "alice": {"vm_a", "disk_a", "event_a"},  # (its permission on A: not said either way)
-    "admin": {"vm_a", "vm_b", "disk_a", "disk_b", "perm_a", "perm_b", "event_a", "event_b"},
+    "alice": {"vm_a", "disk_a", "event_a"},
+    "carol": _ALL,
+    "admin": _ALL,
 }
 HIDDEN = {
-    "nop": {"vm_a", "vm_b", "disk_a", "disk_b", "perm_a", "perm_b", "event_a", "event_b"},
-    "alice": {"vm_b", "disk_b", "perm_b", "event_b"},
+    "nop": _ALL,
+    "alice": {"vm_b", "disk_b", "perm_b", "event_b"} | _D,
+    "carol": set(),
     "admin": set(),
 }
+OUTSIDE = {"vm_d", "disk_d"}  # carol's writes on these: refused
+# With filter=true (and in the VM Portal, which always filters) an administrative role
+# sees what it holds permissions on, as everyone else: carol, the Default cluster's.
+FILTERED_SEES = {**SEES, "carol": {"vm_a", "vm_b", "disk_a", "disk_b", "event_a", "event_b"}}
+FILTERED_HIDDEN = {**HIDDEN, "carol": _D}
+ADMINISTRATIVE = {"carol", "admin"}  # may use the Administration Portal
+SUPER = {"admin"}  # SuperUser on the system
 # What UserRole grants on a VM (oVirt's VM basic operations, console, CD): not refused.
 USERROLE_ACTIONS = {"start", "stop", "shutdown", "reboot", "suspend", "ticket"}
 USERROLE_SUB_WRITES = {("PUT", "cdroms")}
@@ -125,6 +140,7 @@ class Req:
     via: str = "api"  # api | portal (the cookie session)
     logout: bool = False  # ends the caller's sessions
     fmt: str = "json"
+    filtered: bool = False  # asks filter=true, or a VM Portal page
     parent: str | None = None  # for an item of another collection: its parent's key
 
 
@@ -147,11 +163,13 @@ def _cmd(name: str, **kw: Any) -> Any:
     return COMMAND_TYPES[name](**kw)
 
 
-def _vm_with_things(srv: Any, s: Any, name: str, disk: str) -> tuple[Any, Any, Any]:
+def _vm_with_things(
+    srv: Any, s: Any, name: str, disk: str, cluster: str = "Default"
+) -> tuple[Any, Any, Any]:
     vms = s.vms_service()
     vm = vms.add(
         types.Vm(
-            name=name, cluster=types.Cluster(name="Default"), template=types.Template(name="Blank")
+            name=name, cluster=types.Cluster(name=cluster), template=types.Template(name="Blank")
         )
     )
     svc = vms.vm_service(vm.id)
@@ -190,7 +208,7 @@ def world(server):
     admin = connection(server)
     s = admin.system_service()
     users = {}
-    for name in ("alice", "nop", "pmother"):
+    for name in ("alice", "nop", "carol", "pmother"):
         users[name] = s.users_service().add(
             types.User(user_name=name, domain=types.Domain(name="internal"), password=f"pw-{name}")
         )
@@ -235,6 +253,12 @@ def world(server):
     s.networks_service().add(types.Network(name="pm-net", data_center=types.DataCenter(id=dc.id)))
     vm_a, disk_a, snap_a = _vm_with_things(server, s, "pm-vm-a", "pm-disk-a")
     vm_b, disk_b, snap_b = _vm_with_things(server, s, "pm-vm-b-secret", "pm-disk-b-secret")
+    s.clusters_service().add(
+        types.Cluster(name="pm-cluster2", data_center=types.DataCenter(id=dc.id))
+    )
+    vm_d, disk_d, snap_d = _vm_with_things(
+        server, s, "pm-vm-d-secret", "pm-disk-d-secret", "pm-cluster2"
+    )
     vm_c = s.vms_service().add(
         types.Vm(
             name="pm-vm-c",
@@ -245,21 +269,36 @@ def world(server):
     perm_a = _grant(s, vm_a.id, users["alice"].id)
     perm_b = _grant(s, vm_b.id, users["pmother"].id)
     _grant(s, vm_c.id, users["nop"].id)
+    default = s.clusters_service().list(search="name=Default")[0]
+    perm_carol = (
+        s.clusters_service()
+        .cluster_service(default.id)
+        .permissions_service()
+        .add(
+            types.Permission(
+                role=types.Role(name="ClusterAdmin"), user=types.User(id=users["carol"].id)
+            )
+        )
+    )
     ids = {
         "vm_a": vm_a.id,
         "vm_b": vm_b.id,
         "disk_a": disk_a.id,
         "disk_b": disk_b.id,
+        "vm_d": vm_d.id,
+        "disk_d": disk_d.id,
         "perm_a": perm_a.id,
         "perm_b": perm_b.id,
         "user": users["pmother"].id,
+        "perm_carol": perm_carol.id,
     }
     events = json.loads(_get(server, f"{API}/events")[2])["event"]
     ids["event_a"] = next(e["id"] for e in events if e.get("vm", {}).get("id") == vm_a.id)
     ids["event_b"] = next(e["id"] for e in events if e.get("vm", {}).get("id") == vm_b.id)
+    ids["event_d"] = next(e["id"] for e in events if e.get("vm", {}).get("id") == vm_d.id)
     nics = {
         k: json.loads(_get(server, f"{API}/vms/{ids[k]}/nics")[2])["nic"][0]["id"]
-        for k in ("vm_a", "vm_b")
+        for k in ("vm_a", "vm_b", "vm_d")
     }
     # Strings of each object that must not reach who may not see it.
     secret = {
@@ -267,6 +306,8 @@ def world(server):
         "vm_b": {vm_b.id, "pm-vm-b-secret", snap_b.id, nics["vm_b"]},
         "disk_a": {disk_a.id, "pm-disk-a"},
         "disk_b": {disk_b.id, "pm-disk-b-secret"},
+        "vm_d": {vm_d.id, "pm-vm-d-secret", snap_d.id, nics["vm_d"]},
+        "disk_d": {disk_d.id, "pm-disk-d-secret"},
         "perm_a": {perm_a.id},
         "perm_b": {perm_b.id},
     }
@@ -274,6 +315,7 @@ def world(server):
     for who, password in (
         ("alice", "pw-alice"),
         ("nop", "pw-nop"),
+        ("carol", "pw-carol"),
         ("admin", ADMIN_PASSWORD),
     ):
         name = "admin@internal" if who == "admin" else f"{who}@internal"
@@ -346,15 +388,15 @@ def _targets(srv: Any, w: dict[str, Any], path: str) -> list[tuple[str | None, s
     has them, else the first the superuser lists, else an id that is nobody's."""
     ids = w["ids"]
     if path == "vms":
-        return [("vm_a", ids["vm_a"]), ("vm_b", ids["vm_b"])]
+        return [("vm_a", ids["vm_a"]), ("vm_b", ids["vm_b"]), ("vm_d", ids["vm_d"])]
     if path == "disks":
-        return [("disk_a", ids["disk_a"]), ("disk_b", ids["disk_b"])]
+        return [("disk_a", ids["disk_a"]), ("disk_b", ids["disk_b"]), ("disk_d", ids["disk_d"])]
     if path == "permissions":
         return [("perm_a", ids["perm_a"]), ("perm_b", ids["perm_b"])]
     if path == "users":
         return [(None, ids["user"])]  # never admin@internal itself: the matrix needs it
     if path == "events":
-        return [("event_a", str(ids["event_a"])), ("event_b", str(ids["event_b"]))]
+        return [(k, str(ids[k])) for k in ("event_a", "event_b", "event_d")]
     found = _first_ids(srv, f"{API}/{path}")
     return [(None, found[0])] if found else [(None, str(uuid.uuid4()))]
 
@@ -404,7 +446,7 @@ def api_tree(srv: Any, w: dict[str, Any]) -> list[Req]:
     out.append(Req("GET", f"{API}/vms?follow=disk_attachments.disk,nics,snapshots", "read"))
     out.append(Req("GET", f"{API}/disks?search=name%3Dpm-disk-b-secret", "read"))
     follow = "disk_attachments.disk,nics,snapshots,cluster,host,template,permissions"
-    for key in ("vm_a", "vm_b"):
+    for key in ("vm_a", "vm_b", "vm_d"):
         out.append(Req("GET", f"{API}/vms/{w['ids'][key]}?follow={follow}", "read", key))
     out.append(Req("GET", f"{API}/events?search=severity%3Dnormal&from=0", "read"))
     # The state of a past position (as_of): the same reads, answered by a replay.
@@ -415,7 +457,13 @@ def api_tree(srv: Any, w: dict[str, Any]) -> list[Req]:
     ]
     # And every read in XML too (its own renderer and cache).
     xml = [replace(r, fmt="xml") for r in out if r.method == "GET"]
-    return out + past + xml
+    # An administrator's own view (filter=true): what it holds permissions on.
+    own = [
+        replace(r, path=r.path + ("&" if "?" in r.path else "?") + "filter=true", filtered=True)
+        for r in out
+        if r.method == "GET"
+    ]
+    return out + past + xml + own
 
 
 def orrery_tree(srv: Any, w: dict[str, Any]) -> list[Req]:
@@ -468,7 +516,7 @@ def router_tree(srv: Any, w: dict[str, Any], app_routes: list[tuple[str, str]]) 
                     for tab in views.TABS.get(p, views.DEFAULT_TABS):
                         out.append(Req(method, f"{base}?tab={tab}", rule, subject, via="portal"))
         elif canonical == "/ovirt-engine/web-ui/vms/{id}":
-            for subject in ("vm_a", "vm_b"):
+            for subject in ("vm_a", "vm_b", "vm_d"):
                 out.append(
                     Req(
                         method,
@@ -476,6 +524,7 @@ def router_tree(srv: Any, w: dict[str, Any], app_routes: list[tuple[str, str]]) 
                         rule,
                         subject,
                         via="portal",
+                        filtered=True,
                     )
                 )
         elif canonical == "/ovirt-engine/portal/static/{name}":
@@ -496,7 +545,10 @@ def router_tree(srv: Any, w: dict[str, Any], app_routes: list[tuple[str, str]]) 
             out.append(Req(method, canonical, "stream", via="portal"))
         else:
             logout = canonical == "/ovirt-engine/logout"
-            out.append(Req(method, canonical, rule, via="portal", logout=logout))
+            vm_portal = canonical.startswith("/ovirt-engine/web-ui/")
+            out.append(
+                Req(method, canonical, rule, via="portal", logout=logout, filtered=vm_portal)
+            )
     return out
 
 
@@ -526,21 +578,22 @@ def judge(req: Req, who: str, status: int, headers: dict[str, str]) -> str | Non
     if status == 401:
         return "a logged-in user got 401"
     admin = who == "admin"
-    if req.cls in ("admin_read", "admin_page"):
-        if req.method not in ("GET", "HEAD") and req.cls == "admin_read":
+    if req.cls == "admin_read":
+        if req.method not in ("GET", "HEAD"):
             return None if status == 405 else "expected 405 (GET only)"
-        if not admin:
-            return None if status == 403 else "an administrators' route must be 403"
-        if req.subject is not None and req.subject in SEES["admin"]:
-            return None if status == 200 else "the superuser must see it"
-        return None if status in (200, 404) else "expected 200 (or 404 for nobody's id)"
-    if req.cls in ("read", "page", "stream"):
-        if req.subject is not None and req.subject in HIDDEN[who]:
+        if who not in SUPER:
+            return None if status == 403 else "a superusers' route must be 403"
+        return None if status == 200 else "expected 200"
+    if req.cls == "admin_page" and who not in ADMINISTRATIVE:
+        return None if status == 403 else "an administrators' page must be 403"
+    sees, hidden = (FILTERED_SEES, FILTERED_HIDDEN) if req.filtered else (SEES, HIDDEN)
+    if req.cls in ("read", "page", "stream", "admin_page"):
+        if req.subject is not None and req.subject in hidden[who]:
             return None if status == 404 else "what the user may not see must be 404"
         if (
             req.subject is not None
-            and req.subject in SEES[who]
-            and (req.parent is None or req.parent in SEES[who])
+            and req.subject in sees[who]
+            and (req.parent is None or req.parent in sees[who])
         ):
             want = 405 if req.action is not None else 200
             return None if status == want else f"expected {want}"
@@ -561,6 +614,8 @@ def judge(req: Req, who: str, status: int, headers: dict[str, str]) -> str | Non
     )
     if granted:
         return "UserRole's own operation refused" if status == 403 else None
+    if who == "carol" and req.subject not in OUTSIDE:
+        return None  # what ClusterAdmin may do in its cluster: no rule but the above
     return None if status in REFUSED else f"an unprivileged write must be refused {sorted(REFUSED)}"
 
 
@@ -571,16 +626,17 @@ def leaks(w: dict[str, Any], who: str, req: Req, body: bytes) -> list[str]:
         return []
     text = body.decode(errors="replace")
     found = []
-    for key in HIDDEN[who]:
+    for key in (FILTERED_HIDDEN if req.filtered else HIDDEN)[who]:
         for s in w["secret"].get(key, ()):
             if s and s in text and s not in req.path:
                 found.append(f"{key}:{s}")
     return found
 
 
-def _order(reqs: list[Req]) -> list[tuple[Req, str]]:
+def _order(reqs: list[Req], perm_carol: str) -> list[tuple[Req, str]]:
     """Every GET first (nothing has changed yet), then the writes of the unprivileged, then
-    the superuser's: additions and actions and updates, removals last."""
+    the ClusterAdmin's and the superuser's: additions and actions and updates, removals
+    last."""
     reads = [(r, who) for r in reqs if r.method in ("GET", "HEAD") for who in CALLERS]
     writes = [r for r in reqs if r.method not in ("GET", "HEAD")]
     weak = [(r, who) for who in ("anonymous", "nop", "alice") for r in writes]
@@ -590,26 +646,30 @@ def _order(reqs: list[Req]) -> list[tuple[Req, str]]:
         (r, who)
         for r in reqs
         if r.method == "GET" and "event" in r.path
-        for who in ("nop", "alice")
+        for who in ("nop", "alice", "carol")
     ]
-    strong = [(r, "admin") for r in writes if r.method != "DELETE"]
-    # Removals deepest first, so a sub-item goes before its parent.
-    gone = sorted((r for r in writes if r.method == "DELETE"), key=lambda r: -r.path.count("/"))
-    ordered = reads + weak + strong + [(r, "admin") for r in gone]
+    strong = [(r, who) for who in ("carol", "admin") for r in writes if r.method != "DELETE"]
+    # Removals deepest first, so a sub-item goes before its parent; permissions last (a
+    # ClusterAdmin removing its own cannot go on).
+    gone = sorted(
+        (r for r in writes if r.method == "DELETE"),
+        key=lambda r: ("/permissions" in r.path, perm_carol in r.path, -r.path.count("/")),
+    )
+    ordered = reads + weak + strong + [(r, who) for who in ("carol", "admin") for r in gone]
     # Logging out ends the caller's every session: those go last of all.
     return [c for c in ordered if not c[0].logout] + [c for c in ordered if c[0].logout]
 
 
 def test_the_api_root_counts_only_what_the_caller_sees(server, world):
     """Runs before the matrix, whose superuser removes things at its end."""
-    for who, vms in (("nop", 1), ("alice", 1), ("admin", 3)):
+    for who, vms in (("nop", 1), ("alice", 1), ("carol", 4), ("admin", 4)):
         status, _, body = _request(server, "GET", API, token=world["tokens"][who])
         assert status == 200, body
         summary = json.loads(body)["summary"]
         assert summary["vms"]["total"] == vms, (who, summary)
         users = summary["users"]
         assert users["active"] <= users["total"], (who, users)  # no count of the unseen
-    assert users == {"total": 4, "active": 4}  # admin, alice, nop, pmother
+    assert users == {"total": 5, "active": 5}  # admin, alice, nop, carol, pmother
 
 
 def test_every_route_for_every_caller_is_as_the_policy_says(server, world):
@@ -634,7 +694,7 @@ def test_every_route_for_every_caller_is_as_the_policy_says(server, world):
     count = 0
     every_secret = {x for strings in world["secret"].values() for x in strings}
     seen_by_admin: set[str] = set()
-    for req, who in _order(reqs):
+    for req, who in _order(reqs, world["ids"]["perm_carol"]):
         token = tokens.get(who)
         headers = {"Last-Event-ID": "0"} if req.via == "portal" and req.cls == "stream" else {}
         status, hdrs, body = _request(
