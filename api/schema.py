@@ -220,21 +220,19 @@ def parse_id(v: Any, field: str = "id") -> UUID:
         raise bad_request(f"Invalid id '{v}' of '{field}'.", field) from None
 
 
-NOOP = None  # the command of an action that succeeds without one
-
-
 class Input:
-    """Which command a request (body, path ids, query) becomes: ``command`` (a class, or
-    ``NOOP``), ``fields`` (command field -> reader), ``id_field`` (gets the object's id
-    from the path), ``parent_field`` (the parent's id, in sub-collections),
-    ``item_field`` (the sub-collection item's id), ``query`` (command field -> query
-    parameter, ``force``...), ``result`` (how the command's value is shown in the
-    <action>), ``choose`` (another Input for some bodies, e.g. a disk given inline).
+    """Which command a request (body, path ids, query) becomes: ``command`` (a class;
+    an action that made no command would be hollow, so there is none), ``fields``
+    (command field -> reader), ``id_field`` (gets the object's id from the path),
+    ``parent_field`` (the parent's id, in sub-collections), ``item_field`` (the
+    sub-collection item's id), ``query`` (command field -> query parameter, ``force``...),
+    ``result`` (how the command's value is shown in the <action>), ``choose`` (another
+    Input for some bodies, e.g. a disk given inline).
     ``api.resources.build`` interprets it."""
 
     def __init__(
         self,
-        command: type[Command] | None,
+        command: type[Command],
         fields: dict[str, Reader] | None = None,
         *,
         id_field: str | None = None,

@@ -42,7 +42,7 @@ from api.http import (
 from api.portal import routes as portal_routes
 from api.reads import AS_OF_TIMEOUT, AsOf, EngineReads
 from api.resources import build, search_values
-from api.schema import NOOP, Input, Resource, Sub
+from api.schema import Input, Resource, Sub
 from api.search import compile_search
 from api.sso import Authenticator, LoginRefused
 from commands.messages import Command
@@ -410,17 +410,16 @@ class Api:
         body = await self.read_body(request, env, "action")
         result = None
         try:
-            if inp.command is not NOOP:  # else an action that succeeds without a command
-                cmd = build(
-                    inp,
-                    body,
-                    env,
-                    obj_id=obj_id,
-                    parent_id=parent_id,
-                    item_id=item_id,
-                    query=env.query,
-                )
-                result = await self.run(cmd)
+            cmd = build(
+                inp,
+                body,
+                env,
+                obj_id=obj_id,
+                parent_id=parent_id,
+                item_id=item_id,
+                query=env.query,
+            )
+            result = await self.run(cmd)
         except ApiError as e:
             return fault_response(env.fmt, e, action=True)
         out: dict[str, Any] = {}
