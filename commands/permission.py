@@ -107,12 +107,13 @@ def _add_permission(tx: Tx, c: AddPermission) -> UUID:
         object_kind=c.object_kind,
         object_id=c.object_id,
         id=c.id,
+        by=c.actor_id,
     )
 
 
 @handles(RemovePermission)
 def _remove_permission(tx: Tx, c: RemovePermission) -> None:
-    access_rules.remove_permission(tx, c.permission_id)
+    access_rules.remove_permission(tx, c.permission_id, by=c.actor_id)
 
 
 @handles(RecordPermissionDenied)

@@ -194,11 +194,20 @@ def add_permission(
     object_id: UUID | None = None,
     id: UUID | None = None,
     check_object: bool = True,
+    by: UUID | None = None,
 ) -> UUID:
-    """Gives a role to a user or a group on an object (``object_kind="system"``: everything)."""
+    """Gives a role to a user or a group on an object (``object_kind="system"``: everything).
+    ``by``: the user asking (None: the Manager itself); an administrative role only from a
+    SuperUser of the whole system, as oVirt (else any holder of a VM's permissions could
+    make itself an administrator, who sees everything)."""
     if (user_id is None) == (group_id is None):
         raise DomainError("Cannot add Permission. Give either a user or a group.", field="user")
     role = tx.engine.get(Role, role_id, field="role")
+    if role.administrative and by is not None and not _system_superuser(tx.engine, by):
+        raise Forbidden(
+            "Cannot add Permission. Only a SuperUser of the whole system may give an "
+            "administrative role."
+        )
     if user_id is not None:
         tx.engine.get(User, user_id, field="user")
     if group_id is not None:
@@ -242,8 +251,25 @@ def _is_last_admin_superuser(engine: Engine, perm: Permission) -> bool:
     return not others
 
 
-def remove_permission(tx: Tx, perm_id: UUID) -> None:
+def _system_superuser(engine: Engine, user_id: UUID) -> bool:
+    """Whether the user holds SuperUser on the system object (directly or by a group)."""
+    return any(
+        p.role_id == SUPER_USER_ROLE_ID and p.object_id is None
+        for p in permissions_of(engine, user_id)
+    )
+
+
+def remove_permission(tx: Tx, perm_id: UUID, by: UUID | None = None) -> None:
+    """``by`` as for ``add_permission``: an administrative role's permission is taken away
+    only by a SuperUser of the whole system."""
     perm = tx.engine.get(Permission, perm_id)
+    role = tx.engine.find(Role, perm.role_id)
+    administrative = role is not None and role.administrative
+    if administrative and by is not None and not _system_superuser(tx.engine, by):
+        raise Forbidden(
+            "Cannot remove Permission. Only a SuperUser of the whole system may take away "
+            "an administrative role."
+        )
     if _is_last_admin_superuser(tx.engine, perm):
         raise DomainError(
             "Cannot remove Permission. The last SuperUser permission of admin@internal "

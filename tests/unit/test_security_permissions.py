@@ -430,3 +430,44 @@ def test_an_undone_batch_leaves_no_stale_grant(site: Site) -> None:
     e.restore(pid, None, None)  # the commit failed: undo
     assert not site.may(site.alice, "delete_vm", "vm", site.vm1)
     assert visible_object_ids(e, site.alice, "vm") == set()
+
+
+def test_only_a_system_superuser_gives_or_takes_an_administrative_role(site: Site) -> None:
+    # alice administers cluster c1: she may not make bob (or herself) an administrator,
+    # who would see everything, nor take such a role away; a UserRole she may give.
+    site.grant("ClusterAdmin", site.alice, "cluster", site.c1)
+    with pytest.raises(Forbidden, match="Only a SuperUser of the whole system"):
+        site.w.run(
+            AddPermission(
+                role_id=ROLE["ClusterAdmin"],
+                object_kind="cluster",
+                object_id=site.c1,
+                user_id=site.bob,
+                actor_id=site.alice,
+            )
+        )
+    assert not site.may(site.bob, "edit_cluster_configuration", "cluster", site.c1)
+    site.w.run(
+        AddPermission(
+            role_id=ROLE["UserRole"],
+            object_kind="vm",
+            object_id=site.vm1,
+            user_id=site.bob,
+            actor_id=site.alice,
+        )
+    )
+    theirs = site.grant("ClusterAdmin", site.bob, "cluster", site.c1)  # by the Manager
+    with pytest.raises(Forbidden, match="Only a SuperUser of the whole system"):
+        site.w.run(RemovePermission(permission_id=theirs, actor_id=site.alice))
+    # the system's SuperUser may do both
+    site.w.run(RemovePermission(permission_id=theirs, actor_id=site.admin))
+    site.w.run(
+        AddPermission(
+            role_id=ROLE["ClusterAdmin"],
+            object_kind="cluster",
+            object_id=site.c1,
+            user_id=site.bob,
+            actor_id=site.admin,
+        )
+    )
+    assert site.may(site.bob, "edit_cluster_configuration", "cluster", site.c1)
